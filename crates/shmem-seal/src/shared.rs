@@ -1,0 +1,368 @@
+//! Mappings the peer may write while we use them: [`SharedMemory`]
+//! (read-write) and [`ReadOnlyMemory`] (we only read, someone else writes).
+//!
+//! Neither hands out a Rust reference to the mapped bytes: the peer can
+//! change them at any moment, which a `&[u8]` or `&mut [u8]` would promise
+//! cannot happen. Access goes through raw pointers or the bounds-checked
+//! volatile copies [`read_at`](SharedMemory::read_at) and
+//! [`write_at`](SharedMemory::write_at).
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+
+use memmap2::{MmapOptions, MmapRaw};
+use rustix::fs::{fcntl_get_seals, fcntl_getfl, OFlags, SealFlags};
+
+use crate::check::check_received;
+use crate::create::huge_error;
+use crate::error::Error;
+use crate::MemfdBuilder;
+
+/// Checks that `offset..offset + len` lies within `size`.
+fn bounds(offset: usize, len: usize, size: usize) -> Result<(), Error> {
+    match offset.checked_add(len) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(Error::OutOfBounds { offset, len, size }),
+    }
+}
+
+/// Copies `dst.len()` bytes out of shared memory, one volatile load each:
+/// the peer may be writing them right now, so the compiler must neither
+/// assume they are stable nor merge or repeat the loads.
+///
+/// # Safety
+///
+/// `src` must be valid for reads of `dst.len()` bytes.
+unsafe fn copy_out(src: *const u8, dst: &mut [u8]) {
+    for (i, d) in dst.iter_mut().enumerate() {
+        // SAFETY: `i < dst.len()`, and the caller promises `src` is valid
+        // for that many bytes; a `u8` has no alignment requirement.
+        *d = unsafe { src.add(i).read_volatile() };
+    }
+}
+
+/// Copies `src` into shared memory, one volatile store per byte.
+///
+/// # Safety
+///
+/// `dst` must be valid for writes of `src.len()` bytes.
+unsafe fn copy_in(src: &[u8], dst: *mut u8) {
+    for (i, s) in src.iter().enumerate() {
+        // SAFETY: `i < src.len()`, and the caller promises `dst` is valid
+        // for writes of that many bytes.
+        unsafe { dst.add(i).write_volatile(*s) };
+    }
+}
+
+/// A read-write shared mapping of a sealed memfd.
+///
+/// Made by [`SharedMemory::create`] or [`MemfdBuilder`] on the side that
+/// creates the memory, or by [`SharedMemory::open`] on the side that
+/// received the descriptor. Both sides may write at any time, so the memory
+/// is reached only through [`as_ptr`](Self::as_ptr) or the volatile copies
+/// [`read_at`](Self::read_at) and [`write_at`](Self::write_at), never
+/// through a Rust reference.
+///
+/// The descriptor stays open for the life of this value (send it with
+/// [`AsFd`]); the mapping is removed on drop.
+///
+/// ```
+/// use shmem_seal::SharedMemory;
+/// use std::os::fd::AsFd;
+///
+/// let mine = SharedMemory::create("ring", 4096)?;
+/// mine.write_at(100, b"hello")?;
+///
+/// // The peer receives a duplicate of the descriptor (over a Unix socket
+/// // with SCM_RIGHTS, in real life) and maps it after validation.
+/// let received = mine.as_fd().try_clone_to_owned().unwrap();
+/// let theirs = SharedMemory::open(received, 4096)?;
+/// let mut buf = [0u8; 5];
+/// theirs.read_at(100, &mut buf)?;
+/// assert_eq!(&buf, b"hello");
+/// # Ok::<(), shmem_seal::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct SharedMemory {
+    /// Invariant: a `MAP_SHARED` read-write mapping of `fd` from offset 0,
+    /// `map.len() >= len` bytes long; the file is at least `map.len()`
+    /// bytes and carries `F_SEAL_SHRINK`, so no access within the mapping
+    /// can raise `SIGBUS`.
+    map: MmapRaw,
+    /// The usable length: what the creator asked for (rounded up to the
+    /// huge page size), or what the receiver expected.
+    len: usize,
+    huge_page: Option<u64>,
+    fd: OwnedFd,
+}
+
+impl SharedMemory {
+    /// Creates a `len`-byte memfd named `name` with the default seals
+    /// (shrink, grow, seal) and maps it; shorthand for
+    /// `MemfdBuilder::new(name).create(len)`.
+    ///
+    /// ```
+    /// use rustix::fs::SealFlags;
+    /// use shmem_seal::SharedMemory;
+    ///
+    /// let mem = SharedMemory::create("ring", 1 << 20)?;
+    /// assert_eq!(mem.len(), 1 << 20);
+    /// assert!(mem.seals()?.contains(SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL));
+    /// # Ok::<(), shmem_seal::Error>(())
+    /// ```
+    pub fn create(name: &str, len: usize) -> Result<SharedMemory, Error> {
+        MemfdBuilder::new(name).create(len)
+    }
+
+    /// Starts a [`MemfdBuilder`] to choose seals, huge pages and mlock.
+    pub fn builder(name: &str) -> MemfdBuilder {
+        MemfdBuilder::new(name)
+    }
+
+    /// Maps a fresh, unshared memfd of `len` bytes (already sized).
+    pub(crate) fn map_new(
+        fd: OwnedFd,
+        len: usize,
+        huge_page: Option<u64>,
+    ) -> Result<SharedMemory, Error> {
+        let map = MmapOptions::new()
+            .len(len)
+            .map_raw(&fd)
+            .map_err(|e| match huge_page {
+                // hugetlbfs reserves the pages at mmap time: ENOMEM means
+                // none are left.
+                Some(_) => huge_error(None, huge_page, e),
+                None => Error::Map { len, source: e },
+            })?;
+        Ok(SharedMemory {
+            map,
+            len,
+            huge_page,
+            fd,
+        })
+    }
+
+    /// Validates a memfd received from a peer and maps `len` bytes of it
+    /// read-write.
+    ///
+    /// In this order, and refusing with its own error at each step:
+    ///
+    /// 1. it must be a memfd ([`Error::NotMemfd`]);
+    /// 2. it must carry `F_SEAL_SHRINK`; if the peer left it out we add it,
+    ///    and if that is impossible we refuse ([`Error::CannotSeal`]);
+    /// 3. only then is its size read: below `len`, [`Error::TooSmall`]
+    ///    (nothing is mapped, so a small file cannot raise `SIGBUS`);
+    /// 4. it must not be sealed against writing
+    ///    ([`Error::SealedAgainstWriting`]) and the descriptor must be
+    ///    writable ([`Error::NotWritable`]);
+    /// 5. exactly `len` bytes are mapped (rounded up to whole huge pages
+    ///    for a hugetlb memfd), whatever the file's size.
+    ///
+    /// The peer may have left out `F_SEAL_GROW`: growing the file is
+    /// harmless to us, since our mapping length is our own.
+    pub fn open(fd: OwnedFd, len: usize) -> Result<SharedMemory, Error> {
+        let checked = check_received(fd, len, SealFlags::empty())?;
+        let write_seals = SealFlags::WRITE | SealFlags::FUTURE_WRITE;
+        if checked.seals.intersects(write_seals) {
+            return Err(Error::SealedAgainstWriting {
+                seals: checked.seals,
+            });
+        }
+        let mode = fcntl_getfl(&checked.fd).map_err(Error::syscall("fcntl(F_GETFL)"))?;
+        if mode & OFlags::RWMODE != OFlags::RDWR {
+            return Err(Error::NotWritable);
+        }
+        let map = MmapOptions::new()
+            .len(checked.map_len)
+            .map_raw(&checked.fd)
+            .map_err(|source| Error::Map {
+                len: checked.map_len,
+                source,
+            })?;
+        Ok(SharedMemory {
+            map,
+            len,
+            huge_page: checked.huge_page,
+            fd: checked.fd,
+        })
+    }
+
+    /// The start of the mapping, valid for reads and writes of
+    /// [`len`](Self::len) bytes for as long as `self` lives.
+    ///
+    /// The peer can write any byte at any time. Read and write through
+    /// this pointer only with volatile or atomic accesses, load a value
+    /// once and validate the local copy, and never make a `&`/`&mut`
+    /// reference to the bytes.
+    pub fn as_ptr(&self) -> NonNull<u8> {
+        // `MmapRaw` never holds a null pointer: memmap2 maps at least one
+        // byte and reports a failed mmap as an error.
+        NonNull::new(self.map.as_mut_ptr()).expect("mmap never returns null")
+    }
+
+    /// The usable length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always `false`: an empty mapping cannot be made. Present because
+    /// there is a [`len`](Self::len).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The seals on the memfd now.
+    pub fn seals(&self) -> Result<SealFlags, Error> {
+        fcntl_get_seals(&self.fd).map_err(Error::syscall("fcntl(F_GET_SEALS)"))
+    }
+
+    /// The huge page size in bytes, for a hugetlb memfd.
+    pub fn huge_page_size(&self) -> Option<u64> {
+        self.huge_page
+    }
+
+    /// Locks the whole mapping in RAM (`mlock`), faulting every page in.
+    ///
+    /// ```
+    /// let mem = shmem_seal::SharedMemory::create("locked", 4096)?;
+    /// mem.lock()?;
+    /// # Ok::<(), shmem_seal::Error>(())
+    /// ```
+    pub fn lock(&self) -> Result<(), Error> {
+        self.map.lock().map_err(|source| Error::Lock {
+            len: self.map.len(),
+            source,
+        })
+    }
+
+    /// Copies `buf.len()` bytes starting at `offset` out of the mapping,
+    /// with volatile loads. What arrives is whatever the peer last wrote:
+    /// validate it.
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
+        bounds(offset, buf.len(), self.len)?;
+        // SAFETY: the range is within `len` (checked above), and the type
+        // invariant makes every byte of the first `len` readable.
+        unsafe { copy_out(self.map.as_ptr().add(offset), buf) };
+        Ok(())
+    }
+
+    /// Copies `data` into the mapping at `offset`, with volatile stores.
+    pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<(), Error> {
+        bounds(offset, data.len(), self.len)?;
+        // SAFETY: the range is within `len` (checked above), and the
+        // mapping is read-write for its whole length (type invariant).
+        unsafe { copy_in(data, self.map.as_mut_ptr().add(offset)) };
+        Ok(())
+    }
+}
+
+impl AsFd for SharedMemory {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// A read-only shared mapping of a memfd that someone else may still
+/// write, typically one its creator sealed with `F_SEAL_FUTURE_WRITE`
+/// (see [`MemfdBuilder::read_only_for_peers`]).
+///
+/// The content can change under us, so, as with [`SharedMemory`], there is
+/// no `&[u8]`: read through [`as_ptr`](Self::as_ptr) with volatile or
+/// atomic loads, or with [`read_at`](Self::read_at). For memory that can
+/// never change, and so can be a `&[u8]`, see
+/// [`SealedBlob`](crate::SealedBlob).
+///
+/// ```
+/// use shmem_seal::{ReadOnlyMemory, SharedMemory};
+/// use std::os::fd::AsFd;
+///
+/// let writer = SharedMemory::create("feed", 4096)?;
+/// writer.write_at(0, &[42])?;
+/// let reader = ReadOnlyMemory::open(writer.as_fd().try_clone_to_owned().unwrap(), 4096)?;
+/// let mut b = [0u8];
+/// reader.read_at(0, &mut b)?;
+/// assert_eq!(b, [42]);
+/// # Ok::<(), shmem_seal::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct ReadOnlyMemory {
+    /// Invariant: a `MAP_SHARED` `PROT_READ` mapping of `fd` from offset 0,
+    /// `map.len() >= len` bytes; the file is at least `map.len()` bytes and
+    /// carries `F_SEAL_SHRINK`.
+    map: MmapRaw,
+    len: usize,
+    fd: OwnedFd,
+}
+
+impl ReadOnlyMemory {
+    /// Validates a memfd received from a peer and maps `len` bytes of it
+    /// read-only.
+    ///
+    /// The same checks, in the same order, as [`SharedMemory::open`]
+    /// (memfd, `F_SEAL_SHRINK` added if missing, then size), except that
+    /// write seals and a read-only descriptor are fine here.
+    pub fn open(fd: OwnedFd, len: usize) -> Result<ReadOnlyMemory, Error> {
+        let checked = check_received(fd, len, SealFlags::empty())?;
+        let map = MmapOptions::new()
+            .len(checked.map_len)
+            .map_raw_read_only(&checked.fd)
+            .map_err(|source| Error::Map {
+                len: checked.map_len,
+                source,
+            })?;
+        Ok(ReadOnlyMemory {
+            map,
+            len,
+            fd: checked.fd,
+        })
+    }
+
+    /// The start of the mapping, valid for reads (only) of
+    /// [`len`](Self::len) bytes for as long as `self` lives. Writing
+    /// through it raises `SIGSEGV`.
+    ///
+    /// The bytes may change at any time: read them with volatile or atomic
+    /// loads, once, and validate the local copy.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.map.as_ptr()
+    }
+
+    /// The usable length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always `false`: an empty mapping cannot be made.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The seals on the memfd now.
+    pub fn seals(&self) -> Result<SealFlags, Error> {
+        fcntl_get_seals(&self.fd).map_err(Error::syscall("fcntl(F_GET_SEALS)"))
+    }
+
+    /// Locks the whole mapping in RAM (`mlock`).
+    pub fn lock(&self) -> Result<(), Error> {
+        self.map.lock().map_err(|source| Error::Lock {
+            len: self.map.len(),
+            source,
+        })
+    }
+
+    /// Copies `buf.len()` bytes starting at `offset` out of the mapping,
+    /// with volatile loads.
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
+        bounds(offset, buf.len(), self.len)?;
+        // SAFETY: the range is within `len` (checked above), and the type
+        // invariant makes every byte of the first `len` readable.
+        unsafe { copy_out(self.map.as_ptr().add(offset), buf) };
+        Ok(())
+    }
+}
+
+impl AsFd for ReadOnlyMemory {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
