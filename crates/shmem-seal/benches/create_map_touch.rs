@@ -8,7 +8,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 use shmem_seal::MemfdBuilder;
 
 const PAGE: usize = 4096;
@@ -31,6 +33,9 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("create_map_touch");
     group
         .sample_size(10)
+        // Flat sampling: the 64 MiB case takes ~50 ms an iteration, too
+        // long for criterion's linear ramp in a short run.
+        .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(2));
     for (label, len) in [("4KiB", 4 << 10), ("1MiB", 1 << 20), ("64MiB", 64 << 20)] {

@@ -286,6 +286,15 @@ impl MemfdBuilder {
     /// Fails at `create` with [`Error::HugePagesUnavailable`] when the
     /// kernel has none to give.
     ///
+    /// A risk that tmpfs memory does not have: a peer holding the
+    /// descriptor can punch a hole in a hugetlb memfd (`fallocate`), and if
+    /// the huge page pool is empty when we next touch the hole, we get
+    /// `SIGBUS` (`mlock` does not prevent it). Sealing with
+    /// `F_SEAL_FUTURE_WRITE` ([`read_only_for_peers`](Self::read_only_for_peers))
+    /// forbids hole punching, so a hugetlb memory that peers only read is
+    /// safe. For the same reason [`SharedMemory::open`] refuses hugetlb
+    /// memfds unless asked with [`SharedMemory::open_allowing_hugetlb`].
+    ///
     /// ```
     /// use shmem_seal::{Error, HugePageSize, MemfdBuilder};
     ///

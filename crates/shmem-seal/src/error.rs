@@ -124,6 +124,15 @@ pub enum Error {
         /// The seals present on the memfd.
         seals: SealFlags,
     },
+    /// The peer sent a hugetlb memfd that is not sealed against writing,
+    /// to an opener that does not accept that risk: anyone holding the
+    /// descriptor can punch a hole in it (`fallocate`), and if the huge
+    /// page pool is empty when we next touch that hole, the kernel raises
+    /// `SIGBUS`. See [`SharedMemory::open_allowing_hugetlb`](crate::SharedMemory::open_allowing_hugetlb).
+    HugetlbRefused {
+        /// The memfd's huge page size, in bytes.
+        page_size: u64,
+    },
     /// The peer sent a descriptor opened without write access where a
     /// writable one was expected.
     NotWritable,
@@ -181,6 +190,7 @@ impl Error {
             | Error::WriteSealBusy { .. }
             | Error::TooSmall { .. }
             | Error::SealedAgainstWriting { .. }
+            | Error::HugetlbRefused { .. }
             | Error::NotWritable => Culprit::Peer,
             Error::HugePagesUnavailable { .. }
             | Error::Lock { .. }
@@ -268,6 +278,12 @@ impl fmt::Display for Error {
                 f,
                 "peer sent a memfd sealed against writing ({seals:?}) where a writable \
                  one was expected"
+            ),
+            Error::HugetlbRefused { page_size } => write!(
+                f,
+                "peer sent a hugetlb memfd ({page_size}-byte pages) not sealed against \
+                 writing: a hole it punches could raise SIGBUS when the huge page pool \
+                 is empty"
             ),
             Error::NotWritable => f.write_str(
                 "peer sent a descriptor without write access where a writable one was expected",

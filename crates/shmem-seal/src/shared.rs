@@ -160,8 +160,34 @@ impl SharedMemory {
     ///
     /// The peer may have left out `F_SEAL_GROW`: growing the file is
     /// harmless to us, since our mapping length is our own.
+    ///
+    /// A hugetlb memfd is refused ([`Error::HugetlbRefused`]): a peer can
+    /// punch a hole in it, and touching the hole when the huge page pool is
+    /// empty raises `SIGBUS`. [`open_allowing_hugetlb`](Self::open_allowing_hugetlb)
+    /// accepts that risk. (A tmpfs memfd has no such failure: a page
+    /// faulted back into a hole comes from ordinary memory.)
     pub fn open(fd: OwnedFd, len: usize) -> Result<SharedMemory, Error> {
+        Self::open_inner(fd, len, false)
+    }
+
+    /// Like [`open`](Self::open), but also accepts a hugetlb memfd, mapped
+    /// for `len` rounded up to whole huge pages.
+    ///
+    /// The risk accepted: the peer (or anyone it gave the descriptor to)
+    /// can punch a hole with `fallocate(FALLOC_FL_PUNCH_HOLE)`, which a
+    /// writable memfd cannot be sealed against; if the system's huge page
+    /// pool is empty when we next touch that hole, we get `SIGBUS`. Use it
+    /// only where huge pages are reserved with room to spare, or the peer
+    /// is trusted not to do that.
+    pub fn open_allowing_hugetlb(fd: OwnedFd, len: usize) -> Result<SharedMemory, Error> {
+        Self::open_inner(fd, len, true)
+    }
+
+    fn open_inner(fd: OwnedFd, len: usize, allow_hugetlb: bool) -> Result<SharedMemory, Error> {
         let checked = check_received(fd, len, SealFlags::empty())?;
+        if let (Some(page_size), false) = (checked.huge_page, allow_hugetlb) {
+            return Err(Error::HugetlbRefused { page_size });
+        }
         let write_seals = SealFlags::WRITE | SealFlags::FUTURE_WRITE;
         if checked.seals.intersects(write_seals) {
             return Err(Error::SealedAgainstWriting {
@@ -300,9 +326,19 @@ impl ReadOnlyMemory {
     ///
     /// The same checks, in the same order, as [`SharedMemory::open`]
     /// (memfd, `F_SEAL_SHRINK` added if missing, then size), except that
-    /// write seals and a read-only descriptor are fine here.
+    /// write seals and a read-only descriptor are fine here. A hugetlb
+    /// memfd is accepted only if it is sealed against writing
+    /// (`F_SEAL_WRITE` or `F_SEAL_FUTURE_WRITE`), which also forbids hole
+    /// punching; otherwise it is [`Error::HugetlbRefused`] (see
+    /// [`SharedMemory::open`] for why).
     pub fn open(fd: OwnedFd, len: usize) -> Result<ReadOnlyMemory, Error> {
         let checked = check_received(fd, len, SealFlags::empty())?;
+        let write_seals = SealFlags::WRITE | SealFlags::FUTURE_WRITE;
+        if let Some(page_size) = checked.huge_page {
+            if !checked.seals.intersects(write_seals) {
+                return Err(Error::HugetlbRefused { page_size });
+            }
+        }
         let map = MmapOptions::new()
             .len(checked.map_len)
             .map_raw_read_only(&checked.fd)

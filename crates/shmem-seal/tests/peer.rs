@@ -663,7 +663,16 @@ fn hugetlb_works_or_fails_clearly_when_no_huge_pages() {
         "hugetlb",
     );
     let fd = peer.recv(1).remove(0);
-    let mem = SharedMemory::open(fd, PAGE).expect("open hugetlb memfd");
+    // Not sealed against writing, so holes can be punched in it: refused
+    // unless the caller accepts the risk.
+    for e in [
+        SharedMemory::open(fd.try_clone().unwrap(), PAGE).unwrap_err(),
+        ReadOnlyMemory::open(fd.try_clone().unwrap(), PAGE).unwrap_err(),
+    ] {
+        assert!(matches!(e, Error::HugetlbRefused { .. }), "{e:?}");
+    }
+    let mem = SharedMemory::open_allowing_hugetlb(fd, PAGE).expect("open hugetlb memfd");
+    assert_eq!(mem.len(), PAGE);
     let page = mem.huge_page_size().expect("seen as hugetlb") as usize;
     assert!(page > PAGE);
     let mut buf = vec![0u8; PAGE];
