@@ -65,6 +65,13 @@
 //!   `ftruncate` succeed and `mmap` fails with `ENOMEM`; a page size with
 //!   no hugetlbfs mount fails `memfd_create` with `ENODEV`; `ftruncate` to
 //!   a length that is not a whole number of huge pages fails with `EINVAL`.
+//! - A hole punched (`fallocate(FALLOC_FL_PUNCH_HOLE)`) in a hugetlb memfd
+//!   that is sealed only against resizing raises `SIGBUS` in every process
+//!   that touches it while the huge page pool is empty. Hence
+//!   [`SharedMemory::open`] refuses hugetlb memfds unless asked
+//!   ([`SharedMemory::open_allowing_hugetlb`]); write seals forbid hole
+//!   punching, so [`SealedBlob`] and a write-sealed [`ReadOnlyMemory`]
+//!   accept them.
 //!
 //! # References
 //!
