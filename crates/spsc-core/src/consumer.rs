@@ -1,0 +1,281 @@
+//! The consuming half.
+
+use core::marker::PhantomData;
+use core::mem::size_of;
+
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use crate::chunk::ReadChunk;
+use crate::copy;
+use crate::error::{Corruption, Field, PopError, SetupError};
+use crate::layout::KIND_ELEMENTS;
+use crate::producer::checked_shared;
+use crate::region::{RawRegion, Shared};
+use crate::sync::{fence, Ordering};
+use crate::wake::{WaitCheck, WaitWord, Waker};
+
+/// The consuming half of a ring of `T`.
+///
+/// It keeps its read position privately and only *publishes* it. The
+/// producer's write position is loaded once per refresh, validated (it
+/// never moves backwards and never claims more than the capacity), and
+/// cached; the cache is refreshed only when it says the ring is *possibly*
+/// empty.
+///
+/// `Send` but not `Clone`: there is exactly one consumer per ring.
+pub struct Consumer<T> {
+    shared: Shared,
+    /// Our read position, a free-running wrapping counter. Only we change
+    /// it; the shared copy is a publication, never read back.
+    read: u64,
+    /// The producer's write position as last loaded and validated. Always
+    /// `cached_write - read <= capacity` (wrapping). It may be stale: the
+    /// producer may have published more since.
+    cached_write: u64,
+    waker: Waker,
+    wait: WaitWord,
+    /// Set once the peer is caught breaking the protocol; every later call
+    /// returns it.
+    poisoned: Option<Corruption>,
+    _elements: PhantomData<T>,
+}
+
+impl<T> core::fmt::Debug for Consumer<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("capacity", &self.shared.capacity())
+            .field("read", &self.read)
+            .field("cached_write", &self.cached_write)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
+    /// Initialises a fresh ring of `capacity` elements in `region` and
+    /// returns its consumer; the producer then [attaches](crate::Producer::attach).
+    pub fn create(region: RawRegion, capacity: usize) -> Result<Self, SetupError> {
+        let shared = checked_shared::<T>(region, capacity)?;
+        shared.init(KIND_ELEMENTS, size_of::<T>() as u32);
+        Ok(Self::from_positions(shared, 0, 0))
+    }
+
+    /// Attaches to a ring the producer's side created, after checking the
+    /// header against what *we* expect: layout version, kind, our element
+    /// size and `capacity`. The positions are loaded once and must be
+    /// consistent.
+    pub fn attach(region: RawRegion, capacity: usize) -> Result<Self, SetupError> {
+        let shared = checked_shared::<T>(region, capacity)?;
+        shared.validate(KIND_ELEMENTS, size_of::<T>() as u32)?;
+        // Our own published position, read back once at attach time only.
+        let read = shared.read_pos().load(Ordering::Relaxed);
+        let write = shared.write_pos().load(Ordering::Acquire);
+        if write.wrapping_sub(read) > shared.capacity() {
+            return Err(SetupError::Corrupted(Corruption {
+                field: Field::WritePosition,
+                seen: write,
+                min: read,
+                max: read.wrapping_add(shared.capacity()),
+            }));
+        }
+        Ok(Self::from_positions(shared, read, write))
+    }
+
+    fn from_positions(shared: Shared, read: u64, write: u64) -> Self {
+        Self {
+            shared,
+            read,
+            cached_write: write,
+            waker: Waker::default(),
+            wait: WaitWord::default(),
+            poisoned: None,
+            _elements: PhantomData,
+        }
+    }
+
+    /// The capacity in elements.
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity() as usize
+    }
+
+    fn cached_available(&self) -> u64 {
+        self.cached_write.wrapping_sub(self.read)
+    }
+
+    /// Loads the producer's write position once and validates it: it may
+    /// only have moved forward, and never more than a capacity ahead of our
+    /// read position.
+    fn refresh(&mut self) -> Result<u64, Corruption> {
+        if let Some(c) = self.poisoned {
+            return Err(c);
+        }
+        // Acquire: the producer's slot writes happen before our reads.
+        let write = self.shared.write_pos().load(Ordering::Acquire);
+        let ahead = write.wrapping_sub(self.read);
+        if ahead > self.shared.capacity() || ahead < self.cached_available() {
+            let c = Corruption {
+                field: Field::WritePosition,
+                seen: write,
+                min: self.cached_write,
+                max: self.read.wrapping_add(self.shared.capacity()),
+            };
+            self.poisoned = Some(c);
+            return Err(c);
+        }
+        self.cached_write = write;
+        Ok(ahead)
+    }
+
+    /// Filled slots, refreshing the cache only if it says fewer than `want`.
+    #[inline]
+    fn available(&mut self, want: u64) -> Result<u64, Corruption> {
+        if let Some(c) = self.poisoned {
+            return Err(c);
+        }
+        // *Possibly* empty: refresh, then check whether it is *really* empty.
+        let available = self.cached_available();
+        if available >= want {
+            return Ok(available);
+        }
+        self.refresh()
+    }
+
+    /// The number of filled slots now (refreshes the producer's position).
+    pub fn slots(&mut self) -> Result<usize, Corruption> {
+        self.refresh().map(|n| n as usize)
+    }
+
+    /// Pops one element, and releases its slot at once.
+    ///
+    /// ```
+    /// # let (mut tx, mut rx) = spsc_core::__doc_pair!(u8, 2);
+    /// assert_eq!(rx.pop(), Err(spsc_core::PopError::Empty));
+    /// tx.push(42)?;
+    /// assert_eq!(rx.pop()?, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn pop(&mut self) -> Result<T, PopError> {
+        match self.available(1) {
+            Ok(0) => return Err(PopError::Empty),
+            Ok(_) => {}
+            Err(c) => return Err(PopError::Corrupted(c)),
+        }
+        self.shared.track(self.read, 1, false);
+        let slot = self.shared.slot(self.read).cast::<T>();
+        // SAFETY: the slot lies inside the data area (masked index) and is
+        // aligned for `T` (`check_fits`). The volatile read happens exactly
+        // once; whatever bytes the peer left there form a valid `T`
+        // because `T: FromBytes`.
+        let value = unsafe { core::ptr::read_volatile(slot) };
+        self.release(1);
+        Ok(value)
+    }
+
+    /// Copies as many elements as are available into `dst`, releases them,
+    /// and returns how many were popped (0 when empty).
+    pub fn pop_slice(&mut self, dst: &mut [T]) -> Result<usize, Corruption> {
+        let n = (dst.len() as u64).min(self.available(dst.len() as u64)?) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        self.shared.track(self.read, n, false);
+        let (first, first_len, second_len) = self.shared.runs(self.read, n);
+        let bytes = dst[..n].as_mut_bytes();
+        let split = first_len * size_of::<T>();
+        // SAFETY: `runs` returns slot runs inside the data area, filled by
+        // the producer; `bytes` is private and does not overlap them. Any
+        // bytes are a valid `T` (`FromBytes`).
+        unsafe {
+            copy::from_shared(bytes.as_mut_ptr(), first, split);
+            copy::from_shared(
+                bytes.as_mut_ptr().add(split),
+                self.shared.data(),
+                second_len * size_of::<T>(),
+            );
+        }
+        self.release(n);
+        Ok(n)
+    }
+
+    /// Up to `max` filled slots to read in place, as at most two runs; see
+    /// [`ReadChunk`]. Nothing is released until the chunk is released.
+    ///
+    /// ```
+    /// # let (mut tx, mut rx) = spsc_core::__doc_pair!(u64, 8);
+    /// tx.push_slice(&[5, 6, 7])?;
+    /// let chunk = rx.read_chunk(8)?;
+    /// assert_eq!(chunk.len(), 3);
+    /// assert_eq!(chunk.get(2), 7);
+    /// let _wake = chunk.release_all();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_chunk(&mut self, max: usize) -> Result<ReadChunk<'_, T>, Corruption> {
+        let n = (max as u64).min(self.available(max as u64)?) as usize;
+        self.shared.track(self.read, n, false);
+        let (first, first_len, second_len) = self.shared.runs(self.read, n);
+        let data = self.shared.data();
+        Ok(ReadChunk::new(self, first, first_len, data, second_len))
+    }
+
+    /// Whether the producer announced it is waiting for room and has not
+    /// yet been woken for that wait: call after releasing, and if it
+    /// returns `true`, wake the producer. One full fence, no syscall.
+    #[inline]
+    pub fn needs_wake(&mut self) -> bool {
+        self.waker.check(self.shared.producer_wait())
+    }
+
+    /// Announces that we are about to sleep until data arrives, then
+    /// re-checks. See [`Producer::prepare_wait`](crate::Producer::prepare_wait)
+    /// for the protocol; the producer's
+    /// [`needs_wake`](crate::Producer::needs_wake) will report the sleep.
+    pub fn prepare_wait(&mut self) -> Result<WaitCheck, Corruption> {
+        if let Some(c) = self.poisoned {
+            return Err(c);
+        }
+        self.wait.announce(self.shared.consumer_wait());
+        // SeqCst fence between our announcement and our re-check; see the
+        // `wake` module for the argument.
+        fence(Ordering::SeqCst);
+        match self.refresh() {
+            Ok(0) => Ok(WaitCheck::Sleep),
+            Ok(_) => {
+                self.finish_wait();
+                Ok(WaitCheck::Ready)
+            }
+            Err(c) => {
+                self.finish_wait();
+                Err(c)
+            }
+        }
+    }
+
+    /// Withdraws the announcement of [`prepare_wait`](Self::prepare_wait).
+    pub fn finish_wait(&mut self) {
+        self.wait.withdraw(self.shared.consumer_wait());
+    }
+
+    /// The corruption this handle has seen, if any.
+    pub fn corruption(&self) -> Option<Corruption> {
+        self.poisoned
+    }
+}
+
+impl<T> Consumer<T> {
+    /// Releases `n` slots. Release ordering: our reads of them happen
+    /// before the producer's Acquire load sees the new position and
+    /// overwrites them.
+    #[inline]
+    pub(crate) fn release(&mut self, n: usize) {
+        self.read = self.read.wrapping_add(n as u64);
+        self.shared.read_pos().store(self.read, Ordering::Release);
+    }
+
+    /// Releases `n` slots read through a chunk and says whether the
+    /// producer must be woken.
+    pub(crate) fn release_chunk(&mut self, n: usize) -> bool {
+        self.release(n);
+        self.waker.check(self.shared.producer_wait())
+    }
+}

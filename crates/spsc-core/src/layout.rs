@@ -1,0 +1,183 @@
+//! Layout v1 of the shared region. `docs/LAYOUT.md` at the top of the
+//! repository is the normative description; this file must match it, and
+//! the `static_assertions` below pin every offset so it cannot drift.
+//!
+//! All fields are in the native byte order of the machine (both processes
+//! run on one machine); the magic detects a mismatch.
+
+use core::mem::{align_of, size_of};
+
+use crate::error::LayoutError;
+use crate::sync::{AtomicU32, AtomicU64};
+
+/// The first eight bytes of every ring: `"shrdring"` read as a
+/// little-endian `u64`.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"shrdring");
+
+/// The layout version this crate writes and accepts.
+pub const VERSION: u32 = 1;
+
+/// `kind` of a ring of fixed-size elements.
+pub const KIND_ELEMENTS: u32 = 1;
+
+/// Offset of the data area from the start of the region, in bytes.
+pub const DATA_OFFSET: usize = 384;
+
+/// Size of one padded line of the header.
+///
+/// 128 bytes, not 64: Intel's L2 spatial prefetcher fetches cache lines in
+/// aligned pairs, so two hot words 64 bytes apart still bounce between the
+/// producer's and the consumer's cores (crossbeam's `CachePadded` makes the
+/// same choice on x86-64). On aarch64 big cores the line itself is 128 bytes.
+pub const LINE: usize = 128;
+
+/// Capacity of the loom tracking table; loom models use rings at most
+/// this big.
+#[cfg(loom)]
+pub(crate) const LOOM_SLOTS: usize = 4;
+
+/// The header at the start of the region.
+///
+/// Never create a `&Header`: the peer may write any byte of it at any time,
+/// and a shared reference would promise the padding does not change. Fields
+/// are reached through raw pointer projection (see `Shared`), which yields
+/// `&AtomicU64`/`&AtomicU32` only: interior mutability makes those sound.
+#[repr(C, align(128))]
+pub(crate) struct Header {
+    // Line 0: written once by the creator before the peer attaches; read
+    // once by the attaching side, validated, and copied into private memory.
+    pub(crate) magic: AtomicU64,
+    pub(crate) version: AtomicU32,
+    pub(crate) kind: AtomicU32,
+    pub(crate) elem_size: AtomicU32,
+    pub(crate) reserved0: AtomicU32,
+    pub(crate) capacity: AtomicU64,
+    pub(crate) data_offset: AtomicU64,
+    pub(crate) _pad0: [u8; LINE - 40],
+
+    // Line 1: written only by the producer.
+    pub(crate) write_pos: AtomicU64,
+    pub(crate) producer_wait: AtomicU32,
+    pub(crate) _pad1: [u8; LINE - 12],
+
+    // Line 2: written only by the consumer.
+    pub(crate) read_pos: AtomicU64,
+    pub(crate) consumer_wait: AtomicU32,
+    pub(crate) _pad2: [u8; LINE - 12],
+
+    /// Loom only: one tracked cell per slot, so that the model checker
+    /// sees every data access and reports any that is not ordered by the
+    /// protocol (a stale read or an overwrite before a read).
+    #[cfg(loom)]
+    pub(crate) track: [loom::cell::UnsafeCell<()>; LOOM_SLOTS],
+}
+
+#[cfg(not(loom))]
+mod pinned {
+    use super::*;
+    use core::mem::offset_of;
+    use static_assertions::const_assert_eq;
+
+    const_assert_eq!(offset_of!(Header, magic), 0);
+    const_assert_eq!(offset_of!(Header, version), 8);
+    const_assert_eq!(offset_of!(Header, kind), 12);
+    const_assert_eq!(offset_of!(Header, elem_size), 16);
+    const_assert_eq!(offset_of!(Header, reserved0), 20);
+    const_assert_eq!(offset_of!(Header, capacity), 24);
+    const_assert_eq!(offset_of!(Header, data_offset), 32);
+    const_assert_eq!(offset_of!(Header, write_pos), 128);
+    const_assert_eq!(offset_of!(Header, producer_wait), 136);
+    const_assert_eq!(offset_of!(Header, read_pos), 256);
+    const_assert_eq!(offset_of!(Header, consumer_wait), 264);
+    const_assert_eq!(size_of::<Header>(), DATA_OFFSET);
+    const_assert_eq!(align_of::<Header>(), LINE);
+    const_assert_eq!(DATA_OFFSET % LINE, 0);
+}
+
+/// Where the data area starts: the v1 offset, or (under loom, whose
+/// atomics are bigger) just past the header.
+pub(crate) const fn data_offset() -> usize {
+    #[cfg(loom)]
+    {
+        size_of::<Header>().div_ceil(LINE) * LINE
+    }
+    #[cfg(not(loom))]
+    {
+        DATA_OFFSET
+    }
+}
+
+/// The geometry of a ring of fixed-size elements: element size and
+/// capacity, checked, and the region size they need.
+///
+/// ```
+/// let layout = spsc_core::RingLayout::new::<u64>(1024)?;
+/// assert_eq!(layout.capacity(), 1024);
+/// assert_eq!(layout.region_size(), 384 + 1024 * 8);
+/// # Ok::<(), spsc_core::LayoutError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingLayout {
+    elem_size: usize,
+    capacity: usize,
+    region_size: usize,
+}
+
+impl RingLayout {
+    /// Checks the geometry of a ring of `capacity` elements of type `T`.
+    ///
+    /// `capacity` must be a non-zero power of two, so that a position maps
+    /// to a slot with a mask, and positions may wrap around `u64` freely.
+    pub fn new<T>(capacity: usize) -> Result<Self, LayoutError> {
+        let elem_size = size_of::<T>();
+        if elem_size == 0 {
+            return Err(LayoutError::ZeroSizedElement);
+        }
+        if u32::try_from(elem_size).is_err() {
+            return Err(LayoutError::ElementTooLarge { size: elem_size });
+        }
+        if align_of::<T>() > LINE {
+            return Err(LayoutError::AlignmentTooLarge {
+                align: align_of::<T>(),
+            });
+        }
+        if !capacity.is_power_of_two() {
+            return Err(LayoutError::CapacityNotPowerOfTwo { capacity });
+        }
+        let region_size = capacity
+            .checked_mul(elem_size)
+            .and_then(|data| data.checked_add(data_offset()))
+            // Keep every byte offset representable as an `isize`, as
+            // pointer arithmetic requires.
+            .filter(|&total| total <= isize::MAX as usize)
+            .ok_or(LayoutError::TooLarge {
+                capacity,
+                elem_size,
+            })?;
+        Ok(Self {
+            elem_size,
+            capacity,
+            region_size,
+        })
+    }
+
+    /// The capacity in elements.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The size of one element in bytes.
+    pub fn elem_size(&self) -> usize {
+        self.elem_size
+    }
+
+    /// The number of bytes the whole region needs: header plus data.
+    pub fn region_size(&self) -> usize {
+        self.region_size
+    }
+
+    /// The offset of the data area from the start of the region.
+    pub fn data_offset(&self) -> usize {
+        data_offset()
+    }
+}

@@ -1,0 +1,279 @@
+//! The raw region a ring lives in, and private access to its header.
+
+use core::ptr::{addr_of, NonNull};
+
+use crate::layout::{self, Header, RingLayout};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::SetupError;
+
+/// A raw byte region that may be shared with an untrusted peer.
+///
+/// This is the one place where the caller makes a promise; everything built
+/// on it is safe to use, whatever the peer writes into the region.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRegion {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl RawRegion {
+    /// Wraps `len` bytes at `ptr`.
+    ///
+    /// # Safety
+    ///
+    /// For as long as any handle built from this region (or a copy of it)
+    /// exists:
+    /// - `ptr` is valid for reads and writes of `len` bytes;
+    /// - the memory is neither unmapped nor remapped;
+    /// - nothing in this process holds a Rust reference (`&`, `&mut`) into
+    ///   it, except those the `unsafe` trusted APIs of this crate hand out.
+    ///
+    /// Other processes (or threads using their own handles) may read and
+    /// write any byte of it at any time; that is what the crate defends
+    /// against.
+    pub const unsafe fn new(ptr: NonNull<u8>, len: usize) -> Self {
+        Self { ptr, len }
+    }
+
+    /// The start of the region.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The length of the region in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the region is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Checks that the region can hold `layout` for elements aligned to
+    /// `align`.
+    pub(crate) fn check_fits(&self, layout: &RingLayout, align: usize) -> Result<(), SetupError> {
+        // The header's atomics need 8-byte alignment, and every slot sits
+        // at a multiple of the element size from a 128-byte aligned data
+        // offset, so aligning the base to the element's alignment aligns
+        // every slot.
+        let required = align.max(8);
+        let addr = self.ptr.as_ptr() as usize;
+        if addr % required != 0 {
+            return Err(SetupError::Misaligned { addr, required });
+        }
+        if self.len < layout.region_size() {
+            return Err(SetupError::RegionTooSmall {
+                needed: layout.region_size(),
+                len: self.len,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A reference to one atomic field of the header at `$base`.
+///
+/// `addr_of!` projects to the field without an intermediate reference to
+/// the header (whose padding the peer may write).
+macro_rules! field {
+    ($shared:expr, $name:ident) => {{
+        let h = $shared.header();
+        // SAFETY: `check_fits` guaranteed that the region holds a whole
+        // header at a base aligned for its atomics; the fields are atomics,
+        // which tolerate the peer's concurrent writes.
+        unsafe { &*addr_of!((*h).$name) }
+    }};
+}
+
+/// A checked view of a region holding a ring: base pointer plus the
+/// geometry *we* decided on (never the peer's numbers).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    base: NonNull<u8>,
+    data: NonNull<u8>,
+    mask: u64,
+    capacity: u64,
+    elem_size: usize,
+}
+
+// SAFETY: `Shared` is a pointer into a region that the `RawRegion` contract
+// keeps valid; all access through it is atomic or volatile, so moving it to
+// another thread is sound.
+unsafe impl Send for Shared {}
+
+impl Shared {
+    /// Builds the view. The caller has run `check_fits` for `layout`.
+    pub(crate) fn new(region: RawRegion, layout: &RingLayout) -> Self {
+        // SAFETY: `check_fits` guaranteed the region holds the header and
+        // the data area, so the data offset is inside it.
+        let data = unsafe { region.ptr.add(layout.data_offset()) };
+        Self {
+            base: region.ptr,
+            data,
+            mask: layout.capacity() as u64 - 1,
+            capacity: layout.capacity() as u64,
+            elem_size: layout.elem_size(),
+        }
+    }
+
+    fn header(&self) -> *const Header {
+        self.base.as_ptr().cast::<Header>()
+    }
+
+    /// Our capacity (private, never re-read from the header).
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    pub(crate) fn write_pos(&self) -> &AtomicU64 {
+        field!(self, write_pos)
+    }
+
+    pub(crate) fn read_pos(&self) -> &AtomicU64 {
+        field!(self, read_pos)
+    }
+
+    pub(crate) fn producer_wait(&self) -> &AtomicU32 {
+        field!(self, producer_wait)
+    }
+
+    pub(crate) fn consumer_wait(&self) -> &AtomicU32 {
+        field!(self, consumer_wait)
+    }
+
+    /// Pointer to the slot of `pos`, always inside the data area because
+    /// the index is masked with our own capacity.
+    pub(crate) fn slot(&self, pos: u64) -> *mut u8 {
+        let index = (pos & self.mask) as usize;
+        // SAFETY: `index < capacity`, and the data area holds `capacity`
+        // elements of `elem_size` bytes (`check_fits`).
+        unsafe { self.data.as_ptr().add(index * self.elem_size) }
+    }
+
+    /// The slots of `n` positions from `pos`, as at most two contiguous
+    /// runs `(first_pointer, first_len, second_len)`; the second run starts
+    /// at the data area's start.
+    pub(crate) fn runs(&self, pos: u64, n: usize) -> (*mut u8, usize, usize) {
+        let index = (pos & self.mask) as usize;
+        let to_end = self.capacity as usize - index;
+        let first = n.min(to_end);
+        (self.slot(pos), first, n - first)
+    }
+
+    /// Start of the data area.
+    pub(crate) fn data(&self) -> *mut u8 {
+        self.data.as_ptr()
+    }
+
+    /// Writes a fresh header: the creator's job, before the peer attaches.
+    pub(crate) fn init(&self, kind: u32, elem_size: u32) {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: the region holds a header (`check_fits`). Padding is
+            // zeroed with volatile writes; the peer may already map the
+            // region, so we never create a reference to it.
+            unsafe {
+                for i in 0..layout::DATA_OFFSET {
+                    core::ptr::write_volatile(self.base.as_ptr().add(i), 0);
+                }
+            }
+            field!(self, capacity).store(self.capacity, Ordering::Relaxed);
+            field!(self, data_offset).store(layout::DATA_OFFSET as u64, Ordering::Relaxed);
+            field!(self, elem_size).store(elem_size, Ordering::Relaxed);
+            field!(self, kind).store(kind, Ordering::Relaxed);
+            field!(self, version).store(layout::VERSION, Ordering::Relaxed);
+            // Magic last, with Release: a peer that loads the magic with
+            // Acquire sees the rest of the header.
+            field!(self, magic).store(layout::MAGIC, Ordering::Release);
+        }
+        #[cfg(loom)]
+        {
+            // SAFETY: under loom the region is a private test buffer that
+            // holds a header; loom atomics must be constructed, not stored.
+            unsafe {
+                self.header().cast_mut().write(Header {
+                    magic: AtomicU64::new(layout::MAGIC),
+                    version: AtomicU32::new(layout::VERSION),
+                    kind: AtomicU32::new(kind),
+                    elem_size: AtomicU32::new(elem_size),
+                    reserved0: AtomicU32::new(0),
+                    capacity: AtomicU64::new(self.capacity),
+                    data_offset: AtomicU64::new(layout::DATA_OFFSET as u64),
+                    _pad0: [0; layout::LINE - 40],
+                    write_pos: AtomicU64::new(0),
+                    producer_wait: AtomicU32::new(0),
+                    _pad1: [0; layout::LINE - 12],
+                    read_pos: AtomicU64::new(0),
+                    consumer_wait: AtomicU32::new(0),
+                    _pad2: [0; layout::LINE - 12],
+                    track: core::array::from_fn(|_| loom::cell::UnsafeCell::new(())),
+                });
+            }
+        }
+    }
+
+    /// Reads the creator's header once and checks it against what *we*
+    /// expect. Every value is loaded exactly once.
+    pub(crate) fn validate(&self, kind: u32, elem_size: u32) -> Result<(), SetupError> {
+        let magic = field!(self, magic).load(Ordering::Acquire);
+        if magic != layout::MAGIC {
+            return Err(SetupError::BadMagic { found: magic });
+        }
+        let version = field!(self, version).load(Ordering::Relaxed);
+        if version != layout::VERSION {
+            return Err(SetupError::UnsupportedVersion { found: version });
+        }
+        let found_kind = field!(self, kind).load(Ordering::Relaxed);
+        if found_kind != kind {
+            return Err(SetupError::WrongKind {
+                expected: kind,
+                found: found_kind,
+            });
+        }
+        let found_size = field!(self, elem_size).load(Ordering::Relaxed);
+        if found_size != elem_size {
+            return Err(SetupError::ElementSizeMismatch {
+                expected: elem_size,
+                found: found_size,
+            });
+        }
+        let capacity = field!(self, capacity).load(Ordering::Relaxed);
+        if capacity != self.capacity {
+            return Err(SetupError::CapacityMismatch {
+                expected: self.capacity,
+                found: capacity,
+            });
+        }
+        let offset = field!(self, data_offset).load(Ordering::Relaxed);
+        if offset != layout::DATA_OFFSET as u64 {
+            return Err(SetupError::DataOffsetMismatch {
+                expected: layout::DATA_OFFSET as u64,
+                found: offset,
+            });
+        }
+        Ok(())
+    }
+
+    /// Loom only: records an access to the slots of `n` positions from
+    /// `pos`, so the model checker can prove it is ordered by the protocol.
+    #[cfg(loom)]
+    pub(crate) fn track(&self, pos: u64, n: usize, write: bool) {
+        for i in 0..n as u64 {
+            let index = ((pos + i) & self.mask) as usize;
+            // SAFETY: loom regions hold a whole loom header; the tracking
+            // cells are only touched through `with`/`with_mut`.
+            let cell = unsafe { &*addr_of!((*self.header()).track[index]) };
+            if write {
+                cell.with_mut(|_| ());
+            } else {
+                cell.with(|_| ());
+            }
+        }
+    }
+
+    /// Without loom, tracking costs nothing.
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) fn track(&self, _pos: u64, _n: usize, _write: bool) {}
+}
