@@ -153,9 +153,11 @@ fn bench(c: &mut Criterion) {
         } else {
             format!("chunk_{batch}")
         };
-        group.bench_with_input(BenchmarkId::new("spsc-core", &label), &batch, |b, &batch| {
-            b.iter_custom(|iters| spsc_core_run(iters.max(batch as u64), batch))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("spsc-core", &label),
+            &batch,
+            |b, &batch| b.iter_custom(|iters| spsc_core_run(iters.max(batch as u64), batch)),
+        );
         group.bench_with_input(BenchmarkId::new("rtrb", &label), &batch, |b, &batch| {
             b.iter_custom(|iters| rtrb_run(iters.max(batch as u64), batch))
         });
