@@ -1,9 +1,107 @@
 //! Fast, safe shared-memory rings between two Linux processes that do not
 //! trust each other.
 //!
-//! This is the facade most users will depend on: typed senders and
-//! receivers, the setup handshake over a Unix socket and peer-death
-//! detection, built on [`spsc_core`]. The building blocks are re-exported so
-//! that a user needs only this one dependency.
+//! A ring lives in a sealed memfd that both processes map; elements are
+//! copied in and out (or written and read in place) at memory speed, and a
+//! wake-up syscall is made only when the other side sleeps. The peer can
+//! be buggy or hostile: whatever it writes into the shared memory or sends
+//! as descriptors, this side does not crash (no out-of-bounds access, no
+//! SIGBUS, no panic), does not block beyond the timeout it asked for, and
+//! gets a typed error that names what the peer did wrong.
+//!
+//! # Quick start
+//!
+//! One process creates the ring over a connected Unix socket, the other
+//! accepts it:
+//!
+//! ```
+//! use std::os::unix::net::UnixStream;
+//! use sharedring::{Receiver, Sender};
+//!
+//! let (a, b) = UnixStream::pair()?; // in real life: connect / Listener
+//! let peer = std::thread::spawn(move || -> Result<u64, sharedring::Error> {
+//!     let mut rx = Receiver::<u64>::accept(b)?;
+//!     let mut buf = [0u64; 256];
+//!     let mut sum = 0;
+//!     loop {
+//!         match rx.recv(&mut buf, None) {
+//!             Ok(n) => sum += buf[..n].iter().sum::<u64>(),
+//!             Err(sharedring::Error::PeerGone) => return Ok(sum),
+//!             Err(e) => return Err(e),
+//!         }
+//!     }
+//! });
+//! let mut tx = Sender::<u64>::create(a, 4096)?;
+//! let data: Vec<u64> = (1..=1000).collect();
+//! tx.send(&data, None)?;
+//! drop(tx); // hang up: the receiver drains, then sees PeerGone
+//! assert_eq!(peer.join().unwrap()?, 500_500);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Setting up
+//!
+//! - Over a Unix socket: [`Sender::create`] pairs with
+//!   [`Receiver::accept`], and [`Receiver::create`] with
+//!   [`Sender::accept`]. One message with three descriptors (memfd and two
+//!   eventfds) goes across; the accepting side validates all of it
+//!   against what *it* expects before mapping anything, and answers. The
+//!   socket stays as the liveness channel.
+//! - A server binds a [`Listener`] (mode 0600) and sees each client's
+//!   [`PeerCredentials`] before it sets anything up.
+//! - [`Offer`] exposes the raw descriptors and values for moving them over
+//!   another channel (D-Bus, ...), and [`channel`] makes an in-process
+//!   pair for tests.
+//!
+//! # Waiting
+//!
+//! Blocking calls spin on the ring for a bounded budget ([`Options::spin`])
+//! before they park on an eventfd, so a peer that answers quickly costs no
+//! wake-up at all, and an idle blocked call burns no CPU. While the
+//! consumer keeps up, streaming costs no syscall per message.
+//!
+//! # Element types
+//!
+//! `T: zerocopy::FromBytes + IntoBytes + Immutable`: every bit pattern must
+//! be a valid `T`, because the peer chooses the bits. Derive the traits
+//! with `zerocopy`'s derive macros for your own `#[repr(C)]` structs.
+//!
+//! # Building blocks
+//!
+//! Re-exported for users who need only a part: [`spsc_core`] (the ring
+//! algorithm), [`shmem_seal`] (sealed memfds and write-once blobs such as
+//! [`SealedBlob`]), and [`eventfd_notify`] (wake-ups).
+//!
+//! # Features
+//!
+//! - `tokio`: async send and receive.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+mod error;
+mod link;
+mod listener;
+mod offer;
+mod options;
+mod park;
+mod receiver;
+mod sender;
+mod setup;
+mod wire;
+
+pub use error::{Error, HandshakeError, RefusalReason};
+pub use listener::{peer_credentials, Listener, PeerCredentials};
+pub use offer::{channel, channel_with, End, Offer};
+pub use options::{
+    Options, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_REGION, DEFAULT_RING_BYTES, DEFAULT_SPIN,
+};
+pub use receiver::{Receiver, RecvChunk};
+pub use sender::{SendChunk, Sender};
+pub use setup::PeerFds;
+
+pub use eventfd_notify;
+pub use shmem_seal;
+pub use shmem_seal::SealedBlob;
 pub use spsc_core;
+pub use zerocopy;

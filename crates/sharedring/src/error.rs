@@ -1,0 +1,333 @@
+//! Errors of the facade: who did what wrong.
+
+use std::fmt;
+use std::io;
+
+/// What went wrong while setting a ring up over a socket.
+///
+/// Errors that name the peer ("peer sent ...") mean the peer is buggy or
+/// hostile; errors that name the kernel keep the errno.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// A socket operation failed (the kernel's errno is kept).
+    Io(io::Error),
+    /// The peer closed the socket before the handshake finished.
+    PeerClosed,
+    /// The peer did not answer within the handshake timeout.
+    TimedOut,
+    /// The setup message is shorter than the protocol's fixed size.
+    ShortMessage {
+        /// Bytes received.
+        got: usize,
+    },
+    /// The setup message does not start with the handshake magic.
+    BadMagic {
+        /// The value found.
+        found: u64,
+    },
+    /// The peer speaks another handshake version.
+    UnsupportedVersion {
+        /// The version found.
+        found: u32,
+    },
+    /// The peer offers another kind of ring.
+    WrongKind {
+        /// The kind found.
+        found: u32,
+    },
+    /// Both sides want the same role (two senders, or two receivers).
+    RoleMismatch {
+        /// The role code the peer claimed for itself.
+        peer_role: u32,
+    },
+    /// The peer's element size differs from ours.
+    ElementSizeMismatch {
+        /// Our element size.
+        expected: u32,
+        /// The peer's.
+        found: u32,
+    },
+    /// The capacity is not a power of two, or the ring would exceed the
+    /// size we accept.
+    BadCapacity {
+        /// The capacity the peer asked for, in elements.
+        capacity: u64,
+        /// The region size that capacity implies, in bytes, if computable.
+        region_bytes: Option<u64>,
+        /// The largest region we accept, in bytes.
+        limit: u64,
+    },
+    /// The peer's region length disagrees with the one its capacity implies.
+    RegionLengthMismatch {
+        /// The length we computed.
+        expected: u64,
+        /// The length the peer claimed.
+        found: u64,
+    },
+    /// The peer attached the wrong number of descriptors.
+    DescriptorCount {
+        /// How many the protocol needs.
+        expected: usize,
+        /// How many arrived (extra ones were closed).
+        got: usize,
+    },
+    /// The kernel truncated the descriptors (`MSG_CTRUNC`): the peer sent
+    /// more than any honest peer would. The ones that arrived were closed.
+    DescriptorsTruncated,
+    /// The shared-memory descriptor failed validation.
+    Memory(shmem_seal::Error),
+    /// A wake-up descriptor failed validation.
+    Eventfd(eventfd_notify::Error),
+    /// The ring header in the shared memory failed validation.
+    Ring(spsc_core::SetupError),
+    /// The peer refused our offer, with the reason code it sent.
+    Refused {
+        /// The peer's reason.
+        reason: RefusalReason,
+    },
+    /// The peer's acknowledgement is malformed.
+    BadAck,
+}
+
+/// Why the accepting peer refused a ring, as it reported it in its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefusalReason {
+    /// The setup message was malformed or of another version or kind.
+    Message,
+    /// Element size or role mismatch.
+    Mismatch,
+    /// The capacity is too big or not a power of two.
+    Capacity,
+    /// The descriptors were wrong.
+    Descriptors,
+    /// The ring header did not validate.
+    Ring,
+    /// A reason code this version does not know.
+    Other(u32),
+}
+
+impl RefusalReason {
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            Self::Message => 1,
+            Self::Mismatch => 2,
+            Self::Capacity => 3,
+            Self::Descriptors => 4,
+            Self::Ring => 5,
+            Self::Other(c) => c,
+        }
+    }
+
+    pub(crate) fn from_code(code: u32) -> Self {
+        match code {
+            1 => Self::Message,
+            2 => Self::Mismatch,
+            3 => Self::Capacity,
+            4 => Self::Descriptors,
+            5 => Self::Ring,
+            c => Self::Other(c),
+        }
+    }
+}
+
+impl HandshakeError {
+    /// The reason code we send the peer when we refuse its offer.
+    pub(crate) fn refusal(&self) -> Option<RefusalReason> {
+        Some(match self {
+            Self::ShortMessage { .. }
+            | Self::BadMagic { .. }
+            | Self::UnsupportedVersion { .. }
+            | Self::WrongKind { .. } => RefusalReason::Message,
+            Self::RoleMismatch { .. }
+            | Self::ElementSizeMismatch { .. }
+            | Self::RegionLengthMismatch { .. } => RefusalReason::Mismatch,
+            Self::BadCapacity { .. } => RefusalReason::Capacity,
+            Self::DescriptorCount { .. }
+            | Self::DescriptorsTruncated
+            | Self::Memory(_)
+            | Self::Eventfd(_) => RefusalReason::Descriptors,
+            Self::Ring(_) => RefusalReason::Ring,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "handshake socket error: {e}"),
+            Self::PeerClosed => f.write_str("peer closed the socket during the handshake"),
+            Self::TimedOut => f.write_str("peer did not complete the handshake in time"),
+            Self::ShortMessage { got } => {
+                write!(
+                    f,
+                    "peer sent a {got}-byte setup message, the protocol needs 64"
+                )
+            }
+            Self::BadMagic { found } => {
+                write!(
+                    f,
+                    "peer's setup message has magic {found:#018x}, not sharedring's"
+                )
+            }
+            Self::UnsupportedVersion { found } => {
+                write!(f, "peer speaks handshake version {found}, we speak 1")
+            }
+            Self::WrongKind { found } => write!(f, "peer offers a ring of kind {found}"),
+            Self::RoleMismatch { peer_role } => {
+                write!(f, "peer claims role {peer_role}, the same role as ours")
+            }
+            Self::ElementSizeMismatch { expected, found } => {
+                write!(f, "peer's elements are {found} B, ours are {expected} B")
+            }
+            Self::BadCapacity {
+                capacity,
+                region_bytes,
+                limit,
+            } => match region_bytes {
+                Some(bytes) => write!(
+                    f,
+                    "peer asked for a capacity of {capacity} ({bytes} B), \
+                     we accept powers of two up to {limit} B"
+                ),
+                None => write!(f, "peer asked for an impossible capacity of {capacity}"),
+            },
+            Self::RegionLengthMismatch { expected, found } => write!(
+                f,
+                "peer claims a {found} B region, its capacity implies {expected} B"
+            ),
+            Self::DescriptorCount { expected, got } => write!(
+                f,
+                "peer attached {got} descriptors, the protocol needs {expected} (extra ones closed)"
+            ),
+            Self::DescriptorsTruncated => {
+                f.write_str("peer attached more descriptors than fit; all were closed")
+            }
+            Self::Memory(e) => write!(f, "peer's shared memory refused: {e}"),
+            Self::Eventfd(e) => write!(f, "peer's wake-up descriptor refused: {e}"),
+            Self::Ring(e) => write!(f, "ring header refused: {e}"),
+            Self::Refused { reason } => write!(f, "peer refused the ring: {reason:?}"),
+            Self::BadAck => f.write_str("peer's acknowledgement is malformed"),
+        }
+    }
+}
+
+impl std::error::Error for HandshakeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io(e) => Some(e),
+            Self::Memory(e) => Some(e),
+            Self::Eventfd(e) => Some(e),
+            Self::Ring(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for HandshakeError {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Self::TimedOut,
+            _ => Self::Io(e),
+        }
+    }
+}
+
+/// Errors of sending and receiving, and of setting up.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The peer is gone: it closed its end or died. A receiver reports this
+    /// only after it has delivered everything the peer committed.
+    PeerGone,
+    /// The timeout passed. `done` elements were sent (or received) before.
+    TimedOut {
+        /// Elements moved before the timeout.
+        done: usize,
+    },
+    /// The peer broke the ring protocol; it is treated as gone from now on.
+    Corrupted(spsc_core::Corruption),
+    /// Setting the ring up failed.
+    Handshake(HandshakeError),
+    /// Creating our own shared memory failed.
+    Memory(shmem_seal::Error),
+    /// Creating or using a wake-up descriptor failed.
+    Eventfd(eventfd_notify::Error),
+    /// A ring geometry we were asked for is impossible (our caller's error).
+    Layout(spsc_core::LayoutError),
+    /// A system call failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PeerGone => f.write_str("peer is gone"),
+            Self::TimedOut { done } => write!(f, "timed out after moving {done} elements"),
+            Self::Corrupted(c) => write!(f, "{c}; the peer is treated as gone"),
+            Self::Handshake(e) => write!(f, "ring setup failed: {e}"),
+            Self::Memory(e) => write!(f, "shared memory: {e}"),
+            Self::Eventfd(e) => write!(f, "wake-up descriptor: {e}"),
+            Self::Layout(e) => write!(f, "ring layout: {e}"),
+            Self::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Corrupted(c) => Some(c),
+            Self::Handshake(e) => Some(e),
+            Self::Memory(e) => Some(e),
+            Self::Eventfd(e) => Some(e),
+            Self::Layout(e) => Some(e),
+            Self::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<HandshakeError> for Error {
+    fn from(e: HandshakeError) -> Self {
+        Self::Handshake(e)
+    }
+}
+
+impl From<spsc_core::Corruption> for Error {
+    fn from(c: spsc_core::Corruption) -> Self {
+        Self::Corrupted(c)
+    }
+}
+
+impl From<eventfd_notify::Error> for Error {
+    fn from(e: eventfd_notify::Error) -> Self {
+        Self::Eventfd(e)
+    }
+}
+
+impl From<shmem_seal::Error> for Error {
+    fn from(e: shmem_seal::Error) -> Self {
+        Self::Memory(e)
+    }
+}
+
+impl From<spsc_core::LayoutError> for Error {
+    fn from(e: spsc_core::LayoutError) -> Self {
+        Self::Layout(e)
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::PeerGone => io::Error::new(io::ErrorKind::BrokenPipe, e),
+            Error::TimedOut { .. } => io::Error::new(io::ErrorKind::TimedOut, e),
+            Error::Corrupted(_) => io::Error::new(io::ErrorKind::InvalidData, e),
+            Error::Io(e) => e,
+            other => io::Error::other(other),
+        }
+    }
+}

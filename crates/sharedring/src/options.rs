@@ -1,0 +1,125 @@
+//! Ring options: capacity, memory, waiting.
+
+use std::time::Duration;
+
+use shmem_seal::HugePageSize;
+
+/// Default ring size in bytes when no capacity is given: big enough to
+/// absorb scheduling hiccups at memory speed, small enough to stay in the
+/// L2/L3 caches (a ring far bigger than the cache is DRAM-bound).
+pub const DEFAULT_RING_BYTES: usize = 1 << 20;
+
+/// Default spin budget of blocking calls before they park.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
+
+/// Default handshake timeout.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default largest region an accepting side maps: 1 GiB.
+pub const DEFAULT_MAX_REGION: usize = 1 << 30;
+
+/// Options of a ring: how it is created, accepted, and waited on.
+///
+/// ```
+/// use std::time::Duration;
+/// let opts = sharedring::Options::new()
+///     .capacity(1 << 16)
+///     .spin(Duration::ZERO) // park at once
+///     .mlock(false);
+/// # let _ = opts;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub(crate) capacity: Option<usize>,
+    pub(crate) hugetlb: Option<HugePageSize>,
+    pub(crate) mlock: bool,
+    pub(crate) spin: Duration,
+    pub(crate) handshake_timeout: Option<Duration>,
+    pub(crate) max_region: usize,
+    pub(crate) allow_hugetlb: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            capacity: None,
+            hugetlb: None,
+            mlock: false,
+            spin: DEFAULT_SPIN,
+            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+            max_region: DEFAULT_MAX_REGION,
+            allow_hugetlb: false,
+        }
+    }
+}
+
+impl Options {
+    /// The defaults: about [`DEFAULT_RING_BYTES`] of elements, normal pages,
+    /// no mlock, a [`DEFAULT_SPIN`] spin budget, a
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT`], and regions up to
+    /// [`DEFAULT_MAX_REGION`] accepted.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Capacity in elements (a power of two), for the side that creates
+    /// the ring.
+    pub fn capacity(mut self, elements: usize) -> Self {
+        self.capacity = Some(elements);
+        self
+    }
+
+    /// Back the ring with huge pages of this size (creating side). The
+    /// kernel must have huge pages reserved. The accepting side must allow
+    /// it with [`allow_hugetlb`](Self::allow_hugetlb).
+    pub fn hugetlb(mut self, size: HugePageSize) -> Self {
+        self.hugetlb = Some(size);
+        self
+    }
+
+    /// Lock the ring's pages in memory (creating side).
+    pub fn mlock(mut self, lock: bool) -> Self {
+        self.mlock = lock;
+        self
+    }
+
+    /// How long blocking calls spin on the ring before they park on the
+    /// wake-up descriptor. A peer that answers within the budget costs no
+    /// wake-up at all; `Duration::ZERO` parks at once. Once the budget is
+    /// spent, a blocked call uses no CPU.
+    pub fn spin(mut self, budget: Duration) -> Self {
+        self.spin = budget;
+        self
+    }
+
+    /// How long a handshake waits for the peer (`None`: forever).
+    pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// The largest region the accepting side agrees to map, in bytes.
+    pub fn max_region(mut self, bytes: usize) -> Self {
+        self.max_region = bytes;
+        self
+    }
+
+    /// Accept a ring backed by huge pages (accepting side).
+    ///
+    /// A peer can punch a hole in a hugetlb memfd while the huge page pool
+    /// is empty, and our next touch of that spot raises SIGBUS; seals do not
+    /// prevent it. Allow this only with a peer you trust not to.
+    pub fn allow_hugetlb(mut self, allow: bool) -> Self {
+        self.allow_hugetlb = allow;
+        self
+    }
+
+    /// The capacity to create a ring of `T` with.
+    pub(crate) fn capacity_for<T>(&self) -> usize {
+        self.capacity.unwrap_or_else(|| {
+            let n = (DEFAULT_RING_BYTES / std::mem::size_of::<T>().max(1)).max(1);
+            // Round down to a power of two.
+            1 << (usize::BITS - 1 - n.leading_zeros())
+        })
+    }
+}

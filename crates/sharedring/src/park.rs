@@ -1,0 +1,89 @@
+//! Blocking: spin on the ring for a bounded budget, then announce sleep
+//! and park on the wake-up descriptor while watching the liveness socket.
+
+use std::time::{Duration, Instant};
+
+use eventfd_notify::{Waiter, Wake};
+use spsc_core::{Corruption, WaitCheck};
+
+use crate::error::Error;
+use crate::link::Link;
+
+/// One side of a ring, as the blocking loop sees it.
+pub(crate) trait Side {
+    /// Whether what we wait for is there (refreshes the peer's position).
+    fn ready(&mut self) -> Result<bool, Corruption>;
+    /// Announce sleep and re-check.
+    fn prepare_wait(&mut self) -> Result<WaitCheck, Corruption>;
+    /// Withdraw the announcement.
+    fn finish_wait(&mut self);
+}
+
+/// What a blocking wait ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The ring is (probably) ready: look again.
+    Ready,
+    /// The deadline passed.
+    TimedOut,
+    /// The liveness socket hung up.
+    PeerGone,
+}
+
+/// Waits until `side` is ready, the deadline passes, or the peer is gone.
+pub(crate) fn wait(
+    side: &mut impl Side,
+    waiter: &Waiter,
+    link: &mut Link,
+    spin: Duration,
+    deadline: Option<Instant>,
+) -> Result<Outcome, Error> {
+    if link.known_gone() {
+        return Ok(Outcome::PeerGone);
+    }
+    // Spin phase: bounded by the budget and the deadline. The clock is
+    // read every 64 spins only.
+    if !spin.is_zero() {
+        let start = Instant::now();
+        let mut spins = 0u32;
+        loop {
+            if side.ready()? {
+                return Ok(Outcome::Ready);
+            }
+            std::hint::spin_loop();
+            spins += 1;
+            if spins % 64 == 0 {
+                let now = Instant::now();
+                if now.duration_since(start) >= spin {
+                    break;
+                }
+                if deadline.is_some_and(|d| now >= d) {
+                    return Ok(Outcome::TimedOut);
+                }
+            }
+        }
+    }
+    // Park phase.
+    if side.prepare_wait()? == WaitCheck::Ready {
+        return Ok(Outcome::Ready);
+    }
+    let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    let wake = match link.sock() {
+        Some(sock) => waiter.wait_with_liveness(sock, timeout),
+        None => waiter.wait(timeout),
+    };
+    side.finish_wait();
+    match wake? {
+        Wake::Woken => Ok(Outcome::Ready),
+        Wake::TimedOut => Ok(Outcome::TimedOut),
+        Wake::PeerGone => {
+            link.set_gone();
+            Ok(Outcome::PeerGone)
+        }
+    }
+}
+
+/// A deadline `timeout` from now (`None`: no deadline).
+pub(crate) fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.and_then(|t| Instant::now().checked_add(t))
+}
