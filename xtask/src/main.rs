@@ -26,7 +26,14 @@ const CI_STEPS: &[Step] = &[
     Step {
         what: "clippy",
         program: "cargo",
-        args: &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        args: &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
         env: &[],
     },
     Step {
@@ -53,7 +60,12 @@ const CI_STEPS: &[Step] = &[
 ];
 
 fn run(step: &Step) -> bool {
-    eprintln!("==> {}: {} {}", step.what, step.program, step.args.join(" "));
+    eprintln!(
+        "==> {}: {} {}",
+        step.what,
+        step.program,
+        step.args.join(" ")
+    );
     let mut cmd = Command::new(step.program);
     cmd.args(step.args);
     for (k, v) in step.env {
