@@ -170,7 +170,7 @@ pub(crate) fn check_setup<T>(
         .checked_mul(elem_size)
         .and_then(|d| d.checked_add(spsc_core::DATA_OFFSET))
         .map(|b| b as u64);
-    if region_bytes.map_or(true, |b| b > limit) {
+    if region_bytes.is_none_or(|b| b > limit) {
         return Err(bad(region_bytes));
     }
     let layout = RingLayout::new::<T>(capacity).map_err(|_| bad(region_bytes))?;

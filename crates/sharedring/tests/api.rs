@@ -20,9 +20,12 @@ fn try_send_returns_zero_when_full_and_try_recv_zero_when_empty() {
 
 #[test]
 fn send_times_out_with_the_count_sent() {
-    let (mut tx, _rx) = channel_with::<u64>(&Options::new().capacity(8).spin(Duration::ZERO)).unwrap();
+    let (mut tx, _rx) =
+        channel_with::<u64>(&Options::new().capacity(8).spin(Duration::ZERO)).unwrap();
     let start = Instant::now();
-    let err = tx.send(&[0; 20], Some(Duration::from_millis(50))).unwrap_err();
+    let err = tx
+        .send(&[0; 20], Some(Duration::from_millis(50)))
+        .unwrap_err();
     assert!(matches!(err, Error::TimedOut { done: 8 }), "{err:?}");
     assert!(start.elapsed() >= Duration::from_millis(50));
 }
@@ -31,7 +34,9 @@ fn send_times_out_with_the_count_sent() {
 fn recv_times_out_on_an_empty_ring() {
     let (_tx, mut rx) = channel::<u8>(16).unwrap();
     let start = Instant::now();
-    let err = rx.recv(&mut [0; 4], Some(Duration::from_millis(30))).unwrap_err();
+    let err = rx
+        .recv(&mut [0; 4], Some(Duration::from_millis(30)))
+        .unwrap_err();
     assert!(matches!(err, Error::TimedOut { done: 0 }), "{err:?}");
     assert!(start.elapsed() >= Duration::from_millis(30));
 }
@@ -99,7 +104,8 @@ fn busy_polling_try_recv_notices_a_dead_peer() {
 
 #[test]
 fn read_chunk_in_place_and_release_wakes_a_waiting_sender() {
-    let (mut tx, mut rx) = channel_with::<u32>(&Options::new().capacity(4).spin(Duration::ZERO)).unwrap();
+    let (mut tx, mut rx) =
+        channel_with::<u32>(&Options::new().capacity(4).spin(Duration::ZERO)).unwrap();
     tx.send(&[10, 11, 12, 13], None).unwrap();
     let sender = std::thread::spawn(move || {
         // Blocks until the receiver releases room, then sends.
@@ -159,11 +165,16 @@ fn idle_blocked_receiver_uses_no_cpu_after_the_spin_budget() {
         channel_with::<u64>(&Options::new().capacity(64).spin(Duration::from_micros(50))).unwrap();
     let cpu = thread_cpu();
     let wall = Instant::now();
-    let err = rx.recv(&mut [0; 1], Some(Duration::from_millis(400))).unwrap_err();
+    let err = rx
+        .recv(&mut [0; 1], Some(Duration::from_millis(400)))
+        .unwrap_err();
     assert!(matches!(err, Error::TimedOut { .. }));
     let (cpu, wall) = (thread_cpu() - cpu, wall.elapsed());
     // Parked: a handful of syscalls, far from a spinning core. The bound is
     // generous so a loaded machine cannot make it flake; the bench report
     // measures the real figure.
-    assert!(cpu < wall / 10, "blocked recv used {cpu:?} of CPU in {wall:?}");
+    assert!(
+        cpu < wall / 10,
+        "blocked recv used {cpu:?} of CPU in {wall:?}"
+    );
 }

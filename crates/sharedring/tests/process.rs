@@ -125,9 +125,11 @@ fn one_gib_streams_intact_when_the_receiver_creates() {
         stream_out(&mut tx, Some(TOTAL), 1).unwrap();
         std::process::exit(0);
     }
-    let (mut child, sock) =
-        testkit::spawn_peer("one_gib_streams_intact_when_the_receiver_creates", "sender-accepts")
-            .unwrap();
+    let (mut child, sock) = testkit::spawn_peer(
+        "one_gib_streams_intact_when_the_receiver_creates",
+        "sender-accepts",
+    )
+    .unwrap();
     let mut rx = Receiver::<u64>::create_with(sock, &opts()).unwrap();
     assert_eq!(stream_in(&mut rx, 2), TOTAL);
     assert!(child.wait().unwrap().success());
@@ -141,9 +143,11 @@ fn one_gib_streams_intact_when_the_sender_creates() {
         stream_out(&mut tx, Some(TOTAL), 3).unwrap();
         std::process::exit(0);
     }
-    let (mut child, sock) =
-        testkit::spawn_peer("one_gib_streams_intact_when_the_sender_creates", "sender-creates")
-            .unwrap();
+    let (mut child, sock) = testkit::spawn_peer(
+        "one_gib_streams_intact_when_the_sender_creates",
+        "sender-creates",
+    )
+    .unwrap();
     let mut rx = Receiver::<u64>::accept(sock).unwrap();
     assert_eq!(stream_in(&mut rx, 4), TOTAL);
     assert!(child.wait().unwrap().success());
@@ -157,9 +161,11 @@ fn killed_sender_leaves_all_committed_data_then_peer_gone() {
         let _ = stream_out(&mut tx, None, 5);
         std::process::exit(0);
     }
-    let (mut child, sock) =
-        testkit::spawn_peer("killed_sender_leaves_all_committed_data_then_peer_gone", "sender")
-            .unwrap();
+    let (mut child, sock) = testkit::spawn_peer(
+        "killed_sender_leaves_all_committed_data_then_peer_gone",
+        "sender",
+    )
+    .unwrap();
     let mut rx = Receiver::<u64>::create_with(sock, &opts()).unwrap();
     let mut buf = vec![0u64; 4096];
     let mut next = 0u64;
@@ -203,9 +209,11 @@ fn blocked_sender_gets_peer_gone_when_the_receiver_is_killed() {
             std::thread::sleep(Duration::from_secs(1));
         }
     }
-    let (mut child, sock) =
-        testkit::spawn_peer("blocked_sender_gets_peer_gone_when_the_receiver_is_killed", "receiver")
-            .unwrap();
+    let (mut child, sock) = testkit::spawn_peer(
+        "blocked_sender_gets_peer_gone_when_the_receiver_is_killed",
+        "receiver",
+    )
+    .unwrap();
     let mut tx = Sender::<u64>::create_with(sock, &Options::new().capacity(1024)).unwrap();
     // Fill the ring so the next send blocks.
     tx.send(&[7; 1024], Some(Duration::from_secs(30))).unwrap();
@@ -214,11 +222,19 @@ fn blocked_sender_gets_peer_gone_when_the_receiver_is_killed() {
         child.kill().unwrap();
         (Instant::now(), child)
     });
-    let err = tx.send(&vec![9u64; 1 << 20], Some(Duration::from_secs(30))).unwrap_err();
+    let err = tx
+        .send(&vec![9u64; 1 << 20], Some(Duration::from_secs(30)))
+        .unwrap_err();
     let done = Instant::now();
     let (killed, mut child) = killer.join().unwrap();
-    assert!(matches!(err, Error::PeerGone), "expected PeerGone, got {err}");
+    assert!(
+        matches!(err, Error::PeerGone),
+        "expected PeerGone, got {err}"
+    );
     let took = done.saturating_duration_since(killed);
-    assert!(took < Duration::from_secs(1), "PeerGone took {took:?} after the kill");
+    assert!(
+        took < Duration::from_secs(1),
+        "PeerGone took {took:?} after the kill"
+    );
     let _ = child.wait();
 }
