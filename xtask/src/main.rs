@@ -1,7 +1,8 @@
 //! Project chores, run as `cargo xtask <task>`.
 //!
 //! - `cargo xtask ci`: the checks that `.ci/run` performs (formatting,
-//!   clippy, the test suite, the loom model checks), in the same order.
+//!   clippy, docs, the test suite, the loom model checks, and the README's
+//!   demo), in the same order.
 
 use std::process::{Command, ExitCode};
 
@@ -39,13 +40,13 @@ const CI_STEPS: &[Step] = &[
     Step {
         what: "docs",
         program: "cargo",
-        args: &["doc", "--workspace", "--no-deps"],
+        args: &["doc", "--workspace", "--no-deps", "--all-features"],
         env: &[("RUSTDOCFLAGS", "-D warnings")],
     },
     Step {
         what: "test suite (the README's test command)",
         program: "cargo",
-        args: &["test", "--workspace"],
+        args: &["test", "--workspace", "--all-features"],
         env: &[],
     },
     Step {
@@ -56,6 +57,12 @@ const CI_STEPS: &[Step] = &[
             ("RUSTFLAGS", "--cfg loom"),
             ("CARGO_TARGET_DIR", "target/loom"),
         ],
+    },
+    Step {
+        what: "the README's demo, on 256 MiB",
+        program: "cargo",
+        args: &["run", "--release", "--example", "demo", "--", "256M"],
+        env: &[],
     },
 ];
 

@@ -74,11 +74,14 @@
 //!
 //! # Features
 //!
-//! - `tokio`: async send and receive.
+//! - `tokio`: async send and receive ([`Sender::into_async`],
+//!   [`Receiver::into_async`]).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "tokio")]
+mod asynchronous;
 mod error;
 mod link;
 mod listener;
@@ -90,6 +93,8 @@ mod sender;
 mod setup;
 mod wire;
 
+#[cfg(feature = "tokio")]
+pub use asynchronous::{AsyncReceiver, AsyncSender};
 pub use error::{Error, HandshakeError, RefusalReason};
 pub use listener::{peer_credentials, Listener, PeerCredentials};
 pub use offer::{channel, channel_with, End, Offer};

@@ -31,10 +31,10 @@ use crate::wire::Role;
 /// ```
 pub struct Receiver<T> {
     // Declared before `parts`: the consumer points into `parts.shm`.
-    consumer: Consumer<T>,
-    link: Link,
+    pub(crate) consumer: Consumer<T>,
+    pub(crate) link: Link,
     spin: Duration,
-    parts: Parts,
+    pub(crate) parts: Parts,
 }
 
 impl<T> std::fmt::Debug for Receiver<T> {

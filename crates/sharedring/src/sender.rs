@@ -31,10 +31,10 @@ use crate::wire::Role;
 pub struct Sender<T> {
     // Declared before `parts`: the producer points into `parts.shm`, so it
     // must be dropped first.
-    producer: Producer<T>,
-    link: Link,
+    pub(crate) producer: Producer<T>,
+    pub(crate) link: Link,
     spin: Duration,
-    parts: Parts,
+    pub(crate) parts: Parts,
 }
 
 impl<T> std::fmt::Debug for Sender<T> {
@@ -119,7 +119,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
         self.producer.capacity()
     }
 
-    fn check_usable(&self) -> Result<(), Error> {
+    pub(crate) fn check_usable(&self) -> Result<(), Error> {
         if let Some(c) = self.producer.corruption() {
             return Err(Error::Corrupted(c));
         }

@@ -1,0 +1,210 @@
+//! Async send and receive on tokio's reactor (feature `tokio`).
+//!
+//! The async ends wrap the blocking ones: the fast path is the same
+//! lock-free copy, and when the ring is full (empty) they announce the
+//! wait, re-check, and await the wake-up eventfd and the liveness socket
+//! together instead of blocking the thread. Wrap calls in
+//! `tokio::time::timeout` for a deadline; dropping a pending call is safe
+//! (the announcement is withdrawn).
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use eventfd_notify::{AsyncWaiter, Waiter};
+use spsc_core::WaitCheck;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use crate::error::Error;
+use crate::link::Link;
+use crate::{Receiver, Sender};
+
+/// What the async ends await besides the ring: the wake-up eventfd (a
+/// duplicate of the blocking end's) and the liveness socket.
+#[derive(Debug)]
+struct Reactor {
+    wake: AsyncWaiter,
+    live: Option<AsyncFd<OwnedFd>>,
+}
+
+impl Reactor {
+    fn new(waiter: &Waiter, link: &Link) -> Result<Self, Error> {
+        let wake = AsyncWaiter::new(Waiter::from_received(waiter.try_clone_fd()?)?)?;
+        let live = match link.sock() {
+            Some(sock) => {
+                let dup = sock.as_fd().try_clone_to_owned().map_err(Error::Io)?;
+                // SAFETY: the `AsyncFd` owns `dup` for its whole life and
+                // `OwnedFd::as_raw_fd` always returns that same descriptor.
+                let fd = unsafe { AsyncFd::register_with_interest(dup, Interest::READABLE) }
+                    .map_err(|e| Error::Io(e.into_parts().1))?;
+                Some(fd)
+            }
+            None => None,
+        };
+        Ok(Self { wake, live })
+    }
+
+    /// Waits for a wake-up or a hang-up. Returns `true` if the peer is gone.
+    async fn wait(&self, link: &mut Link) -> Result<bool, Error> {
+        let Some(live) = &self.live else {
+            self.wake.wait().await?;
+            return Ok(false);
+        };
+        loop {
+            tokio::select! {
+                r = self.wake.wait() => {
+                    r?;
+                    return Ok(false);
+                }
+                r = live.readable() => {
+                    let mut guard = r.map_err(Error::Io)?;
+                    if link.check() {
+                        return Ok(true);
+                    }
+                    // Data on the socket, not a hang-up: we never read it.
+                    guard.clear_ready();
+                }
+            }
+        }
+    }
+}
+
+/// Withdraws a wait announcement when dropped, so that a cancelled future
+/// leaves no stale "asleep" flag behind.
+struct Announced<'a, F: FnMut()>(&'a mut F);
+
+impl<F: FnMut()> Drop for Announced<'_, F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+/// The async sending end; see [`Sender::into_async`].
+#[derive(Debug)]
+pub struct AsyncSender<T> {
+    inner: Sender<T>,
+    reactor: Reactor,
+}
+
+/// The async receiving end; see [`Receiver::into_async`].
+#[derive(Debug)]
+pub struct AsyncReceiver<T> {
+    inner: Receiver<T>,
+    reactor: Reactor,
+}
+
+impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
+    /// Turns this end into an async one. Must be called inside a tokio
+    /// runtime (with I/O enabled).
+    pub fn into_async(self) -> Result<AsyncSender<T>, Error> {
+        let reactor = Reactor::new(&self.parts.wait_own, &self.link)?;
+        Ok(AsyncSender {
+            inner: self,
+            reactor,
+        })
+    }
+}
+
+impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
+    /// Turns this end into an async one. Must be called inside a tokio
+    /// runtime (with I/O enabled).
+    pub fn into_async(self) -> Result<AsyncReceiver<T>, Error> {
+        let reactor = Reactor::new(&self.parts.wait_own, &self.link)?;
+        Ok(AsyncReceiver {
+            inner: self,
+            reactor,
+        })
+    }
+}
+
+impl<T: FromBytes + IntoBytes + Immutable> AsyncSender<T> {
+    /// Sends all of `src`, awaiting room while the ring is full.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sharedring::Error> {
+    /// let (tx, rx) = sharedring::channel::<u32>(4)?;
+    /// let (mut tx, mut rx) = (tx.into_async()?, rx.into_async()?);
+    /// let reader = tokio::spawn(async move {
+    ///     let mut buf = [0u32; 4];
+    ///     let mut total = 0;
+    ///     while total < 10 {
+    ///         total += rx.recv(&mut buf).await?;
+    ///     }
+    ///     Ok::<_, sharedring::Error>(total)
+    /// });
+    /// tx.send(&[1; 10]).await?; // more than fits: awaits the reader
+    /// assert_eq!(reader.await.unwrap()?, 10);
+    /// # Ok(()) }
+    /// ```
+    pub async fn send(&mut self, src: &[T]) -> Result<(), Error> {
+        let mut sent = 0;
+        while sent < src.len() {
+            sent += self.inner.try_send(&src[sent..])?;
+            if sent == src.len() {
+                break;
+            }
+            let producer = &mut self.inner.producer;
+            if producer.prepare_wait(1)? == WaitCheck::Ready {
+                continue;
+            }
+            let mut finish = || producer.finish_wait();
+            let _announced = Announced(&mut finish);
+            if self.reactor.wait(&mut self.inner.link).await? {
+                self.inner.link.set_gone();
+                return Err(Error::PeerGone);
+            }
+        }
+        Ok(())
+    }
+
+    /// The blocking end inside, for non-blocking calls and chunks.
+    pub fn get_mut(&mut self) -> &mut Sender<T> {
+        &mut self.inner
+    }
+
+    /// The blocking end back.
+    pub fn into_inner(self) -> Sender<T> {
+        self.inner
+    }
+}
+
+impl<T: FromBytes + IntoBytes + Immutable> AsyncReceiver<T> {
+    /// Receives at least one element into `dst`, awaiting data while the
+    /// ring is empty; `PeerGone` once the peer is gone and the ring drained.
+    pub async fn recv(&mut self, dst: &mut [T]) -> Result<usize, Error> {
+        if dst.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let n = self.inner.try_recv(dst)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            let consumer = &mut self.inner.consumer;
+            if consumer.prepare_wait()? == WaitCheck::Ready {
+                continue;
+            }
+            let mut finish = || consumer.finish_wait();
+            let announced = Announced(&mut finish);
+            let gone = self.reactor.wait(&mut self.inner.link).await?;
+            drop(announced);
+            if gone {
+                self.inner.link.set_gone();
+                // Drain what the peer committed before it went.
+                let n = self.inner.consumer.pop_slice(dst)?;
+                return if n > 0 { Ok(n) } else { Err(Error::PeerGone) };
+            }
+        }
+    }
+
+    /// The blocking end inside, for non-blocking calls and chunks.
+    pub fn get_mut(&mut self) -> &mut Receiver<T> {
+        &mut self.inner
+    }
+
+    /// The blocking end back.
+    pub fn into_inner(self) -> Receiver<T> {
+        self.inner
+    }
+}
