@@ -277,8 +277,10 @@ impl Shared {
             units as usize <= layout::LOOM_SLOTS,
             "loom models use tiny rings"
         );
-        for i in 0..n.div_ceil(8) {
-            self.touch(((pos / 8).wrapping_add(i) & (units - 1)) as usize, write);
+        let first = pos / 8;
+        let end = if n == 0 { first } else { (pos + n).div_ceil(8) };
+        for unit in first..end {
+            self.touch((unit & (units - 1)) as usize, write);
         }
     }
 

@@ -221,6 +221,9 @@ impl MsgConsumer {
     pub fn read(&mut self) -> Result<Record<'_>, PopError> {
         let found = self.next()?;
         let shared = self.inner.shared();
+        // Loom: the whole record now (its headers were just read), and the
+        // payload bytes again when they are copied, so that a copy after
+        // release shows as a race.
         shared.track_bytes(self.inner.read_position(), found.advance, false);
         // SAFETY: `locate` checked that the payload lies inside the data
         // area.
@@ -402,6 +405,9 @@ impl Record<'_> {
             dst.len(),
             self.len
         );
+        let shared = self.consumer.inner.shared();
+        let index = self.payload as u64 - shared.data() as u64 + offset as u64;
+        shared.track_bytes(index, dst.len() as u64, false);
         // SAFETY: the range lies inside the validated record, inside the
         // data area; `dst` is private memory.
         unsafe { copy::from_shared(dst.as_mut_ptr(), self.payload.add(offset), dst.len()) }
