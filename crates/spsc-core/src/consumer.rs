@@ -67,6 +67,11 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
     pub fn attach(region: RawRegion, capacity: usize) -> Result<Self, SetupError> {
         let shared = checked_shared::<T>(region, capacity)?;
         shared.validate(KIND_ELEMENTS, size_of::<T>() as u32)?;
+        Self::attach_validated(shared)
+    }
+
+    /// The position part of `attach`, for a header already validated.
+    pub(crate) fn attach_validated(shared: Shared) -> Result<Self, SetupError> {
         // Our own published position, read back once at attach time only.
         let read = shared.read_pos().load(Ordering::Relaxed);
         let write = shared.write_pos().load(Ordering::Acquire);
@@ -81,7 +86,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
         Ok(Self::from_positions(shared, read, write))
     }
 
-    fn from_positions(shared: Shared, read: u64, write: u64) -> Self {
+    pub(crate) fn from_positions(shared: Shared, read: u64, write: u64) -> Self {
         Self {
             shared,
             read,
@@ -128,7 +133,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
 
     /// Filled slots, refreshing the cache only if it says fewer than `want`.
     #[inline]
-    fn available(&mut self, want: u64) -> Result<u64, Corruption> {
+    pub(crate) fn available(&mut self, want: u64) -> Result<u64, Corruption> {
         if let Some(c) = self.poisoned {
             return Err(c);
         }
@@ -263,6 +268,21 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
 }
 
 impl<T> Consumer<T> {
+    /// The view of the region.
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Our private read position.
+    pub(crate) fn read_position(&self) -> u64 {
+        self.read
+    }
+
+    /// Records that the peer was caught breaking the protocol (sticky).
+    pub(crate) fn poison(&mut self, c: Corruption) -> Corruption {
+        *self.poisoned.get_or_insert(c)
+    }
+
     /// Releases `n` slots. Release ordering: our reads of them happen
     /// before the producer's Acquire load sees the new position and
     /// overwrites them.

@@ -34,6 +34,22 @@ pub enum LayoutError {
         /// Size of the element type in bytes.
         elem_size: usize,
     },
+    /// A message ring's capacity is below the smallest one the record
+    /// format supports.
+    MessageCapacityTooSmall {
+        /// The capacity asked for, in bytes.
+        capacity: usize,
+        /// The smallest capacity, in bytes.
+        min: usize,
+    },
+    /// A message ring's maximum message size is above what its capacity
+    /// allows (a largest record must fit in half the ring).
+    MaxMessageTooLarge {
+        /// The maximum message size asked for, in bytes.
+        max_msg: usize,
+        /// The largest allowed for this capacity, in bytes.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for LayoutError {
@@ -59,6 +75,16 @@ impl fmt::Display for LayoutError {
                 f,
                 "a ring of {capacity} elements of {elem_size} B does not fit in the address space"
             ),
+            Self::MessageCapacityTooSmall { capacity, min } => {
+                write!(
+                    f,
+                    "message ring capacity {capacity} B is below the minimum of {min} B"
+                )
+            }
+            Self::MaxMessageTooLarge { max_msg, limit } => write!(
+                f,
+                "maximum message size {max_msg} B exceeds the limit of {limit} B for this capacity"
+            ),
         }
     }
 }
@@ -73,6 +99,14 @@ pub enum Field {
     WritePosition,
     /// The consumer's published read position.
     ReadPosition,
+    /// The length in a message record's header (message rings): above the
+    /// maximum message size, or beyond the published bytes or the end of
+    /// the ring. `seen` is the length, `max` the largest valid one there.
+    RecordLength,
+    /// A skip marker (message rings) whose skipped tail is not followed by
+    /// a published record header. `seen` is the number of bytes it would
+    /// skip (the whole ring for a marker at offset 0).
+    SkipMarker,
 }
 
 impl fmt::Display for Field {
@@ -80,6 +114,8 @@ impl fmt::Display for Field {
         f.write_str(match self {
             Self::WritePosition => "write position",
             Self::ReadPosition => "read position",
+            Self::RecordLength => "record length",
+            Self::SkipMarker => "skip marker",
         })
     }
 }
@@ -175,6 +211,14 @@ pub enum SetupError {
         /// Offset found in the header.
         found: u64,
     },
+    /// The header's maximum message size (message rings) differs from the
+    /// one we expect (the peer's error).
+    MaxMessageMismatch {
+        /// Maximum message size we expect, in bytes.
+        expected: u32,
+        /// Maximum message size found in the header, in bytes.
+        found: u32,
+    },
     /// The published positions are inconsistent (the peer's error).
     Corrupted(Corruption),
 }
@@ -223,6 +267,10 @@ impl fmt::Display for SetupError {
                     "peer's header has data offset {found}, layout v1 requires {expected}"
                 )
             }
+            Self::MaxMessageMismatch { expected, found } => write!(
+                f,
+                "peer's header has maximum message size {found} B, expected {expected} B"
+            ),
             Self::Corrupted(c) => write!(f, "{c}"),
         }
     }

@@ -53,6 +53,35 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Message rings
+//!
+//! [`MsgProducer`] and [`MsgConsumer`] carry variable-size byte messages
+//! over the same header, positions and wait words (header `kind` 2, see
+//! [`MsgLayout`]). [`MsgProducer::reserve`] hands out one contiguous region
+//! of exactly the requested length to write in place, and
+//! [`MsgConsumer::read`] hands out the next message as one contiguous
+//! region: records never wrap (a skip marker fills the tail of the ring
+//! when needed). The maximum message size is fixed at creation, at most
+//! half the ring, and both sides check it in the header. Every record
+//! length the peer wrote is loaded once and checked against that maximum,
+//! the published bytes and the end of the ring; a bad one is a
+//! [`Corruption`], never an access outside the ring.
+//!
+//! ```
+//! # let (mut tx, mut rx) = spsc_core::__doc_msg_pair!(4096, 1024);
+//! let mut frame = tx.reserve(12)?;
+//! frame.write_at(0, b"frame header");
+//! if frame.commit() {
+//!     // wake the consumer
+//! }
+//! let record = rx.read()?;
+//! let mut buf = vec![0u8; record.len()];
+//! record.copy_to_slice(&mut buf);
+//! let _wake_producer = record.release();
+//! assert_eq!(buf, b"frame header");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Sleeping and waking
 //!
 //! A side that finds the ring empty (or full) and wants to block calls
@@ -84,6 +113,7 @@ mod consumer;
 mod copy;
 mod error;
 mod layout;
+mod msg;
 mod producer;
 mod region;
 mod sync;
@@ -93,6 +123,10 @@ pub use chunk::{ReadChunk, SharedSlice, SharedSliceMut, WriteChunk};
 pub use consumer::Consumer;
 pub use error::{Corruption, Field, LayoutError, PopError, PushError, SetupError};
 pub use layout::{RingLayout, DATA_OFFSET, KIND_ELEMENTS, LINE, MAGIC, VERSION};
+pub use msg::{
+    MsgConsumer, MsgLayout, MsgPopError, MsgProducer, MsgPushError, Record, Reservation,
+    KIND_MESSAGES, MIN_MSG_CAPACITY, RECORD_ALIGN, RECORD_HEADER, SKIP_MARKER,
+};
 pub use producer::Producer;
 pub use region::RawRegion;
 pub use wake::WaitCheck;

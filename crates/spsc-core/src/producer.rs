@@ -70,6 +70,11 @@ impl<T: FromBytes + IntoBytes + Immutable> Producer<T> {
     pub fn attach(region: RawRegion, capacity: usize) -> Result<Self, SetupError> {
         let shared = checked_shared::<T>(region, capacity)?;
         shared.validate(KIND_ELEMENTS, size_of::<T>() as u32)?;
+        Self::attach_validated(shared)
+    }
+
+    /// The position part of `attach`, for a header already validated.
+    pub(crate) fn attach_validated(shared: Shared) -> Result<Self, SetupError> {
         // Our own published position, read back once at attach time only:
         // the creator wrote it, and it must be consistent with the read
         // position. From here on it lives in private memory.
@@ -87,7 +92,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Producer<T> {
         Ok(Self::from_positions(shared, write, read))
     }
 
-    fn from_positions(shared: Shared, write: u64, read: u64) -> Self {
+    pub(crate) fn from_positions(shared: Shared, write: u64, read: u64) -> Self {
         Self {
             shared,
             write,
@@ -136,7 +141,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Producer<T> {
 
     /// Free slots, refreshing the cache only if it says fewer than `want`.
     #[inline]
-    fn free(&mut self, want: u64) -> Result<u64, Corruption> {
+    pub(crate) fn free(&mut self, want: u64) -> Result<u64, Corruption> {
         if let Some(c) = self.poisoned {
             return Err(c);
         }
@@ -296,6 +301,16 @@ pub(crate) fn checked_shared<T>(region: RawRegion, capacity: usize) -> Result<Sh
 }
 
 impl<T> Producer<T> {
+    /// The view of the region.
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Our private write position.
+    pub(crate) fn write_position(&self) -> u64 {
+        self.write
+    }
+
     /// Publishes `n` more elements. Release: the slot writes happen before
     /// the consumer's Acquire load sees the new position.
     #[inline]

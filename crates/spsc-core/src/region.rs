@@ -168,6 +168,12 @@ impl Shared {
 
     /// Writes a fresh header: the creator's job, before the peer attaches.
     pub(crate) fn init(&self, kind: u32, elem_size: u32) {
+        self.init_with(kind, elem_size, 0);
+    }
+
+    /// Writes a fresh header whose reserved word at offset 20 holds
+    /// `reserved` (message rings keep their maximum message size there).
+    pub(crate) fn init_with(&self, kind: u32, elem_size: u32, reserved: u32) {
         #[cfg(not(loom))]
         {
             // SAFETY: the region holds a header (`check_fits`). Padding is
@@ -181,6 +187,7 @@ impl Shared {
             field!(self, capacity).store(self.capacity, Ordering::Relaxed);
             field!(self, data_offset).store(layout::DATA_OFFSET as u64, Ordering::Relaxed);
             field!(self, elem_size).store(elem_size, Ordering::Relaxed);
+            field!(self, reserved0).store(reserved, Ordering::Relaxed);
             field!(self, kind).store(kind, Ordering::Relaxed);
             field!(self, version).store(layout::VERSION, Ordering::Relaxed);
             // Magic last, with Release: a peer that loads the magic with
@@ -197,7 +204,7 @@ impl Shared {
                     version: AtomicU32::new(layout::VERSION),
                     kind: AtomicU32::new(kind),
                     elem_size: AtomicU32::new(elem_size),
-                    reserved0: AtomicU32::new(0),
+                    reserved0: AtomicU32::new(reserved),
                     capacity: AtomicU64::new(self.capacity),
                     data_offset: AtomicU64::new(layout::DATA_OFFSET as u64),
                     _pad0: [0; layout::LINE - 40],
@@ -255,20 +262,52 @@ impl Shared {
         Ok(())
     }
 
+    /// The reserved word at offset 20, loaded once. Call it after
+    /// `validate`, whose Acquire load of the magic orders it.
+    pub(crate) fn reserved(&self) -> u32 {
+        field!(self, reserved0).load(Ordering::Relaxed)
+    }
+
+    /// Loom only: records an access to the bytes `[pos, pos + n)` of a ring
+    /// whose capacity counts bytes, one tracking cell per 8-byte unit.
+    #[cfg(loom)]
+    pub(crate) fn track_bytes(&self, pos: u64, n: u64, write: bool) {
+        let units = self.capacity / 8;
+        assert!(
+            units as usize <= layout::LOOM_SLOTS,
+            "loom models use tiny rings"
+        );
+        let first = pos / 8;
+        let end = if n == 0 { first } else { (pos + n).div_ceil(8) };
+        for unit in first..end {
+            self.touch((unit & (units - 1)) as usize, write);
+        }
+    }
+
+    /// Without loom, tracking costs nothing.
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) fn track_bytes(&self, _pos: u64, _n: u64, _write: bool) {}
+
     /// Loom only: records an access to the slots of `n` positions from
     /// `pos`, so the model checker can prove it is ordered by the protocol.
     #[cfg(loom)]
     pub(crate) fn track(&self, pos: u64, n: usize, write: bool) {
         for i in 0..n as u64 {
-            let index = ((pos + i) & self.mask) as usize;
-            // SAFETY: loom regions hold a whole loom header; the tracking
-            // cells are only touched through `with`/`with_mut`.
-            let cell = unsafe { &*addr_of!((*self.header()).track[index]) };
-            if write {
-                cell.with_mut(|_| ());
-            } else {
-                cell.with(|_| ());
-            }
+            self.touch(((pos + i) & self.mask) as usize, write);
+        }
+    }
+
+    /// Loom only: one access to tracking cell `index`.
+    #[cfg(loom)]
+    fn touch(&self, index: usize, write: bool) {
+        // SAFETY: loom regions hold a whole loom header; the tracking
+        // cells are only touched through `with`/`with_mut`.
+        let cell = unsafe { &*addr_of!((*self.header()).track[index]) };
+        if write {
+            cell.with_mut(|_| ());
+        } else {
+            cell.with(|_| ());
         }
     }
 

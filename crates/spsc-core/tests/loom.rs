@@ -1,6 +1,7 @@
 //! Loom model checks of publication, consumption and the sleep/wake
-//! protocol, over the very same code (`--cfg loom` swaps in loom's atomics
-//! and tracks every slot access).
+//! protocol, for the element ring and the message ring, over the very same
+//! code (`--cfg loom` swaps in loom's atomics and tracks every slot
+//! access; message rings track one cell per 8 bytes).
 //!
 //! Run with:
 //!
@@ -18,7 +19,10 @@ use core::ptr::NonNull;
 
 use loom::sync::{Arc, Notify};
 use loom::thread;
-use spsc_core::{Consumer, PopError, Producer, PushError, RawRegion, RingLayout, WaitCheck};
+use spsc_core::{
+    Consumer, MsgConsumer, MsgPopError, MsgProducer, MsgPushError, PopError, Producer, PushError,
+    RawRegion, RingLayout, WaitCheck,
+};
 
 #[derive(Clone, Copy)]
 #[repr(C, align(128))]
@@ -148,4 +152,122 @@ fn no_lost_wakeup_or_stale_read_with_push_pop() {
 #[test]
 fn no_lost_wakeup_or_stale_read_with_chunks() {
     stream(2, 3, true);
+}
+
+/// Message `i` of the message-ring models: lengths that make the third
+/// record skip the ring's tail (capacity 32: records of 16 and 8 bytes,
+/// then 8 bytes left before the end for a record of 16).
+fn message(i: usize) -> Vec<u8> {
+    let len = [8, 0, 5][i % 3];
+    (0..len).map(|k| (i * 16 + k) as u8).collect()
+}
+
+/// The message ring's version of `stream`: a ring of 32 bytes with
+/// messages of at most 8 (one tracking cell per 8 bytes), sleeping when
+/// full or empty, through `reserve`/`read` (`in_place`) or `push`/`pop`.
+fn message_stream(messages: usize, in_place: bool) {
+    const CAP: usize = 32;
+    const MAX: usize = 8;
+    model(move || {
+        let mut buf = Buffer::new::<u8>(CAP);
+        let region = buf.region();
+        let mut tx = MsgProducer::create(region, CAP, MAX).unwrap();
+        let mut rx = MsgConsumer::attach(region, CAP, MAX).unwrap();
+        let wake_consumer = Arc::new(Notify::new());
+        let wake_producer = Arc::new(Notify::new());
+
+        let producer = {
+            let (wake_consumer, wake_producer) = (wake_consumer.clone(), wake_producer.clone());
+            thread::spawn(move || {
+                let mut next = 0;
+                while next < messages {
+                    let msg = message(next);
+                    let sent = if in_place {
+                        match tx.reserve(msg.len()) {
+                            Ok(mut reservation) => {
+                                reservation.copy_from_slice(&msg);
+                                if reservation.commit() {
+                                    wake_consumer.notify();
+                                }
+                                true
+                            }
+                            Err(MsgPushError::Full) => false,
+                            Err(e) => panic!("{e}"),
+                        }
+                    } else {
+                        match tx.push(&msg) {
+                            Ok(()) => {
+                                if tx.needs_wake() {
+                                    wake_consumer.notify();
+                                }
+                                true
+                            }
+                            Err(MsgPushError::Full) => false,
+                            Err(e) => panic!("{e}"),
+                        }
+                    };
+                    if sent {
+                        next += 1;
+                    } else if tx.prepare_wait(msg.len()).unwrap() == WaitCheck::Sleep {
+                        wake_producer.wait();
+                        tx.finish_wait();
+                    }
+                }
+            })
+        };
+
+        let mut expected = 0;
+        let mut out = [0u8; MAX];
+        while expected < messages {
+            let got = if in_place {
+                match rx.read() {
+                    Ok(record) => {
+                        let n = record.len();
+                        record.copy_to_slice(&mut out[..n]);
+                        if record.release() {
+                            wake_producer.notify();
+                        }
+                        Some(n)
+                    }
+                    Err(PopError::Empty) => None,
+                    Err(e) => panic!("{e}"),
+                }
+            } else {
+                match rx.pop(&mut out) {
+                    Ok(n) => {
+                        if rx.needs_wake() {
+                            wake_producer.notify();
+                        }
+                        Some(n)
+                    }
+                    Err(MsgPopError::Empty) => None,
+                    Err(e) => panic!("{e}"),
+                }
+            };
+            match got {
+                Some(n) => {
+                    assert_eq!(out[..n], message(expected), "stale or reordered message");
+                    expected += 1;
+                }
+                None => {
+                    if rx.prepare_wait().unwrap() == WaitCheck::Sleep {
+                        wake_consumer.wait();
+                        rx.finish_wait();
+                    }
+                }
+            }
+        }
+        producer.join().unwrap();
+        drop(buf);
+    });
+}
+
+#[test]
+fn message_ring_no_lost_wakeup_or_stale_read_across_a_skip_with_push_pop() {
+    message_stream(3, false);
+}
+
+#[test]
+fn message_ring_no_lost_wakeup_or_stale_read_across_a_skip_in_place() {
+    message_stream(3, true);
 }
