@@ -17,7 +17,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::error::Error;
 use crate::link::Link;
-use crate::{Receiver, Sender};
+use crate::{MsgReceiver, MsgSender, Receiver, Sender};
+use spsc_core::{Record, Reservation};
 
 /// What the async ends await besides the ring: the wake-up eventfd (a
 /// duplicate of the blocking end's) and the liveness socket.
@@ -205,6 +206,128 @@ impl<T: FromBytes + IntoBytes + Immutable> AsyncReceiver<T> {
 
     /// The blocking end back.
     pub fn into_inner(self) -> Receiver<T> {
+        self.inner
+    }
+}
+
+/// The async sending end of a message ring; see [`MsgSender::into_async`].
+#[derive(Debug)]
+pub struct AsyncMsgSender {
+    inner: MsgSender,
+    reactor: Reactor,
+}
+
+/// The async receiving end of a message ring; see
+/// [`MsgReceiver::into_async`].
+#[derive(Debug)]
+pub struct AsyncMsgReceiver {
+    inner: MsgReceiver,
+    reactor: Reactor,
+}
+
+impl MsgSender {
+    /// Turns this end into an async one (inside a tokio runtime).
+    pub fn into_async(self) -> Result<AsyncMsgSender, Error> {
+        let reactor = Reactor::new(&self.parts.wait_own, &self.link)?;
+        Ok(AsyncMsgSender {
+            inner: self,
+            reactor,
+        })
+    }
+}
+
+impl MsgReceiver {
+    /// Turns this end into an async one (inside a tokio runtime).
+    pub fn into_async(self) -> Result<AsyncMsgReceiver, Error> {
+        let reactor = Reactor::new(&self.parts.wait_own, &self.link)?;
+        Ok(AsyncMsgReceiver {
+            inner: self,
+            reactor,
+        })
+    }
+}
+
+impl AsyncMsgSender {
+    /// Sends `msg`, awaiting room.
+    pub async fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
+        self.send_with(msg.len(), |r| r.copy_from_slice(msg)).await
+    }
+
+    /// Reserves `len` bytes (awaiting room), lets `fill` write the message
+    /// in place, and sends it.
+    pub async fn send_with<R>(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut Reservation<'_>) -> R,
+    ) -> Result<R, Error> {
+        let mut fill = Some(fill);
+        loop {
+            if let Some(out) = self
+                .inner
+                .try_send_with(len, |r| (fill.take().expect("filled once"))(r))?
+            {
+                return Ok(out);
+            }
+            let producer = &mut self.inner.producer;
+            if producer.prepare_wait(len)? == WaitCheck::Ready {
+                continue;
+            }
+            let mut finish = || producer.finish_wait();
+            let _announced = Announced(&mut finish);
+            if self.reactor.wait(&mut self.inner.link).await? {
+                self.inner.link.set_gone();
+                return Err(Error::PeerGone);
+            }
+        }
+    }
+
+    /// The blocking end back.
+    pub fn into_inner(self) -> MsgSender {
+        self.inner
+    }
+}
+
+impl AsyncMsgReceiver {
+    /// Receives the next message into `buf` (resized to fit), awaiting it;
+    /// `PeerGone` once the peer is gone and the ring drained.
+    pub async fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        self.recv_with(|record| {
+            buf.clear();
+            buf.resize(record.len(), 0);
+            record.copy_to_slice(buf);
+            record.len()
+        })
+        .await
+    }
+
+    /// Awaits the next message, reads it in place with `read`, releases it.
+    pub async fn recv_with<R>(&mut self, read: impl FnOnce(&Record<'_>) -> R) -> Result<R, Error> {
+        let mut read = Some(read);
+        loop {
+            if let Some(out) = self
+                .inner
+                .try_recv_with(|r| (read.take().expect("read once"))(r))?
+            {
+                return Ok(out);
+            }
+            let consumer = &mut self.inner.consumer;
+            if consumer.prepare_wait()? == WaitCheck::Ready {
+                continue;
+            }
+            let mut finish = || consumer.finish_wait();
+            let announced = Announced(&mut finish);
+            let gone = self.reactor.wait(&mut self.inner.link).await?;
+            drop(announced);
+            if gone {
+                // The next try drains what the peer committed, then says
+                // PeerGone.
+                self.inner.link.set_gone();
+            }
+        }
+    }
+
+    /// The blocking end back.
+    pub fn into_inner(self) -> MsgReceiver {
         self.inner
     }
 }

@@ -58,6 +58,14 @@ pub enum HandshakeError {
         /// The largest region we accept, in bytes.
         limit: u64,
     },
+    /// The peer's maximum message size is above what the capacity allows
+    /// or what we accept.
+    BadMaxMessage {
+        /// The maximum the peer asked for.
+        max_msg: u32,
+        /// The largest we accept.
+        limit: u64,
+    },
     /// The peer's region length disagrees with the one its capacity implies.
     RegionLengthMismatch {
         /// The length we computed.
@@ -143,7 +151,7 @@ impl HandshakeError {
             Self::RoleMismatch { .. }
             | Self::ElementSizeMismatch { .. }
             | Self::RegionLengthMismatch { .. } => RefusalReason::Mismatch,
-            Self::BadCapacity { .. } => RefusalReason::Capacity,
+            Self::BadCapacity { .. } | Self::BadMaxMessage { .. } => RefusalReason::Capacity,
             Self::DescriptorCount { .. }
             | Self::DescriptorsTruncated
             | Self::Memory(_)
@@ -194,6 +202,10 @@ impl fmt::Display for HandshakeError {
                 ),
                 None => write!(f, "peer asked for an impossible capacity of {capacity}"),
             },
+            Self::BadMaxMessage { max_msg, limit } => write!(
+                f,
+                "peer asked for messages of up to {max_msg} B, we accept up to {limit} B"
+            ),
             Self::RegionLengthMismatch { expected, found } => write!(
                 f,
                 "peer claims a {found} B region, its capacity implies {expected} B"
@@ -249,6 +261,21 @@ pub enum Error {
     },
     /// The peer broke the ring protocol; it is treated as gone from now on.
     Corrupted(spsc_core::Corruption),
+    /// A message is longer than the ring's maximum (our caller's error).
+    MessageTooLarge {
+        /// The message's length.
+        len: usize,
+        /// The ring's maximum message size.
+        max: usize,
+    },
+    /// The next message does not fit the caller's buffer; it stays in the
+    /// ring.
+    BufferTooSmall {
+        /// The message's length.
+        len: usize,
+        /// The buffer's length.
+        buf: usize,
+    },
     /// Setting the ring up failed.
     Handshake(HandshakeError),
     /// Creating our own shared memory failed.
@@ -267,6 +294,15 @@ impl fmt::Display for Error {
             Self::PeerGone => f.write_str("peer is gone"),
             Self::TimedOut { done } => write!(f, "timed out after moving {done} elements"),
             Self::Corrupted(c) => write!(f, "{c}; the peer is treated as gone"),
+            Self::MessageTooLarge { len, max } => {
+                write!(
+                    f,
+                    "message of {len} B exceeds the ring's maximum of {max} B"
+                )
+            }
+            Self::BufferTooSmall { len, buf } => {
+                write!(f, "message of {len} B does not fit a buffer of {buf} B")
+            }
             Self::Handshake(e) => write!(f, "ring setup failed: {e}"),
             Self::Memory(e) => write!(f, "shared memory: {e}"),
             Self::Eventfd(e) => write!(f, "wake-up descriptor: {e}"),

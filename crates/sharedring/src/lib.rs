@@ -53,6 +53,13 @@
 //!   another channel (D-Bus, ...), and [`channel`] makes an in-process
 //!   pair for tests.
 //!
+//! # Messages
+//!
+//! [`MsgSender`] and [`MsgReceiver`] carry variable-size byte messages
+//! (video frames, audio packets with headers, RPC requests), written and
+//! read in place through the same handshake and with the same guarantees;
+//! [`Duplex`] pairs two of them for request and response.
+//!
 //! # Waiting
 //!
 //! Blocking calls spin on the ring for a bounded budget ([`Options::spin`])
@@ -85,6 +92,7 @@ mod asynchronous;
 mod error;
 mod link;
 mod listener;
+mod messages;
 mod offer;
 mod options;
 mod park;
@@ -94,9 +102,10 @@ mod setup;
 mod wire;
 
 #[cfg(feature = "tokio")]
-pub use asynchronous::{AsyncReceiver, AsyncSender};
+pub use asynchronous::{AsyncMsgReceiver, AsyncMsgSender, AsyncReceiver, AsyncSender};
 pub use error::{Error, HandshakeError, RefusalReason};
 pub use listener::{peer_credentials, Listener, PeerCredentials};
+pub use messages::{msg_channel, Duplex, MsgReceiver, MsgSender};
 pub use offer::{channel, channel_with, End, Offer};
 pub use options::{
     Options, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_REGION, DEFAULT_RING_BYTES, DEFAULT_SPIN,

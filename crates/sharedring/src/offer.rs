@@ -78,6 +78,7 @@ impl Offer {
             capacity: self.capacity,
             region_len: self.region_len,
             flags: if self.hugetlb { wire::FLAG_HUGETLB } else { 0 },
+            max_msg: 0,
         }
     }
 }
@@ -88,10 +89,10 @@ impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
     /// gone (a socket, or a pidfd's peer end), if you have one.
     pub fn create_offer(opts: &Options, liveness: Option<OwnedFd>) -> Result<(Self, Offer), Error> {
         let layout = RingLayout::new::<T>(opts.capacity_for::<T>())?;
-        let (parts, fds) = setup::create_parts(Role::Sender, &layout, opts)?;
+        let (parts, fds) = setup::create_parts(Role::Sender, &layout.into(), opts)?;
         let producer =
             Producer::create(parts.region(), layout.capacity()).map_err(HandshakeError::Ring)?;
-        let offer = Offer::new(&setup::setup_for(Role::Sender, &layout, opts), fds);
+        let offer = Offer::new(&setup::setup_for(Role::Sender, &layout.into(), opts), fds);
         Ok((Self::from_parts(producer, parts, liveness, opts), offer))
     }
 
@@ -102,10 +103,10 @@ impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
         opts: &Options,
         liveness: Option<OwnedFd>,
     ) -> Result<Self, Error> {
-        let layout = setup::check_setup::<T>(&offer.setup(), Role::Sender, opts)?;
-        let parts = setup::open_parts(Role::Sender, &layout, offer.fds, opts)?;
-        let producer =
-            Producer::attach(parts.region(), layout.capacity()).map_err(HandshakeError::Ring)?;
+        let geometry = setup::check_setup::<T>(&offer.setup(), Role::Sender, opts)?;
+        let parts = setup::open_parts(Role::Sender, &geometry, offer.fds, opts)?;
+        let producer = Producer::attach(parts.region(), setup::elements(&geometry))
+            .map_err(HandshakeError::Ring)?;
         Ok(Self::from_parts(producer, parts, liveness, opts))
     }
 }
@@ -115,10 +116,10 @@ impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
     /// sender; see [`Sender::create_offer`].
     pub fn create_offer(opts: &Options, liveness: Option<OwnedFd>) -> Result<(Self, Offer), Error> {
         let layout = RingLayout::new::<T>(opts.capacity_for::<T>())?;
-        let (parts, fds) = setup::create_parts(Role::Receiver, &layout, opts)?;
+        let (parts, fds) = setup::create_parts(Role::Receiver, &layout.into(), opts)?;
         let consumer =
             Consumer::create(parts.region(), layout.capacity()).map_err(HandshakeError::Ring)?;
-        let offer = Offer::new(&setup::setup_for(Role::Receiver, &layout, opts), fds);
+        let offer = Offer::new(&setup::setup_for(Role::Receiver, &layout.into(), opts), fds);
         Ok((Self::from_parts(consumer, parts, liveness, opts), offer))
     }
 
@@ -129,10 +130,10 @@ impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
         opts: &Options,
         liveness: Option<OwnedFd>,
     ) -> Result<Self, Error> {
-        let layout = setup::check_setup::<T>(&offer.setup(), Role::Receiver, opts)?;
-        let parts = setup::open_parts(Role::Receiver, &layout, offer.fds, opts)?;
-        let consumer =
-            Consumer::attach(parts.region(), layout.capacity()).map_err(HandshakeError::Ring)?;
+        let geometry = setup::check_setup::<T>(&offer.setup(), Role::Receiver, opts)?;
+        let parts = setup::open_parts(Role::Receiver, &geometry, offer.fds, opts)?;
+        let consumer = Consumer::attach(parts.region(), setup::elements(&geometry))
+            .map_err(HandshakeError::Ring)?;
         Ok(Self::from_parts(consumer, parts, liveness, opts))
     }
 }

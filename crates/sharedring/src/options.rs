@@ -37,6 +37,7 @@ pub struct Options {
     pub(crate) handshake_timeout: Option<Duration>,
     pub(crate) max_region: usize,
     pub(crate) allow_hugetlb: bool,
+    pub(crate) max_msg: Option<usize>,
 }
 
 impl Default for Options {
@@ -49,6 +50,7 @@ impl Default for Options {
             handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
             max_region: DEFAULT_MAX_REGION,
             allow_hugetlb: false,
+            max_msg: None,
         }
     }
 }
@@ -111,6 +113,15 @@ impl Options {
     /// prevent it. Allow this only with a peer you trust not to.
     pub fn allow_hugetlb(mut self, allow: bool) -> Self {
         self.allow_hugetlb = allow;
+        self
+    }
+
+    /// For message rings: the largest message, in bytes. The creating side
+    /// fixes it in the ring (default: the most the capacity allows, see
+    /// [`spsc_core::MsgLayout::max_msg_limit`]); the accepting side refuses
+    /// a ring whose maximum is larger (default: any the capacity allows).
+    pub fn max_msg(mut self, bytes: usize) -> Self {
+        self.max_msg = Some(bytes);
         self
     }
 

@@ -74,9 +74,10 @@ impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
     /// [`create`](Self::create) with options.
     pub fn create_with(stream: UnixStream, opts: &Options) -> Result<Self, Error> {
         let layout = spsc_core::RingLayout::new::<T>(opts.capacity_for::<T>())?;
-        let (consumer, parts) = setup::create_over(&stream, Role::Receiver, layout, opts, |r| {
-            Consumer::create(r, layout.capacity())
-        })?;
+        let (consumer, parts) =
+            setup::create_over(&stream, Role::Receiver, layout.into(), opts, |r| {
+                Consumer::create(r, layout.capacity())
+            })?;
         Ok(Self::from_parts(consumer, parts, Some(stream.into()), opts))
     }
 
@@ -89,10 +90,13 @@ impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
 
     /// [`accept`](Self::accept) with options (limits, spin budget).
     pub fn accept_with(stream: UnixStream, opts: &Options) -> Result<Self, Error> {
-        let (consumer, parts) =
-            setup::accept_over::<T, _>(&stream, Role::Receiver, opts, |r, cap| {
-                Consumer::attach(r, cap)
-            })?;
+        let (consumer, parts) = setup::accept_over(
+            &stream,
+            Role::Receiver,
+            opts,
+            setup::check_setup::<T>,
+            |r, g| Consumer::attach(r, setup::elements(g)),
+        )?;
         Ok(Self::from_parts(consumer, parts, Some(stream.into()), opts))
     }
 

@@ -78,9 +78,10 @@ impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
     /// [`create`](Self::create) with options.
     pub fn create_with(stream: UnixStream, opts: &Options) -> Result<Self, Error> {
         let layout = RingLayout::new::<T>(opts.capacity_for::<T>())?;
-        let (producer, parts) = setup::create_over(&stream, Role::Sender, layout, opts, |r| {
-            Producer::create(r, layout.capacity())
-        })?;
+        let (producer, parts) =
+            setup::create_over(&stream, Role::Sender, layout.into(), opts, |r| {
+                Producer::create(r, layout.capacity())
+            })?;
         Ok(Self::from_parts(producer, parts, Some(stream.into()), opts))
     }
 
@@ -93,10 +94,13 @@ impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
 
     /// [`accept`](Self::accept) with options (limits, spin budget).
     pub fn accept_with(stream: UnixStream, opts: &Options) -> Result<Self, Error> {
-        let (producer, parts) =
-            setup::accept_over::<T, _>(&stream, Role::Sender, opts, |r, cap| {
-                Producer::attach(r, cap)
-            })?;
+        let (producer, parts) = setup::accept_over(
+            &stream,
+            Role::Sender,
+            opts,
+            setup::check_setup::<T>,
+            |r, g| Producer::attach(r, setup::elements(g)),
+        )?;
         Ok(Self::from_parts(producer, parts, Some(stream.into()), opts))
     }
 

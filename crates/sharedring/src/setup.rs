@@ -12,7 +12,7 @@ use rustix::net::{
     SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
 };
 use shmem_seal::{MemfdBuilder, SharedMemory};
-use spsc_core::{RawRegion, RingLayout, KIND_ELEMENTS};
+use spsc_core::{MsgLayout, RawRegion, RingLayout, KIND_ELEMENTS, KIND_MESSAGES};
 
 use crate::error::{Error, HandshakeError, RefusalReason};
 use crate::options::Options;
@@ -57,17 +57,65 @@ pub struct PeerFds {
     pub room: OwnedFd,
 }
 
+/// The shape of a ring: fixed-size elements, or variable-size messages.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Geometry {
+    Elements(RingLayout),
+    Messages(MsgLayout),
+}
+
+impl Geometry {
+    pub(crate) fn region_size(&self) -> usize {
+        match self {
+            Self::Elements(l) => l.region_size(),
+            Self::Messages(l) => l.region_size(),
+        }
+    }
+
+    fn setup(&self, creator: Role, opts: &Options) -> Setup {
+        let (kind, elem_size, capacity, max_msg) = match self {
+            Self::Elements(l) => (KIND_ELEMENTS, l.elem_size(), l.capacity(), 0),
+            Self::Messages(l) => (KIND_MESSAGES, 1, l.capacity(), l.max_msg()),
+        };
+        Setup {
+            kind,
+            creator: creator as u32,
+            elem_size: elem_size as u32,
+            capacity: capacity as u64,
+            region_len: self.region_size() as u64,
+            flags: if opts.hugetlb.is_some() {
+                wire::FLAG_HUGETLB
+            } else {
+                0
+            },
+            max_msg: max_msg as u32,
+        }
+    }
+}
+
+impl From<RingLayout> for Geometry {
+    fn from(l: RingLayout) -> Self {
+        Self::Elements(l)
+    }
+}
+
+impl From<MsgLayout> for Geometry {
+    fn from(l: MsgLayout) -> Self {
+        Self::Messages(l)
+    }
+}
+
 /// Creates the memory and wake-ups of a ring for `role`.
 pub(crate) fn create_parts(
     role: Role,
-    layout: &RingLayout,
+    geometry: &Geometry,
     opts: &Options,
 ) -> Result<(Parts, PeerFds), Error> {
     let mut builder = MemfdBuilder::new("sharedring").mlock(opts.mlock);
     if let Some(size) = opts.hugetlb {
         builder = builder.hugetlb(size);
     }
-    let shm = builder.create(layout.region_size())?;
+    let shm = builder.create(geometry.region_size())?;
     let data = Waiter::new()?;
     let room = Waiter::new()?;
     let peer = PeerFds {
@@ -91,14 +139,15 @@ pub(crate) fn create_parts(
 }
 
 /// Validates and opens descriptors received from the peer, for `role`,
-/// mapping exactly `layout.region_size()` bytes.
+/// mapping exactly `geometry.region_size()` bytes (our number, never the
+/// peer's).
 pub(crate) fn open_parts(
     role: Role,
-    layout: &RingLayout,
+    geometry: &Geometry,
     fds: PeerFds,
     opts: &Options,
 ) -> Result<Parts, HandshakeError> {
-    let len = layout.region_size();
+    let len = geometry.region_size();
     let shm = if opts.allow_hugetlb {
         SharedMemory::open_allowing_hugetlb(fds.memory, len)
     } else {
@@ -118,31 +167,22 @@ pub(crate) fn open_parts(
     })
 }
 
-/// The setup values for a ring of `layout` created by `creator`.
-pub(crate) fn setup_for(creator: Role, layout: &RingLayout, opts: &Options) -> Setup {
-    Setup {
-        kind: KIND_ELEMENTS,
-        creator: creator as u32,
-        elem_size: layout.elem_size() as u32,
-        capacity: layout.capacity() as u64,
-        region_len: layout.region_size() as u64,
-        flags: if opts.hugetlb.is_some() {
-            wire::FLAG_HUGETLB
-        } else {
-            0
-        },
-    }
+/// The setup values for a ring of `geometry` created by `creator`.
+pub(crate) fn setup_for(creator: Role, geometry: &Geometry, opts: &Options) -> Setup {
+    geometry.setup(creator, opts)
 }
 
-/// Checks a peer's setup values against what *we* expect, and returns the
-/// layout we will map (computed by us, never taken from the peer).
-pub(crate) fn check_setup<T>(
+/// The checks every offer passes: kind, roles, element size, and a region
+/// within our limit (computed with checked arithmetic before any layout is
+/// built). Returns the capacity.
+fn check_common(
     setup: &Setup,
     me: Role,
+    kind: u32,
+    elem_size: usize,
     opts: &Options,
-) -> Result<RingLayout, HandshakeError> {
-    let elem_size = std::mem::size_of::<T>();
-    if setup.kind != KIND_ELEMENTS {
+) -> Result<usize, HandshakeError> {
+    if setup.kind != kind {
         return Err(HandshakeError::WrongKind { found: setup.kind });
     }
     if setup.creator == me as u32
@@ -159,28 +199,81 @@ pub(crate) fn check_setup<T>(
         });
     }
     let limit = opts.max_region as u64;
-    let bad = |region_bytes| HandshakeError::BadCapacity {
-        capacity: setup.capacity,
-        region_bytes,
-        limit,
-    };
-    let capacity = usize::try_from(setup.capacity).map_err(|_| bad(None))?;
-    // The size computed with checked arithmetic before any layout is built.
+    let capacity = usize::try_from(setup.capacity).ok();
     let region_bytes = capacity
-        .checked_mul(elem_size)
+        .and_then(|c| c.checked_mul(elem_size))
         .and_then(|d| d.checked_add(spsc_core::DATA_OFFSET))
         .map(|b| b as u64);
-    if region_bytes.is_none_or(|b| b > limit) {
-        return Err(bad(region_bytes));
+    match (capacity, region_bytes) {
+        (Some(capacity), Some(bytes)) if bytes <= limit => Ok(capacity),
+        _ => Err(HandshakeError::BadCapacity {
+            capacity: setup.capacity,
+            region_bytes,
+            limit,
+        }),
     }
-    let layout = RingLayout::new::<T>(capacity).map_err(|_| bad(region_bytes))?;
-    if setup.region_len != layout.region_size() as u64 {
+}
+
+/// The peer's region length must be the one *we* compute.
+fn check_region_len(setup: &Setup, geometry: &Geometry) -> Result<(), HandshakeError> {
+    let expected = geometry.region_size() as u64;
+    if setup.region_len != expected {
         return Err(HandshakeError::RegionLengthMismatch {
-            expected: layout.region_size() as u64,
+            expected,
             found: setup.region_len,
         });
     }
-    Ok(layout)
+    Ok(())
+}
+
+/// Checks a peer's offer of a ring of `T` against what *we* expect, and
+/// returns the layout we will map (computed by us, never taken from the
+/// peer).
+pub(crate) fn check_setup<T>(
+    setup: &Setup,
+    me: Role,
+    opts: &Options,
+) -> Result<Geometry, HandshakeError> {
+    let capacity = check_common(setup, me, KIND_ELEMENTS, std::mem::size_of::<T>(), opts)?;
+    let layout = RingLayout::new::<T>(capacity).map_err(|_| HandshakeError::BadCapacity {
+        capacity: setup.capacity,
+        region_bytes: None,
+        limit: opts.max_region as u64,
+    })?;
+    let geometry = Geometry::Elements(layout);
+    check_region_len(setup, &geometry)?;
+    Ok(geometry)
+}
+
+/// Checks a peer's offer of a message ring: as [`check_setup`], plus a
+/// maximum message size that the capacity allows and that is within ours.
+pub(crate) fn check_msg_setup(
+    setup: &Setup,
+    me: Role,
+    opts: &Options,
+) -> Result<Geometry, HandshakeError> {
+    let capacity = check_common(setup, me, KIND_MESSAGES, 1, opts)?;
+    let max_msg = setup.max_msg as usize;
+    if opts.max_msg.is_some_and(|ours| max_msg > ours) {
+        return Err(HandshakeError::BadMaxMessage {
+            max_msg: setup.max_msg,
+            limit: opts.max_msg.unwrap_or(0) as u64,
+        });
+    }
+    let layout = MsgLayout::new(capacity, max_msg).map_err(|e| match e {
+        spsc_core::LayoutError::MaxMessageTooLarge { limit, .. } => HandshakeError::BadMaxMessage {
+            max_msg: setup.max_msg,
+            limit: limit as u64,
+        },
+        _ => HandshakeError::BadCapacity {
+            capacity: setup.capacity,
+            region_bytes: None,
+            limit: opts.max_region as u64,
+        },
+    })?;
+    let geometry = Geometry::Messages(layout);
+    check_region_len(setup, &geometry)?;
+    Ok(geometry)
 }
 
 /// Sends the setup message with the peer's descriptors.
@@ -316,13 +409,13 @@ pub(crate) fn with_timeout<R>(
 pub(crate) fn create_over<H>(
     sock: &UnixStream,
     me: Role,
-    layout: RingLayout,
+    geometry: Geometry,
     opts: &Options,
     init: impl FnOnce(RawRegion) -> Result<H, spsc_core::SetupError>,
 ) -> Result<(H, Parts), Error> {
-    let (parts, peer) = create_parts(me, &layout, opts)?;
+    let (parts, peer) = create_parts(me, &geometry, opts)?;
     let handle = init(parts.region()).map_err(HandshakeError::Ring)?;
-    let setup = setup_for(me, &layout, opts);
+    let setup = setup_for(me, &geometry, opts);
     with_timeout(sock, opts, || {
         send_setup(sock, &setup, &peer)?;
         // Our copies of the peer's descriptors are no longer needed.
@@ -333,21 +426,23 @@ pub(crate) fn create_over<H>(
     Ok((handle, parts))
 }
 
-/// The accepting side of the handshake: receives an offer, validates
-/// everything against what *we* expect, attaches with `attach`, and
-/// answers (a refusal names the reason, so the peer gets a clear error).
-pub(crate) fn accept_over<T, H>(
+/// The accepting side of the handshake: receives an offer, validates it
+/// with `check` against what *we* expect, maps and attaches with `attach`,
+/// and answers (a refusal names the reason, so the peer gets a clear
+/// error).
+pub(crate) fn accept_over<H>(
     sock: &UnixStream,
     me: Role,
     opts: &Options,
-    attach: impl FnOnce(RawRegion, usize) -> Result<H, spsc_core::SetupError>,
+    check: impl FnOnce(&Setup, Role, &Options) -> Result<Geometry, HandshakeError>,
+    attach: impl FnOnce(RawRegion, &Geometry) -> Result<H, spsc_core::SetupError>,
 ) -> Result<(H, Parts), Error> {
     with_timeout(sock, opts, || {
         let result = (|| -> Result<(H, Parts), HandshakeError> {
             let (setup, fds) = recv_setup(sock)?;
-            let layout = check_setup::<T>(&setup, me, opts)?;
-            let parts = open_parts(me, &layout, fds, opts)?;
-            let handle = attach(parts.region(), layout.capacity()).map_err(HandshakeError::Ring)?;
+            let geometry = check(&setup, me, opts)?;
+            let parts = open_parts(me, &geometry, fds, opts)?;
+            let handle = attach(parts.region(), &geometry).map_err(HandshakeError::Ring)?;
             Ok((handle, parts))
         })();
         match result {
@@ -364,4 +459,12 @@ pub(crate) fn accept_over<T, H>(
             }
         }
     })
+}
+
+/// The capacity of an element geometry (the only kind typed ends attach).
+pub(crate) fn elements(geometry: &Geometry) -> usize {
+    match geometry {
+        Geometry::Elements(l) => l.capacity(),
+        Geometry::Messages(l) => l.capacity(),
+    }
 }

@@ -10,13 +10,14 @@
 //! | ---: | ---: | --- |
 //! | 0 | 8 | magic `"shrdhand"` |
 //! | 8 | 4 | version, 1 |
-//! | 12 | 4 | ring kind (1: fixed-size elements) |
+//! | 12 | 4 | ring kind (1: fixed-size elements, 2: messages) |
 //! | 16 | 4 | the creator's role (1: sender, 2: receiver) |
-//! | 20 | 4 | element size in bytes |
-//! | 24 | 8 | capacity in elements |
+//! | 20 | 4 | element size in bytes (1 for messages) |
+//! | 24 | 8 | capacity in elements (bytes for messages) |
 //! | 32 | 8 | region length in bytes |
 //! | 40 | 4 | flags (bit 0: hugetlb) |
-//! | 44 | 20 | zero |
+//! | 44 | 4 | maximum message size in bytes (messages; 0 otherwise) |
+//! | 48 | 16 | zero |
 //!
 //! Answer, 16 bytes: magic `"shrdack\0"`, then a u32 status (0: accepted,
 //! otherwise a refusal reason), then 4 zero bytes.
@@ -48,6 +49,7 @@ pub(crate) struct Setup {
     pub capacity: u64,
     pub region_len: u64,
     pub flags: u32,
+    pub max_msg: u32,
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -69,6 +71,7 @@ impl Setup {
         b[24..32].copy_from_slice(&self.capacity.to_ne_bytes());
         b[32..40].copy_from_slice(&self.region_len.to_ne_bytes());
         b[40..44].copy_from_slice(&self.flags.to_ne_bytes());
+        b[44..48].copy_from_slice(&self.max_msg.to_ne_bytes());
         b
     }
 
@@ -89,6 +92,7 @@ impl Setup {
             capacity: u64_at(b, 24),
             region_len: u64_at(b, 32),
             flags: u32_at(b, 40),
+            max_msg: u32_at(b, 44),
         })
     }
 }
@@ -121,6 +125,7 @@ mod tests {
             capacity: 1024,
             region_len: 384 + 8192,
             flags: 0,
+            max_msg: 0,
         };
         let mut b = s.encode();
         assert_eq!(Setup::decode(&b).unwrap(), s);

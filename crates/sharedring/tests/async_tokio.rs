@@ -67,3 +67,23 @@ async fn cancelled_recv_leaves_the_ring_usable() {
         .unwrap();
     assert_eq!((n, buf[0]), (1, 42));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_message_ends_stream_and_report_peer_gone() {
+    let (tx, rx) = sharedring::msg_channel(&sharedring::Options::new().capacity(1024)).unwrap();
+    let (mut tx, mut rx) = (tx.into_async().unwrap(), rx.into_async().unwrap());
+    let writer = tokio::spawn(async move {
+        for k in 0..2000usize {
+            let msg = vec![k as u8; k % 300];
+            tx.send(&msg).await.unwrap();
+        }
+    });
+    let mut buf = Vec::new();
+    for k in 0..2000usize {
+        let n = rx.recv(&mut buf).await.unwrap();
+        assert_eq!(n, k % 300);
+        assert!(buf.iter().all(|&b| b == k as u8));
+    }
+    writer.await.unwrap();
+    assert!(matches!(rx.recv(&mut buf).await, Err(Error::PeerGone)));
+}
