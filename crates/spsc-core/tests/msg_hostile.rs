@@ -179,6 +179,13 @@ fn honest_consumer(region: RawRegion, tally: &Tally, stop: &AtomicBool) {
             break;
         }
         let r = next(&mut state);
+        if r % 64 == 0 {
+            // Fall behind now and then, so that the ring fills and long
+            // (and too long) records can look published.
+            for _ in 0..2000 {
+                std::hint::spin_loop();
+            }
+        }
         let result: Result<(), Corruption> = match r % 4 {
             0 => match rx.read() {
                 Ok(record) => {

@@ -171,6 +171,26 @@ fn consumer_rejects_length_beyond_the_published_bytes() {
 }
 
 #[test]
+fn consumer_rejects_record_whose_padding_is_not_published() {
+    let mut buf = buffer();
+    let (region, mut rx) = consumer_ring(&mut buf);
+    // One payload byte needs a 16-byte record; the peer publishes 12 (an
+    // odd position), which covers the byte but not the padding. Accepting
+    // it would move our read position past the write position.
+    record(region, 0, 1, 0);
+    poke64(region, WRITE_POS, 12);
+    assert_sticky(
+        &mut rx,
+        Corruption {
+            field: Field::RecordLength,
+            seen: 1,
+            min: 0,
+            max: 0,
+        },
+    );
+}
+
+#[test]
 fn consumer_rejects_record_across_the_end_of_the_ring() {
     let mut buf = buffer();
     let (region, mut rx) = consumer_ring(&mut buf);

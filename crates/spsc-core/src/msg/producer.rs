@@ -464,8 +464,8 @@ impl Reservation<'_> {
         let Placement { skip, at, .. } = self.placement;
         let data = self.producer.inner.shared().data();
         if skip > 0 {
-            let capacity = self.producer.inner.shared().capacity();
-            let tail = self.producer.inner.write_position() & (capacity - 1);
+            // The skipped tail runs to the ring's end.
+            let tail = self.producer.inner.shared().capacity() - skip;
             // SAFETY: the tail starts 8-aligned at least 8 bytes before the
             // ring's end, and was reserved with the record.
             unsafe { write_header(data.add(tail as usize), SKIP_MARKER) };

@@ -1,0 +1,173 @@
+//! Message rings against the element ring: two threads in one process
+//! move messages of about 64 B, 1 KiB and 64 KiB (sizes vary by up to
+//! ±12.5%, deterministically).
+//!
+//! Rows, per size:
+//! - `msg_in_place`: `reserve` + `copy_from_slice` + `commit` (one fence
+//!   each), `read` + `copy_to_slice` + `release` (one fence each);
+//! - `msg_push_pop`: `push` / `pop`, no fence per message (a real user
+//!   would call `needs_wake` once per batch);
+//! - `elem_chunk`: the same bytes through `Producer<u8>`'s chunk API, one
+//!   `write_chunk`/`commit_all` per message (one fence each) and the
+//!   consumer reading chunks of up to the maximum message size.
+//!
+//! Every row copies each byte in and out once. Throughput is reported in
+//! bytes; time per iteration is time per message.
+
+use std::hint::black_box;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use sharedring_benches::HeapRegion;
+use spsc_core::{
+    Consumer, MsgConsumer, MsgPopError, MsgProducer, MsgPushError, PopError, Producer,
+};
+
+/// Capacity of every ring, in bytes: room for four of the largest
+/// messages.
+const CAPACITY: usize = 256 * 1024;
+/// The largest message of any row.
+const MAX_MSG: usize = 64 * 1024 + 8 * 1024;
+
+/// The size of message `i` for a row of `base` bytes: `base` ± 12.5%.
+fn size(base: usize, i: u64) -> usize {
+    let spread = base / 4;
+    base - base / 8 + (i.wrapping_mul(7919) % spread as u64) as usize
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Row {
+    MsgInPlace,
+    MsgPushPop,
+    ElemChunk,
+}
+
+/// Streams `messages` messages of about `base` bytes through the message
+/// ring.
+fn msg_run(messages: u64, base: usize, row: Row) -> Duration {
+    let mut region = HeapRegion::for_ring::<u8>(CAPACITY);
+    let mut tx = MsgProducer::create(region.region(), CAPACITY, MAX_MSG).unwrap();
+    let mut rx = MsgConsumer::attach(region.region(), CAPACITY, MAX_MSG).unwrap();
+    let start = Instant::now();
+    thread::scope(|s| {
+        s.spawn(move || {
+            let src = vec![0xA5u8; MAX_MSG];
+            let mut i = 0;
+            while i < messages {
+                let len = size(base, i);
+                let sent = if row == Row::MsgInPlace {
+                    tx.reserve(len).map(|mut r| {
+                        r.copy_from_slice(&src[..len]);
+                        let _wake = r.commit();
+                    })
+                } else {
+                    tx.push(&src[..len])
+                };
+                match sent {
+                    Ok(()) => i += 1,
+                    Err(MsgPushError::Full) => std::hint::spin_loop(),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        });
+        let mut dst = vec![0u8; MAX_MSG];
+        let mut got = 0;
+        while got < messages {
+            let received = if row == Row::MsgInPlace {
+                match rx.read() {
+                    Ok(record) => {
+                        let n = record.len();
+                        record.copy_to_slice(&mut dst[..n]);
+                        let _wake = record.release();
+                        true
+                    }
+                    Err(PopError::Empty) => false,
+                    Err(e) => panic!("{e}"),
+                }
+            } else {
+                match rx.pop(&mut dst) {
+                    Ok(_) => true,
+                    Err(MsgPopError::Empty) => false,
+                    Err(e) => panic!("{e}"),
+                }
+            };
+            if received {
+                black_box(&dst);
+                got += 1;
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    });
+    start.elapsed()
+}
+
+/// The same bytes through the element ring's chunk API.
+fn elem_run(messages: u64, base: usize) -> Duration {
+    let mut region = HeapRegion::for_ring::<u8>(CAPACITY);
+    let mut tx = Producer::<u8>::create(region.region(), CAPACITY).unwrap();
+    let mut rx = Consumer::<u8>::attach(region.region(), CAPACITY).unwrap();
+    let total: u64 = (0..messages).map(|i| size(base, i) as u64).sum();
+    let start = Instant::now();
+    thread::scope(|s| {
+        s.spawn(move || {
+            let src = vec![0xA5u8; MAX_MSG];
+            for i in 0..messages {
+                let len = size(base, i);
+                let mut sent = 0;
+                while sent < len {
+                    let mut chunk = tx.write_chunk(len - sent).unwrap();
+                    let n = chunk.copy_from_slice(&src[sent..len]);
+                    let _wake = chunk.commit_all();
+                    sent += n;
+                    if n == 0 {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+        });
+        let mut dst = vec![0u8; MAX_MSG];
+        let mut got = 0;
+        while got < total {
+            let chunk = rx.read_chunk(MAX_MSG).unwrap();
+            let n = chunk.copy_to_slice(&mut dst);
+            let _wake = chunk.release_all();
+            black_box(&dst);
+            got += n as u64;
+            if n == 0 {
+                std::hint::spin_loop();
+            }
+        }
+    });
+    start.elapsed()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("msg_inprocess");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_millis(1500));
+    for (label, base) in [("64B", 64usize), ("1KiB", 1024), ("64KiB", 64 * 1024)] {
+        // Each iteration is one message; the mean message size is `base`
+        // (within a byte or two).
+        group.throughput(Throughput::Bytes(base as u64));
+        for (name, row) in [
+            ("msg_in_place", Row::MsgInPlace),
+            ("msg_push_pop", Row::MsgPushPop),
+            ("elem_chunk", Row::ElemChunk),
+        ] {
+            group.bench_with_input(BenchmarkId::new(name, label), &base, |b, &base| {
+                b.iter_custom(|iters| match row {
+                    Row::ElemChunk => elem_run(iters, base),
+                    _ => msg_run(iters, base, row),
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
