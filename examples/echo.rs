@@ -22,7 +22,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let sock = UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) });
         return server(sock);
     }
-    let requests: usize = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(100_000);
+    let requests: usize = args
+        .get(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(100_000);
 
     let (ours, theirs) = UnixStream::pair()?;
     rustix::io::fcntl_setfd(&theirs, rustix::io::FdFlags::empty())?;
@@ -51,7 +55,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             *b = (k + i) as u8;
         }
         let start = Instant::now();
-        duplex.request(&request[..len], &mut response, Some(Duration::from_secs(10)))?;
+        duplex.request(
+            &request[..len],
+            &mut response,
+            Some(Duration::from_secs(10)),
+        )?;
         rtts.push(start.elapsed());
         if response != request[..len] {
             return Err(format!("response {k} differs from its request").into());
