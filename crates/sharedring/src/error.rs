@@ -242,6 +242,9 @@ impl From<io::Error> for HandshakeError {
     fn from(e: io::Error) -> Self {
         match e.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Self::TimedOut,
+            // EPIPE (we wrote after the peer closed) and ECONNRESET (it
+            // closed with our message unread) are the peer hanging up.
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Self::PeerClosed,
             _ => Self::Io(e),
         }
     }
