@@ -1,0 +1,140 @@
+//! Set up [`sharedring`] rings over D-Bus, the way desktop and system
+//! services pass descriptors, with peer death taken from the bus.
+//!
+//! One call on each side: a service exports a [`RingServer`] at an object
+//! path and [`accept`](RingServer::accept)s rings; a client calls
+//! [`open`] with the service's bus name. The descriptors travel as D-Bus
+//! file descriptors (type `h`), the setup values as plain arguments, and
+//! the side that receives them validates all of it exactly as on the
+//! Unix-socket path ([`sharedring::Sender::from_offer`]). Neither side
+//! trusts the other; the bus daemon is trusted to route messages and to
+//! report who called and who left.
+//!
+//! ```no_run
+//! use sharedring::{Options, Receiver, Sender};
+//! use sharedring_dbus::{open, RingServer, DEFAULT_PATH};
+//!
+//! // The service (one process): keeps the receiving end of each ring.
+//! let bus = zbus::blocking::Connection::session()?;
+//! bus.request_name("org.sharedring.Example")?;
+//! let server = RingServer::<Receiver<f64>>::serve(&bus, DEFAULT_PATH, &Options::new())?;
+//!
+//! // A client (another process): gets the sending end.
+//! let client_bus = zbus::blocking::Connection::session()?;
+//! let mut tx: Sender<f64> =
+//!     open(&client_bus, "org.sharedring.Example", DEFAULT_PATH, &Options::new())?;
+//! tx.send(&[1.5, 2.5], None)?;
+//!
+//! // Back in the service.
+//! let (mut rx, caller) = server.accept(None)?;
+//! let mut buf = [0f64; 16];
+//! let n = rx.recv(&mut buf, None)?;
+//! assert_eq!(buf[..n].iter().sum::<f64>(), 4.0);
+//! # let _ = caller;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # The interface
+//!
+//! Interface [`INTERFACE`] (`org.sharedring.Ring1`), by default at object
+//! path [`DEFAULT_PATH`] (`/org/sharedring/Ring`), has one method:
+//!
+//! ```text
+//! Open(u end, u elem_size)
+//!   -> (u creator, u elem_size, t capacity, t region_len, u flags,
+//!       h memory, h data, h room, h hangup)
+//! ```
+//!
+//! - `end`: the end the caller wants, 1 for the sender, 2 for the
+//!   receiver; `elem_size`: its element size in bytes. The service refuses
+//!   a request that does not match what it serves.
+//! - `creator`: the end the service kept (the other one); `elem_size`,
+//!   `capacity` (in elements) and `region_len` (in bytes): the ring's
+//!   geometry; `flags`: bit 0 set if the memory uses huge pages, all other
+//!   bits zero.
+//! - `memory`: the sealed memfd holding the ring; `data`: the eventfd the
+//!   receiver waits on; `room`: the eventfd the sender waits on; `hangup`:
+//!   one end of a socket pair whose other end the service keeps for this
+//!   ring (never read or written: its hang-up tells either side that the
+//!   other dropped its end of the ring). Exactly these four descriptors are
+//!   attached.
+//!
+//! The values and descriptors are those of the Unix-socket handshake
+//! (see `docs/LAYOUT.md` and the `sharedring` crate's wire format). Errors
+//! are named under [`ERROR_PREFIX`]; see [`errors`].
+//!
+//! # Peer death
+//!
+//! A ring notices a dead peer by the hang-up of its liveness descriptor.
+//! Over D-Bus each side makes that descriptor itself: one end of a socket
+//! pair goes to the ring, the other to a watcher thread subscribed to the
+//! bus's `NameOwnerChanged` signal for the peer's unique name, which drops
+//! its end when the name loses its owner (the peer exited, was killed, or
+//! closed its connection), or when the ring's `hangup` socket hangs up (the
+//! peer dropped its end of the ring but stays on the bus). The ring then
+//! reports
+//! [`sharedring::Error::PeerGone`], after delivering everything the peer
+//! committed, as on the socket path. The subscription is made before the
+//! peer is checked to be on the bus, so no departure is missed. If our own
+//! bus connection closes, the peer can no longer be watched and its rings
+//! report `PeerGone` too. There is one watcher thread per live ring; it
+//! ends with the ring.
+//!
+//! # Testing with a private bus
+//!
+//! [`PrivateBus`] starts a `dbus-daemon` on a socket in a fresh temporary
+//! directory and stops it when dropped; this crate's tests, examples and
+//! benchmark use it or a session bus.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+mod client;
+mod end;
+mod error;
+mod private_bus;
+mod server;
+mod watch;
+
+pub use client::{open, open_async};
+pub use end::RingEnd;
+pub use error::Error;
+pub use private_bus::PrivateBus;
+pub use server::{Caller, RingServer, BACKLOG};
+
+pub use zbus;
+
+/// The D-Bus interface name of the ring service.
+pub const INTERFACE: &str = "org.sharedring.Ring1";
+
+/// The object path the examples serve rings at.
+pub const DEFAULT_PATH: &str = "/org/sharedring/Ring";
+
+/// The method that asks for a ring.
+pub const METHOD: &str = "Open";
+
+/// The signature of `Open`'s arguments.
+pub const CALL_SIGNATURE: &str = "uu";
+
+/// The signature of `Open`'s reply.
+pub const REPLY_SIGNATURE: &str = "uuttuhhhh";
+
+/// `flags` bit 0: the ring's memory uses huge pages.
+pub const FLAG_HUGETLB: u32 = 1;
+
+/// The prefix of the error names `Open` answers with.
+pub const ERROR_PREFIX: &str = "org.sharedring.Ring1.Error.";
+
+/// The error names `Open` answers with. A client gets them as
+/// [`Error::Refused`].
+pub mod errors {
+    /// The caller asked for the end the service keeps, or another element
+    /// size.
+    pub const MISMATCH: &str = "org.sharedring.Ring1.Error.Mismatch";
+    /// Too many rings wait to be accepted ([`crate::BACKLOG`]).
+    pub const BUSY: &str = "org.sharedring.Ring1.Error.Busy";
+    /// The caller left the bus before its ring was made.
+    pub const GONE: &str = "org.sharedring.Ring1.Error.Gone";
+    /// Creating the ring failed on the service's side.
+    pub const FAILED: &str = "org.sharedring.Ring1.Error.Failed";
+}

@@ -1,0 +1,278 @@
+//! The serving side: exports the ring interface and hands a new ring to
+//! each caller.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc::{self, Receiver as Queue, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::Duration;
+
+use sharedring::{End, Offer, Options};
+use zbus::fdo::DBusProxy;
+use zbus::message::Header;
+use zbus::names::{BusName, OwnedUniqueName};
+use zbus::zvariant::{self, OwnedObjectPath};
+
+use crate::end::{self, RingEnd};
+use crate::error::Error;
+use crate::watch::Subscription;
+use crate::{FLAG_HUGETLB, INTERFACE};
+
+/// Rings created for callers and not yet accepted. A caller that finds the
+/// queue full gets [`crate::errors::BUSY`]: a flood of calls costs at most
+/// this many rings.
+pub const BACKLOG: usize = 16;
+
+/// Who asked for a ring, as the bus daemon reports it (the daemon, not the
+/// caller, vouches for these values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The caller's unique bus name; the ring reports
+    /// [`sharedring::Error::PeerGone`] once it leaves the bus.
+    pub name: OwnedUniqueName,
+    /// The caller's user id, if the daemon knows it.
+    pub uid: Option<u32>,
+    /// The caller's process id, if the daemon knows it.
+    pub pid: Option<u32>,
+}
+
+/// Creates the ring for one caller; type-erased so that the exported object
+/// needs no type parameter.
+type MakeRing = dyn Fn(OwnedFd, Caller) -> Result<Offer, RingError> + Send + Sync;
+
+/// Serves rings at an object path: each call of the interface's `Open`
+/// method creates a ring, keeps end `E` for us (queued for
+/// [`accept`](Self::accept)) and answers the caller with the other end.
+///
+/// The caller must ask for the other end and the same element size, or it
+/// gets a [`crate::errors::MISMATCH`] error. Dropping the server removes the
+/// object from the connection; rings already accepted live on.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use sharedring::{Options, Receiver};
+/// use sharedring_dbus::{RingServer, DEFAULT_PATH};
+///
+/// let conn = zbus::blocking::Connection::session()?;
+/// conn.request_name("org.sharedring.Example")?;
+/// let server =
+///     RingServer::<Receiver<f64>>::serve(&conn, DEFAULT_PATH, &Options::new().capacity(1 << 14))?;
+/// let (mut rx, caller) = server.accept(None)?;
+/// println!("ring for {} (pid {:?})", caller.name, caller.pid);
+/// let mut buf = [0f64; 1024];
+/// let n = rx.recv(&mut buf, Some(Duration::from_secs(1)))?;
+/// # let _ = n;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RingServer<E: RingEnd> {
+    conn: zbus::blocking::Connection,
+    path: OwnedObjectPath,
+    queue: Queue<(E, Caller)>,
+}
+
+impl<E: RingEnd> std::fmt::Debug for RingServer<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingServer")
+            .field("path", &self.path.as_str())
+            .field("end", &E::END)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E: RingEnd> RingServer<E> {
+    /// Exports the ring interface at `path` on `conn`. Rings are created
+    /// with `opts`. Fails if `path` already has the interface.
+    pub fn serve(
+        conn: &zbus::blocking::Connection,
+        path: &str,
+        opts: &Options,
+    ) -> Result<Self, Error> {
+        let path = OwnedObjectPath::try_from(path).map_err(zbus::Error::from)?;
+        let (tx, queue) = mpsc::sync_channel(BACKLOG);
+        let opts = opts.clone();
+        let make =
+            move |liveness: OwnedFd, caller: Caller| make_ring::<E>(&tx, &opts, liveness, caller);
+        let object = RingObject {
+            end: E::END,
+            elem_size: E::ELEM_SIZE,
+            make: Box::new(make),
+        };
+        if !conn.object_server().at(&path, object)? {
+            return Err(zbus::Error::from(zbus::fdo::Error::FileExists(format!(
+                "{path} already serves {INTERFACE}"
+            )))
+            .into());
+        }
+        Ok(Self {
+            conn: conn.clone(),
+            path,
+            queue,
+        })
+    }
+
+    /// Waits for the next caller's ring, at most `timeout` (`None`:
+    /// forever). Fails with [`Error::TimedOut`], or [`Error::Closed`] if the
+    /// object is no longer served.
+    ///
+    /// A caller may leave the bus between its call and this return: the
+    /// ring then reports [`sharedring::Error::PeerGone`] at its first
+    /// blocking call, like any dead peer.
+    pub fn accept(&self, timeout: Option<Duration>) -> Result<(E, Caller), Error> {
+        match timeout {
+            None => self.queue.recv().map_err(|_| Error::Closed),
+            Some(t) => self.queue.recv_timeout(t).map_err(|e| match e {
+                RecvTimeoutError::Timeout => Error::TimedOut,
+                RecvTimeoutError::Disconnected => Error::Closed,
+            }),
+        }
+    }
+
+    /// The object path served.
+    pub fn path(&self) -> &str {
+        self.path.as_str()
+    }
+}
+
+impl<E: RingEnd> Drop for RingServer<E> {
+    fn drop(&mut self) {
+        // Best effort: the connection may be closed already. Rings queued
+        // and not accepted are dropped with `queue`, which hangs them up.
+        let _ = self
+            .conn
+            .object_server()
+            .remove::<RingObject, _>(&self.path);
+    }
+}
+
+fn make_ring<E: RingEnd>(
+    queue: &SyncSender<(E, Caller)>,
+    opts: &Options,
+    liveness: OwnedFd,
+    caller: Caller,
+) -> Result<Offer, RingError> {
+    let (ring, offer) =
+        E::create_offer(opts, Some(liveness)).map_err(|e| RingError::Failed(e.to_string()))?;
+    match queue.try_send((ring, caller)) {
+        Ok(()) => Ok(offer),
+        Err(TrySendError::Full(_)) => Err(RingError::Busy(format!(
+            "{BACKLOG} rings are waiting to be accepted"
+        ))),
+        Err(TrySendError::Disconnected(_)) => {
+            Err(RingError::Failed("the server is shutting down".into()))
+        }
+    }
+}
+
+/// The errors `Open` answers with; see [`crate::errors`].
+#[derive(zbus::DBusError, Debug)]
+#[zbus(prefix = "org.sharedring.Ring1.Error")]
+enum RingError {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    /// The caller asked for the wrong end or element size.
+    Mismatch(String),
+    /// Too many rings wait to be accepted.
+    Busy(String),
+    /// The caller left the bus before its ring was made.
+    Gone(String),
+    /// Creating the ring failed on our side.
+    Failed(String),
+}
+
+/// The exported object.
+struct RingObject {
+    end: End,
+    elem_size: usize,
+    make: Box<MakeRing>,
+}
+
+/// `Open`'s out values: see [`crate::REPLY_SIGNATURE`].
+type OpenReply = (
+    u32,
+    u32,
+    u64,
+    u64,
+    u32,
+    zvariant::OwnedFd,
+    zvariant::OwnedFd,
+    zvariant::OwnedFd,
+    zvariant::OwnedFd,
+);
+
+#[zbus::interface(name = "org.sharedring.Ring1")]
+impl RingObject {
+    /// Creates a ring for the caller. `end`: the end the caller will hold
+    /// (1 sender, 2 receiver); `elem_size`: its element size in bytes.
+    #[zbus(out_args(
+        "creator",
+        "elem_size",
+        "capacity",
+        "region_len",
+        "flags",
+        "memory",
+        "data",
+        "room",
+        "hangup"
+    ))]
+    async fn open(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        end: u32,
+        elem_size: u32,
+    ) -> Result<OpenReply, RingError> {
+        let ours = self.end;
+        if end::from_code(end) != Some(end::other(ours)) {
+            return Err(RingError::Mismatch(format!(
+                "this service keeps the {ours:?} end; ask for end {}, not {end}",
+                end::code(end::other(ours))
+            )));
+        }
+        if elem_size as usize != self.elem_size {
+            return Err(RingError::Mismatch(format!(
+                "this service's elements are {} B, not {elem_size} B",
+                self.elem_size
+            )));
+        }
+        let Some(sender) = header.sender() else {
+            return Err(RingError::Failed("the call has no sender".into()));
+        };
+        let caller = caller(conn, sender.to_owned().into()).await;
+        let subscription = Subscription::new(conn, sender).await.map_err(|e| match e {
+            Error::PeerGone => RingError::Gone(format!("{sender} left the bus")),
+            e => RingError::Failed(e.to_string()),
+        })?;
+        let (ours, theirs) = UnixStream::pair().map_err(|e| RingError::Failed(e.to_string()))?;
+        let liveness = subscription
+            .start(ours)
+            .map_err(|e| RingError::Failed(e.to_string()))?;
+        let offer = (self.make)(liveness, caller)?;
+        Ok((
+            end::code(offer.creator),
+            offer.elem_size,
+            offer.capacity,
+            offer.region_len,
+            if offer.hugetlb { FLAG_HUGETLB } else { 0 },
+            offer.fds.memory.into(),
+            offer.fds.data.into(),
+            offer.fds.room.into(),
+            OwnedFd::from(theirs).into(),
+        ))
+    }
+}
+
+/// The caller's identity, from the daemon (missing values stay `None`: the
+/// call is not refused because the daemon could not tell).
+async fn caller(conn: &zbus::Connection, name: OwnedUniqueName) -> Caller {
+    let creds = match DBusProxy::new(conn).await {
+        Ok(dbus) => dbus
+            .get_connection_credentials(BusName::from(name.as_ref()))
+            .await
+            .ok(),
+        Err(_) => None,
+    };
+    Caller {
+        uid: creds.as_ref().and_then(|c| c.unix_user_id()),
+        pid: creds.as_ref().and_then(|c| c.process_id()),
+        name,
+    }
+}
