@@ -185,7 +185,11 @@ impl fmt::Display for HandshakeError {
             }
             Self::WrongKind { found } => write!(f, "peer offers a ring of kind {found}"),
             Self::RoleMismatch { peer_role } => {
-                write!(f, "peer claims role {peer_role}, the same role as ours")
+                write!(
+                    f,
+                    "peer's role code {peer_role} is our own role or unknown \
+                     (1 = sender, 2 = receiver)"
+                )
             }
             Self::ElementSizeMismatch { expected, found } => {
                 write!(f, "peer's elements are {found} B, ours are {expected} B")
