@@ -11,6 +11,13 @@ use spsc_core::{
     MsgPushError, PopError, Producer, RawRegion, SetupError, DATA_OFFSET, SKIP_MARKER,
 };
 
+// One producer and one consumer per ring: movable to another thread, but
+// neither shareable nor clonable.
+static_assertions::assert_impl_all!(MsgProducer: Send);
+static_assertions::assert_impl_all!(MsgConsumer: Send);
+static_assertions::assert_not_impl_any!(MsgProducer: Clone, Sync);
+static_assertions::assert_not_impl_any!(MsgConsumer: Clone, Sync);
+
 const WRITE_POS: usize = 128;
 const READ_POS: usize = 256;
 const CAP: usize = 64;
