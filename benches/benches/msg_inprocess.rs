@@ -165,7 +165,7 @@ fn bench(c: &mut Criterion) {
     group
         .sample_size(10)
         .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_millis(1500));
+        .measurement_time(Duration::from_millis(1200));
     for (label, base) in [("64B", 64usize), ("1KiB", 1024), ("64KiB", 64 * 1024)] {
         // Each iteration is one message; the mean message size is `base`
         // (within a byte or two).

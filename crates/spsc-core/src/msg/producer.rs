@@ -189,6 +189,10 @@ impl MsgProducer {
     /// ```
     #[inline]
     pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_>, MsgPushError> {
+        // A caught peer is reported first, whatever we are asked (sticky).
+        if let Some(c) = self.inner.corruption() {
+            return Err(MsgPushError::Corrupted(c));
+        }
         if len > self.max_msg as usize {
             return Err(MsgPushError::TooLarge {
                 len,
