@@ -326,6 +326,11 @@ fn producer_rejects_read_position_beyond_its_write_position() {
         tx.reserve(0).unwrap_err(),
         MsgPushError::Corrupted(expected)
     );
+    // Sticky even for a length that would be our caller's error.
+    assert_eq!(
+        tx.reserve(MAX + 1).unwrap_err(),
+        MsgPushError::Corrupted(expected)
+    );
     assert_eq!(tx.prepare_wait(1), Err(expected));
     assert_eq!(tx.corruption(), Some(expected));
 }
