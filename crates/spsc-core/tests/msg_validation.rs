@@ -11,6 +11,13 @@ use spsc_core::{
     MsgPushError, PopError, Producer, RawRegion, SetupError, DATA_OFFSET, SKIP_MARKER,
 };
 
+// One producer and one consumer per ring: movable to another thread, but
+// neither shareable nor clonable.
+static_assertions::assert_impl_all!(MsgProducer: Send);
+static_assertions::assert_impl_all!(MsgConsumer: Send);
+static_assertions::assert_not_impl_any!(MsgProducer: Clone, Sync);
+static_assertions::assert_not_impl_any!(MsgConsumer: Clone, Sync);
+
 const WRITE_POS: usize = 128;
 const READ_POS: usize = 256;
 const CAP: usize = 64;
@@ -317,6 +324,11 @@ fn producer_rejects_read_position_beyond_its_write_position() {
     assert_eq!(tx.push(&[3]), Err(MsgPushError::Corrupted(expected)));
     assert_eq!(
         tx.reserve(0).unwrap_err(),
+        MsgPushError::Corrupted(expected)
+    );
+    // Sticky even for a length that would be our caller's error.
+    assert_eq!(
+        tx.reserve(MAX + 1).unwrap_err(),
         MsgPushError::Corrupted(expected)
     );
     assert_eq!(tx.prepare_wait(1), Err(expected));

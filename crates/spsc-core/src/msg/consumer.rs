@@ -142,6 +142,7 @@ impl MsgConsumer {
 
     /// Finds and validates the next record among `avail` published bytes.
     /// Each header word is loaded exactly once; only the locals are used.
+    #[inline]
     fn locate(&self, avail: u64) -> Result<Found, Corruption> {
         let shared = self.inner.shared();
         let capacity = shared.capacity();
@@ -366,6 +367,7 @@ impl Record<'_> {
     /// assert_eq!(rx.read()?.len(), 33);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -398,6 +400,7 @@ impl Record<'_> {
     /// assert_eq!(&body, b"body");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn read_at(&self, offset: usize, dst: &mut [u8]) {
         assert!(
             offset <= self.len && dst.len() <= self.len - offset,
@@ -427,6 +430,7 @@ impl Record<'_> {
     /// assert_eq!(&buf, b"abc");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn copy_to_slice(&self, dst: &mut [u8]) {
         self.read_at(0, dst)
     }
@@ -441,6 +445,7 @@ impl Record<'_> {
     /// assert_eq!(rx.read()?.as_ptr() as usize % 8, 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn as_ptr(&self) -> *const u8 {
         self.payload
     }
@@ -482,6 +487,7 @@ impl Record<'_> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use = "if this returns true, the producer is asleep and must be woken"]
+    #[inline]
     pub fn release(self) -> bool {
         self.consumer.inner.release_chunk(self.advance as usize)
     }
@@ -492,6 +498,7 @@ impl Record<'_> {
 /// # Safety
 ///
 /// `at` is 4-aligned and valid for reads of 4 bytes.
+#[inline]
 unsafe fn read_len(at: *const u8) -> u32 {
     // SAFETY: the caller's contract. Volatile: the peer may write the word
     // concurrently, and the value must be read exactly once.

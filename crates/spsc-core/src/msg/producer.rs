@@ -142,6 +142,7 @@ impl MsgProducer {
     }
 
     /// Where a record of `len` bytes would go.
+    #[inline]
     fn placement(&self, len: usize) -> Placement {
         let capacity = self.inner.shared().capacity();
         // Our write position is a multiple of 8 (checked at attach, and
@@ -186,7 +187,12 @@ impl MsgProducer {
     /// assert_eq!(&buf[..5], b"hello");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn reserve(&mut self, len: usize) -> Result<Reservation<'_>, MsgPushError> {
+        // A caught peer is reported first, whatever we are asked (sticky).
+        if let Some(c) = self.inner.corruption() {
+            return Err(MsgPushError::Corrupted(c));
+        }
         if len > self.max_msg as usize {
             return Err(MsgPushError::TooLarge {
                 len,
@@ -320,6 +326,7 @@ impl Reservation<'_> {
     /// assert_eq!(tx.reserve(10)?.len(), 10);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -349,6 +356,7 @@ impl Reservation<'_> {
     /// let _ = r.commit();
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn write_at(&mut self, offset: usize, src: &[u8]) {
         assert!(
             offset <= self.len && src.len() <= self.len - offset,
@@ -375,6 +383,7 @@ impl Reservation<'_> {
     /// let _ = r.commit();
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn copy_from_slice(&mut self, src: &[u8]) {
         self.write_at(0, src)
     }
@@ -392,6 +401,7 @@ impl Reservation<'_> {
     /// assert_eq!(rx.read()?.len(), 5);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
     }
@@ -407,6 +417,7 @@ impl Reservation<'_> {
     /// assert_eq!(r.as_mut_ptr() as usize % 8, 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
         self.payload
     }
@@ -447,12 +458,14 @@ impl Reservation<'_> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use = "if this returns true, the consumer is asleep and must be woken"]
+    #[inline]
     pub fn commit(self) -> bool {
         let n = self.write_headers();
         self.producer.inner.commit_chunk(n)
     }
 
     /// Publishes without the wake-up check (for `push`).
+    #[inline]
     fn publish(self) {
         let n = self.write_headers();
         self.producer.inner.publish(n);
@@ -460,6 +473,7 @@ impl Reservation<'_> {
 
     /// Writes the record header, and the skip marker if there is one, and
     /// returns how far the write position advances.
+    #[inline]
     fn write_headers(&self) -> usize {
         let Placement { skip, at, .. } = self.placement;
         let data = self.producer.inner.shared().data();
@@ -481,6 +495,7 @@ impl Reservation<'_> {
 /// # Safety
 ///
 /// `at` is 8-aligned and valid for writes of 8 bytes.
+#[inline]
 unsafe fn write_header(at: *mut u8, len: u32) {
     // SAFETY: the caller's contract; volatile, as for payload bytes.
     unsafe {
