@@ -94,7 +94,7 @@ fn group_table(out: &mut String, t: &Table) {
     }
     let _ = writeln!(out);
     let cols = 3 + usize::from(has_bytes || has_elems) + t.rows.len();
-    let _ = writeln!(out, "|{}", " --- |".repeat(cols - 1));
+    let _ = writeln!(out, "|{}", " --- |".repeat(cols));
     for r in &t.rows {
         let _ = write!(
             out,
