@@ -11,8 +11,10 @@ use std::hint::black_box;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use sharedring_benches::HeapRegion;
+use criterion::Throughput;
+use sharedring_benches::harness::Harness;
+use sharedring_benches::peer::PeerEnv;
+use sharedring_benches::{pin_to_cpu, probe, HeapRegion};
 use spsc_core::{Consumer, PopError, Producer, PushError};
 
 const CAPACITY: usize = 16 * 1024;
@@ -25,6 +27,7 @@ fn spsc_core_run(items: u64, batch: usize) -> Duration {
     let start = Instant::now();
     thread::scope(|s| {
         s.spawn(move || {
+            pin_to_cpu(1);
             if batch == 1 {
                 let mut i = 0;
                 while i < items {
@@ -84,6 +87,7 @@ fn rtrb_run(items: u64, batch: usize) -> Duration {
     let start = Instant::now();
     thread::scope(|s| {
         s.spawn(move || {
+            pin_to_cpu(1);
             if batch == 1 {
                 let mut i = 0;
                 while i < items {
@@ -139,12 +143,13 @@ fn rtrb_run(items: u64, batch: usize) -> Duration {
     start.elapsed()
 }
 
-fn bench(c: &mut Criterion) {
-    let mut group = c.benchmark_group("spsc_inprocess_u64");
-    group
-        .sample_size(20)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+fn main() {
+    if let Some(env) = PeerEnv::from_env() {
+        assert_eq!(env.role, probe::ROLE, "unknown peer role");
+        return probe::run_peer(env);
+    }
+    let mut h = Harness::new("spsc_inprocess");
+    let mut group = h.group("spsc_inprocess_u64");
     for batch in [1usize, 64, 4096] {
         // Each sample streams `iters` items; criterion divides by `iters`.
         group.throughput(Throughput::Elements(1));
@@ -153,17 +158,13 @@ fn bench(c: &mut Criterion) {
         } else {
             format!("chunk_{batch}")
         };
-        group.bench_with_input(
-            BenchmarkId::new("spsc-core", &label),
-            &batch,
-            |b, &batch| b.iter_custom(|iters| spsc_core_run(iters.max(batch as u64), batch)),
-        );
-        group.bench_with_input(BenchmarkId::new("rtrb", &label), &batch, |b, &batch| {
+        group.row(&format!("spsc-core/{label}"), |b| {
+            b.iter_custom(|iters| spsc_core_run(iters.max(batch as u64), batch))
+        });
+        group.row(&format!("rtrb/{label}"), |b| {
             b.iter_custom(|iters| rtrb_run(iters.max(batch as u64), batch))
         });
     }
     group.finish();
+    h.finish();
 }
-
-criterion_group!(benches, bench);
-criterion_main!(benches);

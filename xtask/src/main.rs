@@ -3,6 +3,10 @@
 //! - `cargo xtask ci`: the checks that `.ci/run` performs (formatting,
 //!   clippy, docs, the test suite, the loom model checks, and the README's
 //!   demo), in the same order.
+//! - `cargo xtask bench [--full]`: every benchmark side by side, then
+//!   `target/bench-report/report.md` and charts (see [`bench`]).
+
+mod bench;
 
 use std::process::{Command, ExitCode};
 
@@ -92,7 +96,9 @@ fn run(step: &Step) -> bool {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: cargo xtask <task>\n\ntasks:\n  ci     run the checks of .ci/run");
+    eprintln!(
+        "usage: cargo xtask <task>\n\ntasks:\n  ci               run the checks of .ci/run\n  bench [--full]   run the benchmarks, write target/bench-report/"
+    );
     ExitCode::FAILURE
 }
 
@@ -108,6 +114,7 @@ fn main() -> ExitCode {
             eprintln!("==> all CI steps passed");
             ExitCode::SUCCESS
         }
+        Some("bench") => bench::run(&args[1..]),
         _ => usage(),
     }
 }

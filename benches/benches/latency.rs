@@ -1,0 +1,373 @@
+//! Cross-process round trip of one 8-byte message: this process (CPU 0)
+//! sends, the peer (CPU 1) answers at once, this process receives. Side by
+//! side in the group `rtt_8B`:
+//!
+//! - `sharedring-busy`: `try_send` / `try_recv` loops on both sides;
+//! - `sharedring-blocking`: `send` / `recv` with the default options (spin
+//!   for a bounded budget, then park);
+//! - `sharedring-park`: `send` / `recv` with `Options::spin(ZERO)`;
+//! - `unix-socket`, `pipe`: blocking `write` / `read`;
+//! - `shmem-ipc-busy`, `shmem-ipc-blocking`: the original crate 0.3, its
+//!   ring polled, or its `send_raw` / `block_until_readable` /
+//!   `receive_raw`;
+//! - `atomic-busy`: a raw ping-pong on two atomics in a shared page, the
+//!   physical floor of a busy round trip;
+//! - `futex`: a raw futex ping-pong, the floor of a blocking one.
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rustix::thread::futex;
+use sharedring::{Options, Receiver, Sender};
+use sharedring_benches::harness::Harness;
+use sharedring_benches::peer::{Peer, PeerEnv};
+use sharedring_benches::{probe, SharedPage};
+
+const RING: usize = 64;
+
+/// How a sharedring row waits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Busy,
+    Blocking,
+    Park,
+}
+
+impl Wait {
+    fn name(self) -> &'static str {
+        match self {
+            Wait::Busy => "busy",
+            Wait::Blocking => "blocking",
+            Wait::Park => "park",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "busy" => Wait::Busy,
+            "park" => Wait::Park,
+            _ => Wait::Blocking,
+        }
+    }
+
+    fn options(self) -> Options {
+        match self {
+            Wait::Park => Options::new().spin(Duration::ZERO),
+            _ => Options::new(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- peers
+
+fn peer_main(env: PeerEnv) {
+    match env.role.as_str() {
+        probe::ROLE => probe::run_peer(env),
+        "ring" => peer_ring(env),
+        "socket" => peer_socket(env),
+        "pipe" => peer_pipe(env),
+        "shmem-ipc" => peer_shmem_ipc(env),
+        "atomic" => peer_atomic(env),
+        "futex" => peer_futex(env),
+        other => panic!("unknown peer role {other}"),
+    }
+}
+
+fn peer_ring(mut env: PeerEnv) {
+    let wait = Wait::parse(&env.args[0]);
+    let sock = UnixStream::from(env.take_fd());
+    let opts = wait.options();
+    let mut ping = Receiver::<u64>::accept_with(sock.try_clone().unwrap(), &opts).unwrap();
+    let mut pong = Sender::<u64>::accept_with(sock, &opts).unwrap();
+    let mut one = [0u64; 1];
+    while let Some(n) = env.next_command() {
+        for _ in 0..n {
+            if wait == Wait::Busy {
+                while ping.try_recv(&mut one).unwrap() == 0 {
+                    std::hint::spin_loop();
+                }
+                while pong.try_send(&one).unwrap() == 0 {
+                    std::hint::spin_loop();
+                }
+            } else {
+                ping.recv(&mut one, None).unwrap();
+                pong.send(&one, None).unwrap();
+            }
+        }
+    }
+}
+
+fn peer_socket(mut env: PeerEnv) {
+    let mut s = UnixStream::from(env.take_fd());
+    let mut w = [0u8; 8];
+    while let Some(n) = env.next_command() {
+        for _ in 0..n {
+            s.read_exact(&mut w).unwrap();
+            s.write_all(&w).unwrap();
+        }
+    }
+}
+
+fn peer_pipe(mut env: PeerEnv) {
+    let mut r = std::fs::File::from(env.take_fd());
+    let mut w = std::fs::File::from(env.take_fd());
+    let mut b = [0u8; 8];
+    while let Some(n) = env.next_command() {
+        for _ in 0..n {
+            r.read_exact(&mut b).unwrap();
+            w.write_all(&b).unwrap();
+        }
+    }
+}
+
+type ShmemTx = shmem_ipc::sharedring::Sender<u64>;
+type ShmemRx = shmem_ipc::sharedring::Receiver<u64>;
+
+/// Sends one value; the ring of a ping-pong is never full.
+fn shmem_send(tx: &mut ShmemTx, v: u64, busy: bool) {
+    let f = |p: *mut u64, _room: usize| {
+        // SAFETY: shmem-ipc calls us with at least one writable slot.
+        unsafe { p.write(v) };
+        1
+    };
+    if busy {
+        tx.sender_mut().send(f).unwrap();
+    } else {
+        tx.send_raw(f).unwrap();
+    }
+}
+
+fn shmem_recv(rx: &mut ShmemRx, busy: bool) -> u64 {
+    loop {
+        let mut v = None;
+        let f = |p: *const u64, _avail: usize| {
+            // SAFETY: shmem-ipc calls us with at least one readable slot.
+            v = Some(unsafe { p.read() });
+            1
+        };
+        if busy {
+            rx.receiver_mut().recv(f).unwrap();
+        } else {
+            rx.receive_raw(f).unwrap();
+        }
+        if let Some(v) = v {
+            return v;
+        }
+        if busy {
+            std::hint::spin_loop();
+        } else {
+            rx.block_until_readable().unwrap();
+        }
+    }
+}
+
+fn peer_shmem_ipc(mut env: PeerEnv) {
+    let busy = env.args[0] == "busy";
+    let mut fds: Vec<std::fs::File> = (0..6).map(|_| env.take_fd().into()).collect();
+    let mut take = || fds.remove(0);
+    let mut ping = ShmemRx::open(RING, take(), take(), take()).unwrap();
+    let mut pong = ShmemTx::open(RING, take(), take(), take()).unwrap();
+    while let Some(n) = env.next_command() {
+        for _ in 0..n {
+            let v = shmem_recv(&mut ping, busy);
+            shmem_send(&mut pong, v, busy);
+        }
+    }
+}
+
+fn peer_atomic(mut env: PeerEnv) {
+    let page = SharedPage::map(env.take_fd()).unwrap();
+    let (ping, pong) = (page.word(1), page.word(2));
+    let mut last = 0;
+    while let Some(n) = env.next_command() {
+        for _ in 0..n {
+            let v = loop {
+                let v = ping.load(Ordering::Acquire);
+                if v != last {
+                    break v;
+                }
+                std::hint::spin_loop();
+            };
+            last = v;
+            pong.store(v, Ordering::Release);
+        }
+    }
+}
+
+fn peer_futex(mut env: PeerEnv) {
+    let page = SharedPage::map(env.take_fd()).unwrap();
+    let (ping, pong) = (page.word(1), page.word(2));
+    let mut last = 0;
+    while let Some(n) = env.next_command() {
+        for _ in 0..n {
+            let v = loop {
+                let v = ping.load(Ordering::Acquire);
+                if v != last {
+                    break v;
+                }
+                let _ = futex::wait(ping, futex::Flags::empty(), v, None);
+            };
+            last = v;
+            pong.store(v, Ordering::Release);
+            futex::wake(pong, futex::Flags::empty(), 1).unwrap();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- parent
+
+/// Times `n` round trips with `rt`, after commanding the peer to answer
+/// `n` times.
+fn timed(peer: &mut Peer, n: u64, mut rt: impl FnMut(u64)) -> Duration {
+    peer.command(n);
+    let start = Instant::now();
+    for i in 0..n {
+        rt(i);
+    }
+    start.elapsed()
+}
+
+fn ring_row(g: &mut sharedring_benches::harness::Group<'_>, wait: Wait) {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let mut peer = Peer::spawn("ring", vec![theirs.into()], &[wait.name().into()]).unwrap();
+    let opts = wait.options().capacity(RING);
+    let mut ping = Sender::<u64>::create_with(ours.try_clone().unwrap(), &opts).unwrap();
+    let mut pong = Receiver::<u64>::create_with(ours, &opts).unwrap();
+    let mut one = [0u64; 1];
+    g.row(&format!("sharedring-{}", wait.name()), |b| {
+        b.iter_custom(|n| {
+            timed(&mut peer, n, |i| {
+                if wait == Wait::Busy {
+                    while ping.try_send(&[i]).unwrap() == 0 {
+                        std::hint::spin_loop();
+                    }
+                    while pong.try_recv(&mut one).unwrap() == 0 {
+                        std::hint::spin_loop();
+                    }
+                } else {
+                    ping.send(&[i], None).unwrap();
+                    pong.recv(&mut one, None).unwrap();
+                }
+            })
+        })
+    });
+    drop((ping, pong));
+    peer.finish();
+}
+
+fn socket_row(g: &mut sharedring_benches::harness::Group<'_>) {
+    let (mut ours, theirs) = UnixStream::pair().unwrap();
+    let mut peer = Peer::spawn("socket", vec![theirs.into()], &[]).unwrap();
+    let mut w = [0u8; 8];
+    g.row("unix-socket", |b| {
+        b.iter_custom(|n| {
+            timed(&mut peer, n, |i| {
+                ours.write_all(&i.to_ne_bytes()).unwrap();
+                ours.read_exact(&mut w).unwrap();
+            })
+        })
+    });
+    peer.finish();
+}
+
+fn pipe_row(g: &mut sharedring_benches::harness::Group<'_>) {
+    let (to_peer_r, to_peer_w) = rustix::pipe::pipe().unwrap();
+    let (to_us_r, to_us_w) = rustix::pipe::pipe().unwrap();
+    let mut peer = Peer::spawn("pipe", vec![to_peer_r, to_us_w], &[]).unwrap();
+    let mut w = std::fs::File::from(to_peer_w);
+    let mut r = std::fs::File::from(to_us_r);
+    let mut b8 = [0u8; 8];
+    g.row("pipe", |b| {
+        b.iter_custom(|n| {
+            timed(&mut peer, n, |i| {
+                w.write_all(&i.to_ne_bytes()).unwrap();
+                r.read_exact(&mut b8).unwrap();
+            })
+        })
+    });
+    peer.finish();
+}
+
+/// The three descriptors of a shmem-ipc ring end, duplicated for the peer.
+macro_rules! shmem_fds {
+    ($end:expr) => {
+        vec![
+            OwnedFd::from($end.memfd().as_file().try_clone().unwrap()),
+            OwnedFd::from($end.empty_signal().try_clone().unwrap()),
+            OwnedFd::from($end.full_signal().try_clone().unwrap()),
+        ]
+    };
+}
+
+fn shmem_ipc_row(g: &mut sharedring_benches::harness::Group<'_>, busy: bool) {
+    let mut ping = ShmemTx::new(RING).unwrap();
+    let mut pong = ShmemRx::new(RING).unwrap();
+    let mut fds = shmem_fds!(ping);
+    fds.extend(shmem_fds!(pong));
+    let mode = if busy { "busy" } else { "blocking" };
+    let mut peer = Peer::spawn("shmem-ipc", fds, &[mode.into()]).unwrap();
+    g.row(&format!("shmem-ipc-{mode}"), |b| {
+        b.iter_custom(|n| {
+            timed(&mut peer, n, |i| {
+                shmem_send(&mut ping, i, busy);
+                let v = shmem_recv(&mut pong, busy);
+                debug_assert_eq!(v, i);
+            })
+        })
+    });
+    peer.finish();
+}
+
+fn page_row(g: &mut sharedring_benches::harness::Group<'_>, futex_wait: bool) {
+    let page = SharedPage::new().unwrap();
+    let fd = rustix::io::dup(&page).unwrap();
+    let role = if futex_wait { "futex" } else { "atomic" };
+    let mut peer = Peer::spawn(role, vec![fd], &[]).unwrap();
+    let (ping, pong) = (page.word(1), page.word(2));
+    let mut seq = 0u32;
+    g.row(if futex_wait { "futex" } else { "atomic-busy" }, |b| {
+        b.iter_custom(|n| {
+            timed(&mut peer, n, |_| {
+                seq = seq.wrapping_add(1).max(1);
+                ping.store(seq, Ordering::Release);
+                if futex_wait {
+                    futex::wake(ping, futex::Flags::empty(), 1).unwrap();
+                }
+                loop {
+                    let v = pong.load(Ordering::Acquire);
+                    if v == seq {
+                        break;
+                    }
+                    if futex_wait {
+                        let _ = futex::wait(pong, futex::Flags::empty(), v, None);
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                }
+            })
+        })
+    });
+    peer.finish();
+}
+
+fn main() {
+    if let Some(env) = PeerEnv::from_env() {
+        return peer_main(env);
+    }
+    let mut h = Harness::new("latency");
+    let mut g = h.group("rtt_8B");
+    page_row(&mut g, false);
+    ring_row(&mut g, Wait::Busy);
+    shmem_ipc_row(&mut g, true);
+    ring_row(&mut g, Wait::Blocking);
+    page_row(&mut g, true);
+    ring_row(&mut g, Wait::Park);
+    shmem_ipc_row(&mut g, false);
+    socket_row(&mut g);
+    pipe_row(&mut g);
+    g.finish();
+    h.finish();
+}

@@ -1,0 +1,223 @@
+//! Criterion rows wrapped with the probe.
+//!
+//! Each row runs as: probe, the criterion measurement, probe. If either
+//! probe shows the slow mode (more than [`SLOW_FACTOR`] times the fastest
+//! probe seen in this run), the row is measured again, up to a few
+//! attempts; criterion keeps the last measurement. Before a row, a slow
+//! probe is first waited out for a few seconds, since the slow episodes
+//! are short. Every attempt is appended as one JSON line to
+//! `target/bench-report/rows.jsonl` (group, row, probes, attempt, whether
+//! it was slow), which `cargo xtask bench` joins with criterion's
+//! estimates.
+//!
+//! `SHAREDRING_BENCH_MODE=full` selects the long settings; anything else
+//! (and plain `cargo bench`) the quick ones.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use criterion::measurement::WallTime;
+use criterion::{Bencher, BenchmarkGroup, Criterion, Throughput};
+
+use crate::probe::Probe;
+
+/// A probe this many times slower than the run's fastest is the slow mode.
+pub const SLOW_FACTOR: f64 = 1.6;
+
+/// Quick (the default) or full settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Short measurements: the whole suite in a few minutes.
+    Quick,
+    /// Longer measurements, more samples, more reruns.
+    Full,
+}
+
+impl Mode {
+    /// The mode chosen by `SHAREDRING_BENCH_MODE`.
+    pub fn from_env() -> Self {
+        match std::env::var("SHAREDRING_BENCH_MODE").as_deref() {
+            Ok("full") => Mode::Full,
+            _ => Mode::Quick,
+        }
+    }
+
+    fn attempts(self) -> usize {
+        match self {
+            Mode::Quick => 3,
+            Mode::Full => 5,
+        }
+    }
+}
+
+/// Where the report's inputs go: `$SHAREDRING_BENCH_REPORT`, or
+/// `target/bench-report` found from this executable's path
+/// (`target/<profile>/deps/<bench>`).
+pub fn report_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SHAREDRING_BENCH_REPORT") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    exe.ancestors()
+        .nth(3)
+        .map(|t| t.join("bench-report"))
+        .unwrap_or_else(|| PathBuf::from("target/bench-report"))
+}
+
+/// Criterion plus the probe, for one bench binary.
+pub struct Harness {
+    criterion: Criterion,
+    probe: Probe,
+    fastest: f64,
+    log: File,
+    bench: String,
+    mode: Mode,
+}
+
+impl Harness {
+    /// Pins this process to CPU 0, configures criterion for the mode (the
+    /// command line still overrides), starts the probe and calibrates it.
+    pub fn new(bench: &str) -> Self {
+        crate::pin_to_cpu(0);
+        let mode = Mode::from_env();
+        let (warm, measure, samples) = match mode {
+            Mode::Quick => (Duration::from_millis(200), Duration::from_millis(800), 10),
+            Mode::Full => (Duration::from_secs(1), Duration::from_secs(3), 30),
+        };
+        let criterion = Criterion::default()
+            .without_plots()
+            .warm_up_time(warm)
+            .measurement_time(measure)
+            .sample_size(samples)
+            .configure_from_args();
+        let mut probe = Probe::start().expect("start the probe's peer");
+        let fastest = (0..5).map(|_| probe.measure()).fold(f64::MAX, f64::min);
+        eprintln!("probe: fastest of 5 = {fastest:.0} ns round trip");
+        let dir = report_dir();
+        std::fs::create_dir_all(&dir).expect("create the report directory");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("rows.jsonl"))
+            .expect("open rows.jsonl");
+        Self {
+            criterion,
+            probe,
+            fastest,
+            log,
+            bench: bench.to_owned(),
+            mode,
+        }
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Opens a criterion group whose rows are probed.
+    pub fn group(&mut self, name: &str) -> Group<'_> {
+        Group {
+            group: self.criterion.benchmark_group(name),
+            probe: &mut self.probe,
+            fastest: &mut self.fastest,
+            log: &mut self.log,
+            bench: &self.bench,
+            name: name.to_owned(),
+            attempts: self.mode.attempts(),
+        }
+    }
+
+    /// Prints criterion's summary.
+    pub fn finish(self) {
+        self.criterion.final_summary();
+    }
+}
+
+/// A criterion group whose rows are probed.
+pub struct Group<'a> {
+    group: BenchmarkGroup<'a, WallTime>,
+    probe: &'a mut Probe,
+    fastest: &'a mut f64,
+    log: &'a mut File,
+    bench: &'a str,
+    name: String,
+    attempts: usize,
+}
+
+impl<'a> Group<'a> {
+    /// The criterion group, for its settings.
+    pub fn settings(&mut self) -> &mut BenchmarkGroup<'a, WallTime> {
+        &mut self.group
+    }
+
+    /// Sets the throughput of the following rows.
+    pub fn throughput(&mut self, t: Throughput) {
+        self.group.throughput(t);
+    }
+
+    fn is_slow(&self, ns: f64) -> bool {
+        ns > SLOW_FACTOR * *self.fastest
+    }
+
+    /// A probe, waiting out a slow episode for up to about 3 seconds.
+    fn settled_probe(&mut self) -> f64 {
+        let mut ns = self.probe.measure();
+        for _ in 0..6 {
+            *self.fastest = self.fastest.min(ns);
+            if !self.is_slow(ns) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            ns = self.probe.measure();
+        }
+        ns
+    }
+
+    /// Measures one row between two probes, again while they show the
+    /// slow mode.
+    pub fn row<F: FnMut(&mut Bencher)>(&mut self, id: &str, mut f: F) {
+        for attempt in 1..=self.attempts {
+            let before = self.settled_probe();
+            self.group.bench_function(id, &mut f);
+            let after = self.probe.measure();
+            *self.fastest = self.fastest.min(after);
+            let slow = self.is_slow(before) || self.is_slow(after);
+            let line = serde_json::json!({
+                "bench": self.bench,
+                "group": self.name,
+                "row": id,
+                "attempt": attempt,
+                "probe_before_ns": before,
+                "probe_after_ns": after,
+                "probe_fastest_ns": *self.fastest,
+                "slow": slow,
+                "unix_time": std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            });
+            let _ = writeln!(self.log, "{line}");
+            eprintln!(
+                "    probe {before:.0} ns before, {after:.0} ns after (fastest {:.0}){}",
+                *self.fastest,
+                if slow && attempt < self.attempts {
+                    ": slow mode, measuring again"
+                } else if slow {
+                    ": slow mode, out of attempts"
+                } else {
+                    ""
+                }
+            );
+            if !slow {
+                break;
+            }
+        }
+    }
+
+    /// Closes the group.
+    pub fn finish(self) {
+        self.group.finish();
+    }
+}

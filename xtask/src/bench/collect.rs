@@ -1,0 +1,157 @@
+//! Reading criterion's results generically: every
+//! `target/criterion/**/new/benchmark.json` written during this run becomes
+//! a row of its group, whatever bench produced it, joined with the probe
+//! records of `rows.jsonl`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+/// One measured row.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Criterion's function id.
+    pub id: String,
+    /// Median time per iteration, ns.
+    pub ns: f64,
+    /// The 95 % confidence interval of the median, ns.
+    pub ns_low: f64,
+    /// Upper end of that interval.
+    pub ns_high: f64,
+    /// Bytes per iteration, if the group declared a byte throughput.
+    pub bytes: Option<u64>,
+    /// Elements per iteration, if declared.
+    pub elements: Option<u64>,
+    /// Probe before and after the kept attempt, ns.
+    pub probe: Option<(f64, f64)>,
+    /// Attempts made and whether the kept one was still in the slow mode.
+    pub attempts: u32,
+    /// Whether the kept attempt's probes showed the slow mode.
+    pub slow: bool,
+}
+
+impl Row {
+    /// Bytes per second, when the row has a byte throughput.
+    pub fn bytes_per_sec(&self) -> Option<f64> {
+        self.bytes.map(|b| b as f64 / (self.ns * 1e-9))
+    }
+}
+
+/// One criterion group, rows in the order they were measured.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// The group id.
+    pub group: String,
+    /// The rows.
+    pub rows: Vec<Row>,
+}
+
+impl Table {
+    /// The row with this id.
+    pub fn row(&self, id: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.id == id)
+    }
+}
+
+fn find_results(dir: &Path, since: SystemTime, out: &mut Vec<(SystemTime, Value, Value)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        if path.file_name().is_some_and(|n| n == "new") {
+            let bench = path.join("benchmark.json");
+            let est = path.join("estimates.json");
+            let modified = std::fs::metadata(&est).and_then(|m| m.modified());
+            let (Ok(modified), Ok(b), Ok(e)) = (
+                modified,
+                std::fs::read_to_string(&bench),
+                std::fs::read_to_string(&est),
+            ) else {
+                continue;
+            };
+            if modified < since {
+                continue;
+            }
+            if let (Ok(b), Ok(e)) = (serde_json::from_str(&b), serde_json::from_str(&e)) {
+                out.push((modified, b, e));
+            }
+        } else {
+            find_results(&path, since, out);
+        }
+    }
+}
+
+/// The groups measured since `since`, with their probe records.
+pub fn tables(criterion: &Path, rows_jsonl: &Path, since: SystemTime) -> Vec<Table> {
+    let mut found = Vec::new();
+    find_results(criterion, since, &mut found);
+    found.sort_by_key(|(t, _, _)| *t);
+    // The last probe record of each (group, row).
+    let mut probes: BTreeMap<(String, String), (f64, f64, u32, bool)> = BTreeMap::new();
+    for line in std::fs::read_to_string(rows_jsonl)
+        .unwrap_or_default()
+        .lines()
+    {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let key = (
+            v["group"].as_str().unwrap_or("").to_owned(),
+            v["row"].as_str().unwrap_or("").to_owned(),
+        );
+        probes.insert(
+            key,
+            (
+                v["probe_before_ns"].as_f64().unwrap_or(f64::NAN),
+                v["probe_after_ns"].as_f64().unwrap_or(f64::NAN),
+                v["attempt"].as_u64().unwrap_or(1) as u32,
+                v["slow"].as_bool().unwrap_or(false),
+            ),
+        );
+    }
+    let mut tables: Vec<Table> = Vec::new();
+    for (_, b, e) in found {
+        let group = b["group_id"].as_str().unwrap_or("?").to_owned();
+        let mut id = b["function_id"].as_str().unwrap_or("").to_owned();
+        if let Some(v) = b["value_str"].as_str() {
+            id = if id.is_empty() {
+                v.to_owned()
+            } else {
+                format!("{id}/{v}")
+            };
+        }
+        let median = &e["median"];
+        let probe = probes.get(&(group.clone(), id.clone()));
+        let row = Row {
+            id,
+            ns: median["point_estimate"].as_f64().unwrap_or(f64::NAN),
+            ns_low: median["confidence_interval"]["lower_bound"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+            ns_high: median["confidence_interval"]["upper_bound"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+            bytes: b["throughput"]["Bytes"]
+                .as_u64()
+                .or_else(|| b["throughput"]["BytesDecimal"].as_u64()),
+            elements: b["throughput"]["Elements"].as_u64(),
+            probe: probe.map(|p| (p.0, p.1)),
+            attempts: probe.map_or(1, |p| p.2),
+            slow: probe.is_some_and(|p| p.3),
+        };
+        match tables.iter_mut().find(|t| t.group == group) {
+            Some(t) => t.rows.push(row),
+            None => tables.push(Table {
+                group,
+                rows: vec![row],
+            }),
+        }
+    }
+    tables
+}
