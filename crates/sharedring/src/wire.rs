@@ -123,7 +123,7 @@ mod tests {
             creator: 2,
             elem_size: 8,
             capacity: 1024,
-            region_len: 384 + 8192,
+            region_len: 512 + 8192,
             flags: 0,
             max_msg: 0,
         };

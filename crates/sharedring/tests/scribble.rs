@@ -16,7 +16,7 @@ mod common;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::process::Child;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::Rng;
@@ -44,6 +44,13 @@ fn play_if_child() {
         scribbler(&role, &sock);
         std::process::exit(0);
     }
+}
+
+/// A 32-bit wait word of the mapping as an atomic.
+fn wait_word(shm: &SharedMemory, offset: usize) -> &AtomicU32 {
+    assert!(offset % 4 == 0 && offset + 4 <= shm.len());
+    // SAFETY: as in `word`, for a 4-aligned 32-bit word.
+    unsafe { AtomicU32::from_ptr(shm.as_ptr().as_ptr().add(offset).cast()) }
 }
 
 /// A control word of the mapping as an atomic.
@@ -119,7 +126,7 @@ fn scribbler(role: &str, sock: &UnixStream) {
                 own = own.wrapping_add(1 + rng.below(free));
                 word(&shm, common::WRITE_POS).store(own, Ordering::Release);
             }
-            word(&shm, common::PRODUCER_WAIT).store(rng.next_u64(), Ordering::Relaxed);
+            wait_word(&shm, common::PRODUCER_WAIT).store(rng.next_u64() as u32, Ordering::Relaxed);
         } else {
             let write = word(&shm, common::WRITE_POS).load(Ordering::Acquire);
             let filled = write.wrapping_sub(own);
@@ -127,7 +134,7 @@ fn scribbler(role: &str, sock: &UnixStream) {
                 own = own.wrapping_add(1 + rng.below(filled));
                 word(&shm, common::READ_POS).store(own, Ordering::Release);
             }
-            word(&shm, common::CONSUMER_WAIT).store(rng.next_u64(), Ordering::Relaxed);
+            wait_word(&shm, common::CONSUMER_WAIT).store(rng.next_u64() as u32, Ordering::Relaxed);
         }
         if rounds % 64 == 0 {
             std::thread::yield_now();
@@ -137,8 +144,8 @@ fn scribbler(role: &str, sock: &UnixStream) {
     // Phase 2: anything anywhere.
     let control = [
         common::WRITE_POS,
-        common::PRODUCER_WAIT,
         common::READ_POS,
+        // Both wait words at once.
         common::CONSUMER_WAIT,
         0,
         8,

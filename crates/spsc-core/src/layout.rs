@@ -21,7 +21,7 @@ pub const VERSION: u32 = 1;
 pub const KIND_ELEMENTS: u32 = 1;
 
 /// Offset of the data area from the start of the region, in bytes.
-pub const DATA_OFFSET: usize = 384;
+pub const DATA_OFFSET: usize = 512;
 
 /// Size of one padded line of the header.
 ///
@@ -55,15 +55,23 @@ pub(crate) struct Header {
     pub(crate) data_offset: AtomicU64,
     pub(crate) _pad0: [u8; LINE - 40],
 
-    // Line 1: written only by the producer.
+    // Line 1: written only by the producer, on every publication.
     pub(crate) write_pos: AtomicU64,
-    pub(crate) producer_wait: AtomicU32,
-    pub(crate) _pad1: [u8; LINE - 12],
+    pub(crate) _pad1: [u8; LINE - 8],
 
-    // Line 2: written only by the consumer.
+    // Line 2: written only by the consumer, on every release.
     pub(crate) read_pos: AtomicU64,
+    pub(crate) _pad2: [u8; LINE - 8],
+
+    // Line 3: the wait words, each written only by its owner and only when
+    // it goes to sleep or wakes. They must not share a line with a
+    // position: the peer loads the wait word after every publication, and
+    // a line that its owner writes on every operation would then move
+    // between the cores on every message. A line written this rarely stays
+    // shared in both caches, so the loads cost nothing.
     pub(crate) consumer_wait: AtomicU32,
-    pub(crate) _pad2: [u8; LINE - 12],
+    pub(crate) producer_wait: AtomicU32,
+    pub(crate) _pad3: [u8; LINE - 8],
 
     /// Loom only: one tracked cell per slot, so that the model checker
     /// sees every data access and reports any that is not ordered by the
@@ -86,9 +94,9 @@ mod pinned {
     const_assert_eq!(offset_of!(Header, capacity), 24);
     const_assert_eq!(offset_of!(Header, data_offset), 32);
     const_assert_eq!(offset_of!(Header, write_pos), 128);
-    const_assert_eq!(offset_of!(Header, producer_wait), 136);
     const_assert_eq!(offset_of!(Header, read_pos), 256);
-    const_assert_eq!(offset_of!(Header, consumer_wait), 264);
+    const_assert_eq!(offset_of!(Header, consumer_wait), 384);
+    const_assert_eq!(offset_of!(Header, producer_wait), 388);
     const_assert_eq!(size_of::<Header>(), DATA_OFFSET);
     const_assert_eq!(align_of::<Header>(), LINE);
     const_assert_eq!(DATA_OFFSET % LINE, 0);
@@ -113,7 +121,7 @@ pub(crate) const fn data_offset() -> usize {
 /// ```
 /// let layout = spsc_core::RingLayout::new::<u64>(1024)?;
 /// assert_eq!(layout.capacity(), 1024);
-/// assert_eq!(layout.region_size(), 384 + 1024 * 8);
+/// assert_eq!(layout.region_size(), 512 + 1024 * 8);
 /// # Ok::<(), spsc_core::LayoutError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -209,11 +209,12 @@ impl Shared {
                     data_offset: AtomicU64::new(layout::DATA_OFFSET as u64),
                     _pad0: [0; layout::LINE - 40],
                     write_pos: AtomicU64::new(0),
-                    producer_wait: AtomicU32::new(0),
-                    _pad1: [0; layout::LINE - 12],
+                    _pad1: [0; layout::LINE - 8],
                     read_pos: AtomicU64::new(0),
+                    _pad2: [0; layout::LINE - 8],
                     consumer_wait: AtomicU32::new(0),
-                    _pad2: [0; layout::LINE - 12],
+                    producer_wait: AtomicU32::new(0),
+                    _pad3: [0; layout::LINE - 8],
                     track: core::array::from_fn(|_| loom::cell::UnsafeCell::new(())),
                 });
             }

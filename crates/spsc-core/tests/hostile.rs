@@ -152,7 +152,7 @@ fn honest_consumer(region: RawRegion, seen: &Seen, stop: &AtomicBool) {
 fn scribble(region: RawRegion, stop: &AtomicBool, started: &AtomicBool) {
     let mut rng = Rng::new(0xbad);
     let len = region.len();
-    let hot = [0usize, 8, 12, 16, 24, 32, 128, 136, 256, 264];
+    let hot = [0usize, 8, 12, 16, 24, 32, 128, 256, 384, 388];
     while !stop.load(Ordering::Relaxed) {
         let offset = if rng.next_u32() % 2 == 0 {
             hot[rng.next_u32() as usize % hot.len()]

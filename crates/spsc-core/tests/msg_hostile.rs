@@ -258,7 +258,7 @@ fn scribble(region: RawRegion, stop: &AtomicBool, started: &AtomicBool) {
         // region; an atomic access is what a concurrent peer amounts to.
         unsafe { AtomicU64::from_ptr(base.add(offset).cast()) }
     };
-    let hot = [0usize, 8, 16, 24, 32, 136, 264];
+    let hot = [0usize, 8, 16, 24, 32, 384, 388];
     while !stop.load(Ordering::Relaxed) {
         let r = next(&mut state);
         match r % 8 {

@@ -76,11 +76,11 @@ fn attach_rejects_each_wrong_header_field() {
         ),
         (
             32,
-            512,
+            384,
             false,
             SetupError::DataOffsetMismatch {
-                expected: 384,
-                found: 512,
+                expected: 512,
+                found: 384,
             },
         ),
     ];

@@ -31,11 +31,11 @@ pub const ACK_MAGIC: [u8; 8] = *b"shrdack\0";
 /// The ring header (`docs/LAYOUT.md`): magic, version, kind, element size,
 /// reserved, capacity, data offset; then the control words.
 pub const RING_MAGIC: [u8; 8] = *b"shrdring";
-pub const DATA_OFFSET: u64 = 384;
+pub const DATA_OFFSET: u64 = 512;
 pub const WRITE_POS: usize = 128;
-pub const PRODUCER_WAIT: usize = 136;
+pub const PRODUCER_WAIT: usize = 388;
 pub const READ_POS: usize = 256;
-pub const CONSUMER_WAIT: usize = 264;
+pub const CONSUMER_WAIT: usize = 384;
 
 /// The values of a setup message, as a hostile peer chooses them.
 #[derive(Debug, Clone, Copy)]

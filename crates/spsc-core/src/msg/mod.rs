@@ -69,7 +69,7 @@ const fn record_size(len: u64) -> u64 {
 /// use spsc_core::MsgLayout;
 ///
 /// let layout = MsgLayout::new(4096, 1000)?;
-/// assert_eq!(layout.region_size(), 384 + 4096);
+/// assert_eq!(layout.region_size(), 512 + 4096);
 /// assert_eq!(MsgLayout::max_msg_limit(4096), 2040);
 /// assert!(MsgLayout::new(4096, 2041).is_err());
 /// # Ok::<(), spsc_core::LayoutError>(())
