@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::link::Link;
 use crate::options::Options;
 use crate::park::{self, Outcome, Side};
+use crate::sender::step_len;
 use crate::setup::{self, Parts};
 use crate::wire::Role;
 
@@ -119,6 +120,23 @@ impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
         self.consumer.capacity()
     }
 
+    /// Copies out as much as is available into `dst`, in steps (see
+    /// `step_len`), releasing after each step so that the sender can refill
+    /// one step while we copy out the next.
+    fn pop_steps(&mut self, dst: &mut [T]) -> Result<usize, Corruption> {
+        let step = step_len::<T>(self.capacity());
+        let mut done = 0;
+        while done < dst.len() {
+            let end = (done + step).min(dst.len());
+            let n = self.consumer.pop_slice(&mut dst[done..end])?;
+            done += n;
+            if done < end {
+                break; // empty
+            }
+        }
+        Ok(done)
+    }
+
     /// Wakes the sender if it announced a wait for room.
     #[inline]
     fn wake_if_needed(&mut self) -> Result<(), Error> {
@@ -137,7 +155,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
     /// be gone (an empty ring makes us look at the socket every so often);
     /// [`Error::Corrupted`] if the peer broke the protocol.
     pub fn try_recv(&mut self, dst: &mut [T]) -> Result<usize, Error> {
-        let n = self.consumer.pop_slice(dst)?;
+        let n = self.pop_steps(dst)?;
         if n > 0 {
             self.link.busy();
             self.wake_if_needed()?;
@@ -148,7 +166,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
         }
         if self.link.known_gone() || self.link.idle() {
             // Anything published before the hang-up is visible now.
-            let n = self.consumer.pop_slice(dst)?;
+            let n = self.pop_steps(dst)?;
             return if n > 0 { Ok(n) } else { Err(Error::PeerGone) };
         }
         Ok(0)
@@ -169,7 +187,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
         }
         let deadline = park::deadline(timeout);
         loop {
-            let n = self.consumer.pop_slice(dst)?;
+            let n = self.pop_steps(dst)?;
             if n > 0 {
                 self.wake_if_needed()?;
                 return Ok(n);
@@ -178,7 +196,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
                 Outcome::Ready => {}
                 Outcome::TimedOut => return Err(Error::TimedOut { done: 0 }),
                 Outcome::PeerGone => {
-                    let n = self.consumer.pop_slice(dst)?;
+                    let n = self.pop_steps(dst)?;
                     return if n > 0 { Ok(n) } else { Err(Error::PeerGone) };
                 }
             }
