@@ -291,13 +291,8 @@ impl AsyncMsgReceiver {
     /// Receives the next message into `buf` (resized to fit), awaiting it;
     /// `PeerGone` once the peer is gone and the ring drained.
     pub async fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, Error> {
-        self.recv_with(|record| {
-            buf.clear();
-            buf.resize(record.len(), 0);
-            record.copy_to_slice(buf);
-            record.len()
-        })
-        .await
+        self.recv_with(|record| crate::messages::copy_out(record, buf))
+            .await
     }
 
     /// Awaits the next message, reads it in place with `read`, releases it.

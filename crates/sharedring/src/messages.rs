@@ -489,9 +489,12 @@ impl MsgReceiver {
 
 /// Copies a record into `buf`, resized to its length (bounded by the
 /// ring's maximum message size, which we validated).
-fn copy_out(record: &Record<'_>, buf: &mut Vec<u8>) -> usize {
+pub(crate) fn copy_out(record: &Record<'_>, buf: &mut Vec<u8>) -> usize {
     let len = record.len();
-    buf.clear();
+    // Only the growth is zero-filled (then overwritten): clearing first
+    // would zero the whole message on every call, an extra pass over it
+    // that cost a fifth of the throughput at 64 KiB.
+    buf.truncate(len);
     buf.resize(len, 0);
     record.copy_to_slice(buf);
     len
