@@ -1,5 +1,6 @@
 //! `cargo xtask bench [--full]`: runs every criterion bench of the
-//! `sharedring-benches` crate (each row between two probes), counts the
+//! `sharedring-benches` crate (each row between two probes) and the D-Bus
+//! comparison of `sharedring-dbus`, counts the
 //! syscalls per streamed message and an idle receiver's CPU use, then
 //! writes `target/bench-report/report.md`, `throughput.svg` and
 //! `latency.svg`, prints the tables, and refreshes the committed copies in
@@ -30,22 +31,40 @@ pub fn run(args: &[String]) -> ExitCode {
     let started = SystemTime::now();
     let load_before = loadavg();
     let mode = if full { "full" } else { "quick" };
-    eprintln!("==> cargo bench -p sharedring-benches ({mode} mode); load average {load_before}");
-    let status = Command::new("cargo")
-        .current_dir(&root)
-        .args(["bench", "-p", "sharedring-benches"])
-        .env("SHAREDRING_BENCH_MODE", mode)
-        .env("SHAREDRING_BENCH_REPORT", &out)
-        .status();
-    match status {
-        Ok(s) if s.success() => {}
-        Ok(s) => {
-            eprintln!("==> the benches failed: {s}");
-            return ExitCode::FAILURE;
-        }
-        Err(e) => {
-            eprintln!("==> could not run cargo: {e}");
-            return ExitCode::FAILURE;
+    // The project's own benches, then D-Bus beside sharedring and a Unix
+    // socket (it starts a private dbus-daemon, and fails without one).
+    let runs: [&[&str]; 2] = [
+        &["bench", "-p", "sharedring-benches"],
+        &[
+            "bench",
+            "-p",
+            "sharedring-dbus",
+            "--bench",
+            "dbus_throughput",
+        ],
+    ];
+    for args in runs {
+        eprintln!(
+            "==> cargo {} ({mode} mode); load average {}",
+            args.join(" "),
+            loadavg()
+        );
+        let status = Command::new("cargo")
+            .current_dir(&root)
+            .args(args)
+            .env("SHAREDRING_BENCH_MODE", mode)
+            .env("SHAREDRING_BENCH_REPORT", &out)
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => {
+                eprintln!("==> the benches failed: {s}");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("==> could not run cargo: {e}");
+                return ExitCode::FAILURE;
+            }
         }
     }
     let counts = counts::measure(&root, full);
