@@ -126,6 +126,13 @@ pub fn tables(criterion: &Path, rows_jsonl: &Path, since: SystemTime) -> Vec<Tab
                 format!("{id}/{v}")
             };
         }
+        // A rerun of a row is `<id>~<attempt>` in criterion; keep the last
+        // attempt (results are sorted by time) under the plain ID.
+        if let Some((base, n)) = id.rsplit_once('~') {
+            if n.parse::<u32>().is_ok() {
+                id = base.to_owned();
+            }
+        }
         let median = &e["median"];
         let probe = probes.get(&(group.clone(), id.clone()));
         let row = Row {
@@ -146,7 +153,10 @@ pub fn tables(criterion: &Path, rows_jsonl: &Path, since: SystemTime) -> Vec<Tab
             slow: probe.is_some_and(|p| p.3),
         };
         match tables.iter_mut().find(|t| t.group == group) {
-            Some(t) => t.rows.push(row),
+            Some(t) => match t.rows.iter_mut().find(|r| r.id == row.id) {
+                Some(earlier) => *earlier = row,
+                None => t.rows.push(row),
+            },
             None => tables.push(Table {
                 group,
                 rows: vec![row],
