@@ -4,7 +4,7 @@
 //!   clippy, docs, the test suite, the loom model checks, and the README's
 //!   demo), in the same order.
 //! - `cargo xtask bench [--full]`: every benchmark side by side, then
-//!   `target/bench-report/report.md` and charts (see [`bench`]).
+//!   `target/bench-report/report.md` and charts (see [`mod@bench`]).
 
 mod bench;
 
