@@ -42,6 +42,20 @@ const CI_STEPS: &[Step] = &[
         env: &[],
     },
     Step {
+        what: "clippy with every feature",
+        program: "cargo",
+        args: &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        env: &[],
+    },
+    Step {
         what: "docs",
         program: "cargo",
         args: &["doc", "--workspace", "--no-deps", "--all-features"],
