@@ -37,6 +37,21 @@ impl Link {
         self.gone
     }
 
+    /// Whether a sending end may still be used: not after the peer broke
+    /// the protocol (`corruption`, sticky), nor once it is known to be gone.
+    pub(crate) fn usable(
+        &self,
+        corruption: Option<spsc_core::Corruption>,
+    ) -> Result<(), crate::Error> {
+        if let Some(c) = corruption {
+            return Err(crate::Error::Corrupted(c));
+        }
+        if self.gone {
+            return Err(crate::Error::PeerGone);
+        }
+        Ok(())
+    }
+
     /// Records that the peer is gone.
     pub(crate) fn set_gone(&mut self) {
         self.gone = true;

@@ -28,14 +28,6 @@ fn msg_layout(opts: &Options) -> Result<MsgLayout, Error> {
     Ok(MsgLayout::new(capacity, max_msg)?)
 }
 
-fn msg_geometry(geometry: &Geometry) -> (usize, usize) {
-    match geometry {
-        Geometry::Messages(l) => (l.capacity(), l.max_msg()),
-        // `check_msg_setup` only returns message geometries.
-        Geometry::Elements(l) => (l.capacity(), 0),
-    }
-}
-
 /// The sending end of a message ring.
 ///
 /// ```
@@ -156,10 +148,7 @@ impl MsgSender {
             Role::Sender,
             opts,
             setup::check_msg_setup,
-            |r, g| {
-                let (capacity, max_msg) = msg_geometry(g);
-                MsgProducer::attach(r, capacity, max_msg)
-            },
+            |r, g| MsgProducer::attach(r, g.capacity(), g.max_msg()),
         )?;
         Ok(Self::from_parts(producer, parts, Some(stream), opts))
     }
@@ -184,13 +173,7 @@ impl MsgSender {
     }
 
     fn check_usable(&self) -> Result<(), Error> {
-        if let Some(c) = self.producer.corruption() {
-            return Err(Error::Corrupted(c));
-        }
-        if self.link.known_gone() {
-            return Err(Error::PeerGone);
-        }
-        Ok(())
+        self.link.usable(self.producer.corruption())
     }
 
     fn wake_if_needed(&mut self) -> Result<(), Error> {
@@ -340,10 +323,7 @@ impl MsgReceiver {
             Role::Receiver,
             opts,
             setup::check_msg_setup,
-            |r, g| {
-                let (capacity, max_msg) = msg_geometry(g);
-                MsgConsumer::attach(r, capacity, max_msg)
-            },
+            |r, g| MsgConsumer::attach(r, g.capacity(), g.max_msg()),
         )?;
         Ok(Self::from_parts(consumer, parts, Some(stream), opts))
     }

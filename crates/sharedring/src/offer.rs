@@ -105,8 +105,8 @@ impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
     ) -> Result<Self, Error> {
         let geometry = setup::check_setup::<T>(&offer.setup(), Role::Sender, opts)?;
         let parts = setup::open_parts(Role::Sender, &geometry, offer.fds, opts)?;
-        let producer = Producer::attach(parts.region(), setup::elements(&geometry))
-            .map_err(HandshakeError::Ring)?;
+        let producer =
+            Producer::attach(parts.region(), geometry.capacity()).map_err(HandshakeError::Ring)?;
         Ok(Self::from_parts(producer, parts, liveness, opts))
     }
 }
@@ -132,8 +132,8 @@ impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
     ) -> Result<Self, Error> {
         let geometry = setup::check_setup::<T>(&offer.setup(), Role::Receiver, opts)?;
         let parts = setup::open_parts(Role::Receiver, &geometry, offer.fds, opts)?;
-        let consumer = Consumer::attach(parts.region(), setup::elements(&geometry))
-            .map_err(HandshakeError::Ring)?;
+        let consumer =
+            Consumer::attach(parts.region(), geometry.capacity()).map_err(HandshakeError::Ring)?;
         Ok(Self::from_parts(consumer, parts, liveness, opts))
     }
 }

@@ -96,7 +96,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
             Role::Receiver,
             opts,
             setup::check_setup::<T>,
-            |r, g| Consumer::attach(r, setup::elements(g)),
+            |r, g| Consumer::attach(r, g.capacity()),
         )?;
         Ok(Self::from_parts(consumer, parts, Some(stream.into()), opts))
     }

@@ -99,7 +99,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
             Role::Sender,
             opts,
             setup::check_setup::<T>,
-            |r, g| Producer::attach(r, setup::elements(g)),
+            |r, g| Producer::attach(r, g.capacity()),
         )?;
         Ok(Self::from_parts(producer, parts, Some(stream.into()), opts))
     }
@@ -124,13 +124,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
     }
 
     pub(crate) fn check_usable(&self) -> Result<(), Error> {
-        if let Some(c) = self.producer.corruption() {
-            return Err(Error::Corrupted(c));
-        }
-        if self.link.known_gone() {
-            return Err(Error::PeerGone);
-        }
-        Ok(())
+        self.link.usable(self.producer.corruption())
     }
 
     /// Copies as much of `src` as fits, in steps (see [`step_len`]),

@@ -72,11 +72,28 @@ impl Geometry {
         }
     }
 
+    /// Capacity: elements, or bytes for messages.
+    pub(crate) fn capacity(&self) -> usize {
+        match self {
+            Self::Elements(l) => l.capacity(),
+            Self::Messages(l) => l.capacity(),
+        }
+    }
+
+    /// The maximum message size (0 for element rings).
+    pub(crate) fn max_msg(&self) -> usize {
+        match self {
+            Self::Elements(_) => 0,
+            Self::Messages(l) => l.max_msg(),
+        }
+    }
+
     fn setup(&self, creator: Role, opts: &Options) -> Setup {
-        let (kind, elem_size, capacity, max_msg) = match self {
-            Self::Elements(l) => (KIND_ELEMENTS, l.elem_size(), l.capacity(), 0),
-            Self::Messages(l) => (KIND_MESSAGES, 1, l.capacity(), l.max_msg()),
+        let (kind, elem_size) = match self {
+            Self::Elements(l) => (KIND_ELEMENTS, l.elem_size()),
+            Self::Messages(_) => (KIND_MESSAGES, 1),
         };
+        let (capacity, max_msg) = (self.capacity(), self.max_msg());
         Setup {
             kind,
             creator: creator as u32,
@@ -459,12 +476,4 @@ pub(crate) fn accept_over<H>(
             }
         }
     })
-}
-
-/// The capacity of an element geometry (the only kind typed ends attach).
-pub(crate) fn elements(geometry: &Geometry) -> usize {
-    match geometry {
-        Geometry::Elements(l) => l.capacity(),
-        Geometry::Messages(l) => l.capacity(),
-    }
 }
