@@ -22,12 +22,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let me = rustix_uid();
     println!("server: listening on {} (mode 0600)", path.display());
     loop {
-        let (stream, creds) = listener.accept()?;
+        let (stream, creds) = match listener.accept() {
+            Ok(c) => c,
+            Err(e) => {
+                // One client's failed connection (or a descriptor limit)
+                // must not take down the clients already served.
+                eprintln!("server: accept failed: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            }
+        };
+        let pid = creds.pid.unwrap_or(0); // 0: not visible in our PID namespace
         if creds.uid != me {
-            println!("server: refusing pid {} (uid {})", creds.pid, creds.uid);
+            println!("server: refusing pid {pid} (uid {})", creds.uid);
             continue;
         }
-        let handle = std::thread::spawn(move || serve(stream, creds.pid));
+        let handle = std::thread::spawn(move || serve(stream, pid));
         if once {
             handle.join().expect("client thread panicked");
             return Ok(());

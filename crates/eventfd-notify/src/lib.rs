@@ -20,7 +20,7 @@
 //!   deadline; [`Waiter::try_wait`] never blocks. Both consume every pending
 //!   notification.
 //! - [`Waiter::wait_with_liveness`] also watches a liveness descriptor (the
-//!   handshake socket) and returns [`Wake::PeerGone`] when it hangs up.
+//!   handshake socket) and returns [`Wake::PeerGone`] when it hangs up or turns readable.
 //! - [`Waiter`] is [`AsFd`](std::os::fd::AsFd) / [`AsRawFd`](std::os::fd::AsRawFd)
 //!   for epoll, mio and tokio; with the `tokio` feature, `AsyncWaiter` has an
 //!   async `wait()`.

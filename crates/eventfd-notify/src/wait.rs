@@ -155,11 +155,16 @@ impl Waiter {
     }
 
     /// Like [`wait`](Self::wait), but also watches `liveness` (typically the
-    /// handshake Unix socket): when it hangs up, the wait returns
-    /// [`Wake::PeerGone`]. Pending notifications are delivered before that.
+    /// handshake Unix socket, or a pidfd): when it hangs up or becomes
+    /// readable, the wait returns [`Wake::PeerGone`]. Pending notifications
+    /// are delivered before that.
     ///
-    /// Only hang-up conditions are watched on `liveness`; data arriving on
-    /// it does not end the wait.
+    /// Readable counts as gone because a liveness channel carries nothing
+    /// after set-up: a pidfd is readable once the process exited, and a
+    /// peer that queues data or descriptors on a liveness socket is
+    /// breaking the protocol (and may be hiding its death: a socket end
+    /// in flight inside its own queue keeps the socket from ever hanging
+    /// up). The caller drains the socket; this call never reads it.
     ///
     /// # Example
     ///
@@ -192,7 +197,7 @@ impl Waiter {
     ) -> Result<Wake, Error> {
         // A timeout too far to represent is no timeout.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let hangup = PollFlags::HUP | PollFlags::RDHUP | PollFlags::ERR;
+        let gone = PollFlags::IN | PollFlags::HUP | PollFlags::RDHUP | PollFlags::ERR;
         loop {
             let ts = deadline.map(|d| to_timespec(d.saturating_duration_since(Instant::now())));
             let own = self.fd.as_fd();
@@ -200,7 +205,10 @@ impl Waiter {
                 PollFd::new(&own, PollFlags::IN),
                 // Placeholder when there is no liveness descriptor: poll
                 // only looks at the first `n` entries.
-                PollFd::new(liveness.as_ref().unwrap_or(&own), PollFlags::RDHUP),
+                PollFd::new(
+                    liveness.as_ref().unwrap_or(&own),
+                    PollFlags::IN | PollFlags::RDHUP,
+                ),
             ];
             let n = if liveness.is_some() { 2 } else { 1 };
             // Poll first, read second: in the common case (nothing pending
@@ -223,7 +231,7 @@ impl Waiter {
                 if live.contains(PollFlags::NVAL) {
                     return Err(Error::InvalidLiveness);
                 }
-                if live.intersects(hangup) {
+                if live.intersects(gone) {
                     // Deliver a notification that raced with the hang-up.
                     if ready.is_empty() && self.try_wait()? {
                         return Ok(Wake::Woken);

@@ -62,7 +62,8 @@ impl Reactor {
                     if link.check() {
                         return Ok(true);
                     }
-                    // Data on the socket, not a hang-up: we never read it.
+                    // Spurious readiness: `Link::check` found the socket
+                    // silent (anything readable means the peer is gone).
                     guard.clear_ready();
                 }
             }

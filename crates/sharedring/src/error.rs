@@ -96,6 +96,10 @@ pub enum HandshakeError {
     },
     /// The peer's acknowledgement is malformed.
     BadAck,
+    /// The peer sent a setup message where its answer should be: both
+    /// sides called `create`. Exactly one side creates a ring; the other
+    /// calls `accept`.
+    BothCreated,
 }
 
 /// Why the accepting peer refused a ring, as it reported it in its answer.
@@ -208,7 +212,8 @@ impl fmt::Display for HandshakeError {
             },
             Self::BadMaxMessage { max_msg, limit } => write!(
                 f,
-                "peer asked for messages of up to {max_msg} B, we accept up to {limit} B"
+                "peer asked for messages of up to {max_msg} B, we accept up to {limit} B \
+                 (to accept more, raise Options::max_msg on this side)"
             ),
             Self::RegionLengthMismatch { expected, found } => write!(
                 f,
@@ -226,6 +231,10 @@ impl fmt::Display for HandshakeError {
             Self::Ring(e) => write!(f, "ring header refused: {e}"),
             Self::Refused { reason } => write!(f, "peer refused the ring: {reason:?}"),
             Self::BadAck => f.write_str("peer's acknowledgement is malformed"),
+            Self::BothCreated => f.write_str(
+                "both sides called create: exactly one side creates the ring, \
+                 the other must call accept",
+            ),
         }
     }
 }

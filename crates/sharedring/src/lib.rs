@@ -99,7 +99,6 @@ mod park;
 mod receiver;
 mod sender;
 mod setup;
-mod wire;
 
 #[cfg(feature = "tokio")]
 pub use asynchronous::{AsyncMsgReceiver, AsyncMsgSender, AsyncReceiver, AsyncSender};
@@ -108,7 +107,8 @@ pub use listener::{peer_credentials, Listener, PeerCredentials};
 pub use messages::{msg_channel, Duplex, MsgReceiver, MsgSender};
 pub use offer::{channel, channel_with, End, Offer};
 pub use options::{
-    Options, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_REGION, DEFAULT_RING_BYTES, DEFAULT_SPIN,
+    Options, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MSG, DEFAULT_MAX_REGION, DEFAULT_RING_BYTES,
+    DEFAULT_SPIN,
 };
 pub use receiver::{Receiver, RecvChunk};
 pub use sender::{SendChunk, Sender};

@@ -1,9 +1,25 @@
-//! The liveness channel: the handshake socket, kept open for the ring's
-//! lifetime. Its hang-up is how we learn that the peer is gone.
+//! Peer death, decided in one place for the blocking, non-blocking and
+//! async paths: the liveness descriptor (the handshake socket, kept open
+//! for the ring's lifetime, or whatever the user handed to an `Offer`).
+//!
+//! The rule: after the handshake (a `Duplex`'s two handshakes) the
+//! liveness descriptor must stay silent; a further ring needs a new
+//! connection.
+//! It hanging up, reaching end of file, or becoming readable at all means
+//! the peer is gone. Data on it is a protocol breach, and descriptors on
+//! it are how a dying peer could hide its death: a peer that mails its
+//! own end of the socket to us over that socket and then exits keeps the
+//! socket open through the in-flight copy, and the kernel never reports
+//! the hang-up. So whatever is readable is drained (received descriptors
+//! are closed at once) and the peer is treated as gone. For a pidfd,
+//! readable means the process exited, which fits the same rule.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::IoSliceMut;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvFlags};
 
 /// After this many calls that found nothing to do (ring empty for a
 /// receiver, full for a sender), a non-blocking call looks at the socket
@@ -11,6 +27,20 @@ use rustix::event::{poll, PollFd, PollFlags, Timespec};
 /// noticed promptly.
 const IDLE_CHECK_EVERY: u32 = 1024;
 
+/// At most this many `recvmsg` calls drain a liveness socket: enough for
+/// anything a peer queued before it died; a live flooder is cut off by
+/// the bound (it is treated as gone anyway, and the rest of its queue is
+/// freed when the socket is closed).
+const DRAIN_ROUNDS: usize = 64;
+
+/// The poll events that end the peer's life, as far as we are concerned.
+pub(crate) const GONE_EVENTS: PollFlags = PollFlags::IN
+    .union(PollFlags::HUP)
+    .union(PollFlags::RDHUP)
+    .union(PollFlags::ERR)
+    .union(PollFlags::NVAL);
+
+/// The peer's liveness, as this end knows it.
 #[derive(Debug)]
 pub(crate) struct Link {
     sock: Option<OwnedFd>,
@@ -20,6 +50,9 @@ pub(crate) struct Link {
 
 impl Link {
     pub(crate) fn new(sock: Option<OwnedFd>) -> Self {
+        // Not checked here: a `Duplex` runs its second handshake over the
+        // same socket after the first ring's link exists. Anything still
+        // queued once the handshakes are over is seen by the first check.
         Self {
             sock,
             gone: false,
@@ -27,9 +60,9 @@ impl Link {
         }
     }
 
-    /// The socket, for waits that watch it.
-    pub(crate) fn sock(&self) -> Option<&OwnedFd> {
-        self.sock.as_ref()
+    /// The liveness descriptor, for waits that watch it.
+    pub(crate) fn sock(&self) -> Option<BorrowedFd<'_>> {
+        self.sock.as_ref().map(|s| s.as_fd())
     }
 
     /// Whether the peer is already known to be gone (no syscall).
@@ -37,8 +70,8 @@ impl Link {
         self.gone
     }
 
-    /// Whether a sending end may still be used: not after the peer broke
-    /// the protocol (`corruption`, sticky), nor once it is known to be gone.
+    /// Whether an end may still be used: not after the peer broke the
+    /// protocol (`corruption`, sticky), nor once it is known to be gone.
     pub(crate) fn usable(
         &self,
         corruption: Option<spsc_core::Corruption>,
@@ -52,12 +85,16 @@ impl Link {
         Ok(())
     }
 
-    /// Records that the peer is gone.
+    /// Called when a wait saw the liveness descriptor signal: drains it
+    /// and records that the peer is gone.
     pub(crate) fn set_gone(&mut self) {
-        self.gone = true;
+        if !self.gone {
+            self.gone = true;
+            self.drain();
+        }
     }
 
-    /// Looks at the socket now (one non-blocking `poll`).
+    /// Looks at the liveness descriptor now (one non-blocking `poll`).
     pub(crate) fn check(&mut self) -> bool {
         if self.gone {
             return true;
@@ -66,18 +103,41 @@ impl Link {
             return false;
         };
         let fd = sock.as_fd();
-        let mut fds = [PollFd::new(&fd, PollFlags::RDHUP)];
+        let mut fds = [PollFd::new(&fd, PollFlags::IN | PollFlags::RDHUP)];
         let zero = Timespec {
             tv_sec: 0,
             tv_nsec: 0,
         };
-        if poll(&mut fds, Some(&zero)).is_ok() {
-            let r = fds[0].revents();
-            if r.intersects(PollFlags::HUP | PollFlags::RDHUP | PollFlags::ERR | PollFlags::NVAL) {
-                self.gone = true;
-            }
+        if poll(&mut fds, Some(&zero)).is_ok() && fds[0].revents().intersects(GONE_EVENTS) {
+            self.set_gone();
         }
         self.gone
+    }
+
+    /// Receives and discards what the peer queued on the liveness socket,
+    /// closing every descriptor that came with it. Not a socket (a pidfd),
+    /// nothing queued, or an error: stops.
+    fn drain(&mut self) {
+        let Some(sock) = self.sock.as_ref() else {
+            return;
+        };
+        let mut bytes = [0u8; 256];
+        for _ in 0..DRAIN_ROUNDS {
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(16))];
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let got = recvmsg(
+                sock,
+                &mut [IoSliceMut::new(&mut bytes)],
+                &mut control,
+                RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
+            );
+            // Dropping the received descriptors closes them.
+            control.drain().for_each(drop);
+            match got {
+                Ok(r) if r.bytes > 0 => continue,
+                _ => return,
+            }
+        }
     }
 
     /// Called when a non-blocking call found nothing to do: every

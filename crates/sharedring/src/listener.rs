@@ -1,21 +1,28 @@
-//! A listening socket for servers: owner-only by default, with the peer's
-//! credentials visible before any ring is set up.
+//! A listening socket for servers: owner-only by default, whatever the
+//! umask, with the peer's credentials visible before any ring is set up.
 
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{renameat_with, RenameFlags, CWD};
 
 /// Who is on the other end of a Unix socket, as the kernel recorded it at
 /// `connect` time (`SO_PEERCRED`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerCredentials {
-    /// The peer's process ID.
-    pub pid: i32,
-    /// The peer's user ID.
+    /// The peer's process ID, as seen from our PID namespace. `None` when
+    /// the peer's process is not visible in our namespace (the kernel then
+    /// reports 0): do not mistake that for any process of ours.
+    pub pid: Option<i32>,
+    /// The peer's user ID (the overflow uid, usually 65534, if the peer's
+    /// uid has no mapping in our user namespace).
     pub uid: u32,
-    /// The peer's group ID.
+    /// The peer's group ID (likewise mapped).
     pub gid: u32,
 }
 
@@ -24,18 +31,22 @@ pub struct PeerCredentials {
 /// ```
 /// let (a, _b) = std::os::unix::net::UnixStream::pair()?;
 /// let creds = sharedring::peer_credentials(&a)?;
-/// assert_eq!(creds.pid as u32, std::process::id());
+/// assert_eq!(creds.pid, Some(std::process::id() as i32));
 /// # Ok::<(), std::io::Error>(())
 /// ```
 ///
 /// # References
 ///  - [unix(7), `SO_PEERCRED`](https://man7.org/linux/man-pages/man7/unix.7.html)
 pub fn peer_credentials(stream: &UnixStream) -> io::Result<PeerCredentials> {
-    let cred = rustix::net::sockopt::socket_peercred(stream)?;
+    // Read into nix's plain struct: the kernel reports pid 0 for a peer
+    // outside our PID namespace, which rustix 1.1 would turn into a
+    // `NonZeroI32` (undefined behaviour).
+    let cred = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(io::Error::from)?;
     Ok(PeerCredentials {
-        pid: cred.pid.as_raw_nonzero().get(),
-        uid: cred.uid.as_raw(),
-        gid: cred.gid.as_raw(),
+        pid: (cred.pid() > 0).then_some(cred.pid()),
+        uid: cred.uid(),
+        gid: cred.gid(),
     })
 }
 
@@ -49,7 +60,7 @@ pub fn peer_credentials(stream: &UnixStream) -> io::Result<PeerCredentials> {
 /// let listener = sharedring::Listener::bind(&path)?;
 /// let client = std::os::unix::net::UnixStream::connect(&path)?;
 /// let (stream, creds) = listener.accept()?;
-/// assert_eq!(creds.pid as u32, std::process::id()); // we connected to ourselves
+/// assert_eq!(creds.pid, Some(std::process::id() as i32)); // we connected to ourselves
 /// // Refuse strangers here, before any ring exists; then e.g.
 /// // `sharedring::Receiver::<u64>::accept(stream)`.
 /// # drop((client, stream, listener)); std::fs::remove_dir_all(&dir)?;
@@ -61,41 +72,87 @@ pub struct Listener {
     path: PathBuf,
 }
 
+/// Removes a private directory (and the socket name in it, if still
+/// there) when dropped.
+struct PrivateDir(PathBuf);
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0.join("s"));
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Creates a new directory `.{name}.{random}` next to `path`, mode 0700,
+/// that nobody else can enter.
+fn private_dir(dir: &Path, name: &std::ffi::OsStr) -> io::Result<PrivateDir> {
+    let state = RandomState::new();
+    for attempt in 0u32..16 {
+        let mut h = state.build_hasher();
+        h.write_u32(attempt);
+        h.write_u32(std::process::id());
+        let mut tmp = std::ffi::OsString::from(".");
+        tmp.push(name);
+        tmp.push(format!(".{:016x}.tmp", h.finish()));
+        let tmp = dir.join(tmp);
+        // mkdir fails if the name exists (a planted directory or link is
+        // never reused), and the umask can only remove bits from 0700.
+        match std::fs::DirBuilder::new().mode(0o700).create(&tmp) {
+            Ok(()) => {
+                let private = PrivateDir(tmp);
+                // A umask such as 0200 would leave us unable to bind in it.
+                std::fs::set_permissions(&private.0, std::fs::Permissions::from_mode(0o700))?;
+                return Ok(private);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "could not create a private temporary directory for the socket",
+    ))
+}
+
 impl Listener {
-    /// Binds `path` with owner-only permissions (0600).
+    /// Binds `path` with owner-only permissions (0600), whatever the umask.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::AddrInUse`] if `path` exists (a stale socket from
+    /// a server that crashed: remove it first).
     pub fn bind(path: impl AsRef<Path>) -> io::Result<Self> {
         Self::bind_with_mode(path, 0o600)
     }
 
-    /// Binds `path` with the given permission bits.
+    /// Binds `path` with the given permission bits, whatever the umask.
     ///
-    /// The socket is bound under a temporary name in the same directory,
-    /// given its mode, and only then renamed to `path`, so that no client
-    /// can connect through looser permissions in between.
+    /// The socket is bound inside a fresh directory of mode 0700 next to
+    /// `path`, given its mode there, and only then moved to `path`
+    /// (without replacing anything there), so that no other user can
+    /// connect before the mode is set.
     pub fn bind_with_mode(path: impl AsRef<Path>, mode: u32) -> io::Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let dir = path.parent().unwrap_or(Path::new("."));
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
         let name = path.file_name().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "socket path has no file name")
         })?;
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(name);
-        tmp_name.push(format!(".{}.tmp", std::process::id()));
-        let tmp = dir.join(tmp_name);
-        let _ = std::fs::remove_file(&tmp);
         if path.exists() {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!("{} exists; remove a stale socket first", path.display()),
-            ));
+            return Err(stale(&path));
         }
+        let private = private_dir(dir, name)?;
+        let tmp = private.0.join("s");
         let inner = UnixListener::bind(&tmp)?;
-        let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-            .and_then(|()| std::fs::rename(&tmp, &path));
-        if let Err(e) = placed {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        match renameat_with(CWD, &tmp, CWD, &path, RenameFlags::NOREPLACE) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::EXIST) => return Err(stale(&path)),
+            Err(e) => return Err(e.into()),
         }
+        drop(private);
         Ok(Self { inner, path })
     }
 
@@ -110,6 +167,17 @@ impl Listener {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+fn stale(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!(
+            "{} exists; if it is a stale socket from a server that is no longer \
+             running, remove it first",
+            path.display()
+        ),
+    )
 }
 
 impl AsFd for Listener {

@@ -12,10 +12,10 @@ use spsc_core::{
 
 use crate::error::Error;
 use crate::link::Link;
-use crate::options::{Options, DEFAULT_RING_BYTES};
+use crate::options::{Options, DEFAULT_MAX_MSG, DEFAULT_RING_BYTES};
 use crate::park::{self, Outcome, Side};
+use crate::setup::wire::Role;
 use crate::setup::{self, Geometry, Parts};
-use crate::wire::Role;
 
 /// The geometry a creating side asks for: capacity in bytes (default
 /// [`DEFAULT_RING_BYTES`]) and the maximum message size (default: the most
@@ -24,7 +24,7 @@ fn msg_layout(opts: &Options) -> Result<MsgLayout, Error> {
     let capacity = opts.capacity.unwrap_or(DEFAULT_RING_BYTES);
     let max_msg = opts
         .max_msg
-        .unwrap_or_else(|| MsgLayout::max_msg_limit(capacity));
+        .unwrap_or_else(|| MsgLayout::max_msg_limit(capacity).min(DEFAULT_MAX_MSG));
     Ok(MsgLayout::new(capacity, max_msg)?)
 }
 
@@ -275,9 +275,11 @@ impl MsgSender {
         }
     }
 
-    /// Whether the peer is gone. Looks at the socket (one `poll`).
+    /// Whether the peer is gone: it hung up or died (one `poll` of the
+    /// liveness socket), or it broke the protocol, which treats it as gone
+    /// from then on (every call then returns [`Error::Corrupted`]).
     pub fn is_peer_gone(&mut self) -> bool {
-        self.link.check()
+        self.producer.corruption().is_some() || self.link.check()
     }
 
     /// The spsc-core half inside, for callers that drive the wake-up
@@ -455,9 +457,11 @@ impl MsgReceiver {
         }
     }
 
-    /// Whether the peer is gone. Looks at the socket (one `poll`).
+    /// Whether the peer is gone: it hung up or died (one `poll` of the
+    /// liveness socket), or it broke the protocol, which treats it as gone
+    /// from then on (every call then returns [`Error::Corrupted`]).
     pub fn is_peer_gone(&mut self) -> bool {
-        self.link.check()
+        self.consumer.corruption().is_some() || self.link.check()
     }
 
     /// The spsc-core half inside, for callers that drive the wake-up

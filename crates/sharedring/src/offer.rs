@@ -11,8 +11,8 @@ use crate::error::{Error, HandshakeError};
 use crate::options::Options;
 use crate::receiver::Receiver;
 use crate::sender::Sender;
+use crate::setup::wire::{self, Role, Setup};
 use crate::setup::{self, PeerFds};
-use crate::wire::{self, Role, Setup};
 
 /// Which end of a ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

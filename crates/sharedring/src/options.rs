@@ -18,6 +18,11 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default largest region an accepting side maps: 1 GiB.
 pub const DEFAULT_MAX_REGION: usize = 1 << 30;
 
+/// Default largest message of a message ring: what a creating side fixes
+/// when [`Options::max_msg`] is unset (or less, if the capacity allows
+/// less), and the largest an accepting side agrees to.
+pub const DEFAULT_MAX_MSG: usize = 1 << 20;
+
 /// Options of a ring: how it is created, accepted, and waited on.
 ///
 /// ```
@@ -116,10 +121,19 @@ impl Options {
         self
     }
 
-    /// For message rings: the largest message, in bytes. The creating side
-    /// fixes it in the ring (default: the most the capacity allows, see
-    /// [`spsc_core::MsgLayout::max_msg_limit`]); the accepting side refuses
-    /// a ring whose maximum is larger (default: any the capacity allows).
+    /// For message rings: the largest message, in bytes.
+    ///
+    /// The creating side fixes it in the ring (default: [`DEFAULT_MAX_MSG`],
+    /// or the most the capacity allows if that is less, see
+    /// [`spsc_core::MsgLayout::max_msg_limit`]). The accepting side refuses
+    /// a ring whose maximum is larger (default: [`DEFAULT_MAX_MSG`]).
+    ///
+    /// On the receiving side this is also the most that one message from
+    /// the peer can make us allocate: [`MsgReceiver::recv`] grows the
+    /// caller's `Vec` to the message's length. Raise it only as far as you
+    /// are willing to allocate per message for that peer.
+    ///
+    /// [`MsgReceiver::recv`]: crate::MsgReceiver::recv
     pub fn max_msg(mut self, bytes: usize) -> Self {
         self.max_msg = Some(bytes);
         self

@@ -63,11 +63,23 @@ pub(crate) fn wait(
             }
         }
     }
-    // Park phase.
+    // Park phase. The deadline is checked here, before every park, and
+    // not only by the wait itself: a peer that refills the eventfd faster
+    // than we poll makes every wait return `Woken` at once, and the caller
+    // loops back here with nothing to do.
     if side.prepare_wait()? == WaitCheck::Ready {
         return Ok(Outcome::Ready);
     }
-    let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    let timeout = match deadline {
+        Some(d) => match d.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Some(left),
+            _ => {
+                side.finish_wait();
+                return Ok(Outcome::TimedOut);
+            }
+        },
+        None => None,
+    };
     let wake = match link.sock() {
         Some(sock) => waiter.wait_with_liveness(sock, timeout),
         None => waiter.wait(timeout),

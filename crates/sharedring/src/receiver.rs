@@ -1,6 +1,6 @@
 //! The receiving end of a typed ring.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -13,8 +13,8 @@ use crate::link::Link;
 use crate::options::Options;
 use crate::park::{self, Outcome, Side};
 use crate::sender::step_len;
+use crate::setup::wire::Role;
 use crate::setup::{self, Parts};
-use crate::wire::Role;
 
 /// The receiving end of a ring of `T` shared with another process.
 ///
@@ -259,10 +259,13 @@ impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
         })
     }
 
-    /// Whether the peer is gone. Looks at the socket (one `poll`). Data it
-    /// committed may still be waiting in the ring.
+    /// Whether the peer is gone: it hung up or died (one `poll` of the
+    /// liveness socket), or it broke the protocol, which treats it as gone
+    /// from then on (every call then returns [`Error::Corrupted`]).
+    /// Data it committed before it hung up may still be waiting in the
+    /// ring.
     pub fn is_peer_gone(&mut self) -> bool {
-        self.link.check()
+        self.consumer.corruption().is_some() || self.link.check()
     }
 
     /// The wake-up descriptor this end sleeps on (readable when data
@@ -273,7 +276,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
 
     /// The liveness socket, if any (it hangs up when the peer is gone).
     pub fn liveness(&self) -> Option<BorrowedFd<'_>> {
-        self.link.sock().map(|s| s.as_fd())
+        self.link.sock()
     }
 
     /// The notifier that wakes the sender.

@@ -1,6 +1,6 @@
 //! The sending end of a typed ring.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -12,8 +12,8 @@ use crate::error::Error;
 use crate::link::Link;
 use crate::options::Options;
 use crate::park::{self, Outcome, Side};
+use crate::setup::wire::Role;
 use crate::setup::{self, Parts};
-use crate::wire::Role;
 
 /// The sending end of a ring of `T` shared with another process.
 ///
@@ -266,9 +266,11 @@ impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
         })
     }
 
-    /// Whether the peer is gone. Looks at the socket (one `poll`).
+    /// Whether the peer is gone: it hung up or died (one `poll` of the
+    /// liveness socket), or it broke the protocol, which treats it as gone
+    /// from then on (every call then returns [`Error::Corrupted`]).
     pub fn is_peer_gone(&mut self) -> bool {
-        self.link.check()
+        self.producer.corruption().is_some() || self.link.check()
     }
 
     /// The wake-up descriptor this end sleeps on (readable when the
@@ -279,7 +281,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
 
     /// The liveness socket, if any (it hangs up when the peer is gone).
     pub fn liveness(&self) -> Option<BorrowedFd<'_>> {
-        self.link.sock().map(|s| s.as_fd())
+        self.link.sock()
     }
 
     /// The notifier that wakes the receiver.

@@ -104,10 +104,13 @@ pub(crate) fn encode_ack(status: u32) -> [u8; ACK_LEN] {
     b
 }
 
-/// The status of an answer, or `BadAck`.
+/// The status of an answer, or `BadAck`. A setup message where the
+/// answer should be means the peer created a ring too.
 pub(crate) fn decode_ack(b: &[u8; ACK_LEN]) -> Result<u32, HandshakeError> {
-    if u64_at(b, 0) != ACK_MAGIC {
-        return Err(HandshakeError::BadAck);
+    match u64_at(b, 0) {
+        ACK_MAGIC => {}
+        SETUP_MAGIC => return Err(HandshakeError::BothCreated),
+        _ => return Err(HandshakeError::BadAck),
     }
     Ok(u32_at(b, 8))
 }
