@@ -142,6 +142,10 @@ impl<T: FromBytes + IntoBytes + Immutable> AsyncSender<T> {
     pub async fn send(&mut self, src: &[T]) -> Result<(), Error> {
         let mut sent = 0;
         while sent < src.len() {
+            // A cooperative yield point: a ring that is always ready (or a
+            // peer that floods wake-ups) must not starve the other tasks
+            // of this runtime, nor a `tokio::time::timeout` around us.
+            tokio::task::coop::consume_budget().await;
             sent += self.inner.try_send(&src[sent..])?;
             if sent == src.len() {
                 break;
@@ -179,6 +183,10 @@ impl<T: FromBytes + IntoBytes + Immutable> AsyncReceiver<T> {
             return Ok(0);
         }
         loop {
+            // A cooperative yield point: a ring that is always ready (or a
+            // peer that floods wake-ups) must not starve the other tasks
+            // of this runtime, nor a `tokio::time::timeout` around us.
+            tokio::task::coop::consume_budget().await;
             let n = self.inner.try_recv(dst)?;
             if n > 0 {
                 return Ok(n);
@@ -263,6 +271,10 @@ impl AsyncMsgSender {
     ) -> Result<R, Error> {
         let mut fill = Some(fill);
         loop {
+            // A cooperative yield point: a ring that is always ready (or a
+            // peer that floods wake-ups) must not starve the other tasks
+            // of this runtime, nor a `tokio::time::timeout` around us.
+            tokio::task::coop::consume_budget().await;
             if let Some(out) = self
                 .inner
                 .try_send_with(len, |r| (fill.take().expect("filled once"))(r))?
@@ -300,6 +312,10 @@ impl AsyncMsgReceiver {
     pub async fn recv_with<R>(&mut self, read: impl FnOnce(&Record<'_>) -> R) -> Result<R, Error> {
         let mut read = Some(read);
         loop {
+            // A cooperative yield point: a ring that is always ready (or a
+            // peer that floods wake-ups) must not starve the other tasks
+            // of this runtime, nor a `tokio::time::timeout` around us.
+            tokio::task::coop::consume_budget().await;
             if let Some(out) = self
                 .inner
                 .try_recv_with(|r| (read.take().expect("read once"))(r))?

@@ -99,3 +99,55 @@ pub(crate) fn wait(
 pub(crate) fn deadline(timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|t| Instant::now().checked_add(t))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eventfd_notify::Notifier;
+
+    /// A side that is never ready, and whose "peer" refills the eventfd
+    /// every time we announce a wait: the flooder that always wins the
+    /// race, which a machine with enough cores makes real (on two cores a
+    /// flooder process rarely wins; `tests/holes.rs` runs one anyway).
+    struct Flooded {
+        wake: Notifier,
+    }
+
+    impl Side for Flooded {
+        fn ready(&mut self) -> Result<bool, Corruption> {
+            Ok(false)
+        }
+        fn prepare_wait(&mut self) -> Result<WaitCheck, Corruption> {
+            self.wake.notify().expect("notify");
+            Ok(WaitCheck::Sleep)
+        }
+        fn finish_wait(&mut self) {}
+    }
+
+    #[test]
+    fn the_deadline_holds_when_every_park_is_woken_at_once() {
+        let waiter = Waiter::new().unwrap();
+        let wake = Notifier::from_received(waiter.try_clone_fd().unwrap()).unwrap();
+        let mut side = Flooded { wake };
+        let mut link = Link::new(None);
+        for spin in [Duration::ZERO, Duration::from_micros(20)] {
+            let start = Instant::now();
+            let end = deadline(Some(Duration::from_millis(50)));
+            // The callers' loop: look, wait, look again.
+            let outcome = loop {
+                match wait(&mut side, &waiter, &mut link, spin, end).unwrap() {
+                    Outcome::Ready => {
+                        // A bound so that the bug fails the test instead
+                        // of hanging it.
+                        assert!(
+                            start.elapsed() < Duration::from_secs(10),
+                            "woken forever, the deadline never checked"
+                        );
+                    }
+                    other => break other,
+                }
+            };
+            assert_eq!(outcome, Outcome::TimedOut);
+        }
+    }
+}
