@@ -33,6 +33,13 @@ pub enum NotEventfd {
         /// The anon inode's name, e.g. `timerfd`.
         name: String,
     },
+    /// An `O_PATH` descriptor (of an eventfd or of anything else): it names
+    /// a file but allows no I/O, so it can neither be read nor registered
+    /// with io_uring (`EBADF`).
+    PathOnly {
+        /// What `/proc/self/fd/N` links to.
+        link: String,
+    },
     /// Anything else, with what `/proc/self/fd/N` links to.
     Other {
         /// What `/proc/self/fd/N` links to.
@@ -50,6 +57,9 @@ impl fmt::Display for NotEventfd {
             Self::Directory => f.write_str("a directory"),
             Self::Device => f.write_str("a device node"),
             Self::OtherAnonInode { name } => write!(f, "an anonymous inode of kind {name}"),
+            Self::PathOnly { link } => {
+                write!(f, "an O_PATH descriptor, which allows no I/O ({link})")
+            }
             Self::Other { link } => write!(f, "something else ({link})"),
         }
     }
@@ -111,23 +121,13 @@ impl fmt::Display for Error {
                 "the peer handed over an eventfd in semaphore mode (EFD_SEMAPHORE), \
                  which it could use to keep us busy-waiting",
             ),
-            Self::Inspect { path, source } => {
-                write!(
-                    f,
-                    "cannot inspect a received descriptor through {path}: {source}"
-                )
+            Self::Inspect { path, source: _ } => {
+                write!(f, "cannot inspect a received descriptor through {path}")
             }
             Self::InvalidLiveness => {
                 f.write_str("the liveness descriptor passed by the caller is not open (POLLNVAL)")
             }
-            Self::Syscall { op, errno } => {
-                write!(
-                    f,
-                    "the kernel failed {op}: {} (errno {})",
-                    errno,
-                    errno.raw_os_error()
-                )
-            }
+            Self::Syscall { op, errno: _ } => write!(f, "the kernel failed {op}"),
         }
     }
 }
@@ -148,6 +148,33 @@ impl From<Error> for io::Error {
             Error::Syscall { errno, .. } => io::Error::from(errno),
             Error::Inspect { source, .. } => source,
             other => io::Error::new(io::ErrorKind::InvalidInput, other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_never_repeats_the_source() {
+        let errors = [
+            Error::Syscall {
+                op: "poll",
+                errno: Errno::NOMEM,
+            },
+            Error::Inspect {
+                path: "/proc/self/fd/3".into(),
+                source: io::Error::from_raw_os_error(Errno::NOENT.raw_os_error()),
+            },
+        ];
+        for e in errors {
+            let src = std::error::Error::source(&e)
+                .expect("has a source")
+                .to_string();
+            let msg = e.to_string();
+            let bare = src.split(" (os error").next().unwrap();
+            assert!(!msg.contains(bare), "{msg:?} repeats its source {src:?}");
         }
     }
 }

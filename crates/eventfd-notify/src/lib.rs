@@ -17,8 +17,10 @@
 //!   the argument, and its one caveat), and a saturated counter counts as a
 //!   successful wake-up, because the waiter already has one pending.
 //! - [`Waiter::wait`] returns [`Wake::Woken`] or [`Wake::TimedOut`] by its
-//!   deadline; [`Waiter::try_wait`] never blocks. Both consume every pending
-//!   notification.
+//!   deadline, and `Woken` only while time remains, so a peer that refills
+//!   the eventfd as fast as it can cannot keep a caller's wait-and-recheck
+//!   loop going past the caller's deadline; [`Waiter::try_wait`] never
+//!   blocks. Both consume every pending notification they report.
 //! - [`Waiter::wait_with_liveness`] also watches a liveness descriptor (the
 //!   handshake socket) and returns [`Wake::PeerGone`] when it hangs up or turns readable.
 //! - [`Waiter`] is [`AsFd`](std::os::fd::AsFd) / [`AsRawFd`](std::os::fd::AsRawFd)
@@ -94,7 +96,14 @@
 //! on an eventfd even when the shared description is blocking; the only
 //! sleep is `poll` with the time left until the deadline. A peer that
 //! drains the counter between our `poll` and our read makes the read say
-//! `EAGAIN`, and we poll again for the time left.
+//! `EAGAIN`, and we poll again for the time left. The clock is read before
+//! and after every `poll`: once the deadline has passed the answer is
+//! [`Wake::TimedOut`], even if the eventfd is readable, and the
+//! notification stays pending. Without that, a peer writing as fast as it
+//! can would make every call with no time left answer `Woken` at once, and
+//! a caller that waits again after each `Woken` with the time left (as a
+//! ring does, re-checking its memory in between) would never see its
+//! deadline.
 //!
 //! # Performance, and why there is no futex path
 //!

@@ -303,11 +303,17 @@ mod tests {
             n.notify().unwrap();
             n
         });
-        assert_eq!(waiter.wait(Some(Duration::ZERO)).unwrap(), Wake::Woken);
+        assert_eq!(
+            waiter.wait(Some(Duration::from_secs(1))).unwrap(),
+            Wake::Woken
+        );
         assert!(!waiter.try_wait().unwrap(), "the read consumed everything");
         // And after the drain, a notify is a plain wake-up again.
         n.notify().unwrap();
-        assert_eq!(waiter.wait(Some(Duration::ZERO)).unwrap(), Wake::Woken);
+        assert_eq!(
+            waiter.wait(Some(Duration::from_secs(1))).unwrap(),
+            Wake::Woken
+        );
     }
 
     #[test]
@@ -327,7 +333,10 @@ mod tests {
         for _ in 0..10 {
             n.notify().unwrap();
         }
-        assert_eq!(waiter.wait(Some(Duration::ZERO)).unwrap(), Wake::Woken);
-        assert_eq!(waiter.wait(Some(Duration::ZERO)).unwrap(), Wake::TimedOut);
+        assert_eq!(
+            waiter.wait(Some(Duration::from_secs(1))).unwrap(),
+            Wake::Woken
+        );
+        assert!(!waiter.try_wait().unwrap(), "one read consumed all ten");
     }
 }

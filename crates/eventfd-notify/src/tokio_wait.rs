@@ -18,6 +18,15 @@ use crate::wait::Waiter;
 /// again. For a timeout, wrap it in `tokio::time::timeout`; for peer death,
 /// `tokio::select!` it against the handshake socket.
 ///
+/// A peer that refills the eventfd as fast as it can makes every `wait`
+/// ready at once. A loop of waits inside one `tokio::time::timeout` still
+/// ends at its deadline: waiting for readiness spends tokio's cooperative
+/// budget, so the loop yields and the timer is polled. But `timeout` polls
+/// the wrapped future *before* its timer, so a caller that wraps each
+/// single `wait` in a fresh `timeout` with the time left, and waits again
+/// after each wake-up, must compare the clock with its deadline itself:
+/// with no time left, a ready `wait` still completes.
+///
 /// # Example
 ///
 /// ```

@@ -26,6 +26,16 @@ pub(crate) fn check_eventfd(fd: BorrowedFd<'_>) -> Result<(), Error> {
     })?;
     let link = link.to_string_lossy().into_owned();
 
+    // An O_PATH descriptor of an eventfd (opened through /proc/<pid>/fd,
+    // which refuses every other mode with ENXIO) has the eventfd's link but
+    // none of its fdinfo, and every read or io_uring registration of it
+    // would fail with EBADF, which reads as a failure of ours or of the
+    // system. Refuse it here, as the peer's.
+    let flags = rustix::fs::fcntl_getfl(fd).map_err(Error::syscall("fcntl(F_GETFL)"))?;
+    if flags.contains(rustix::fs::OFlags::PATH) {
+        return Err(Error::NotAnEventfd(NotEventfd::PathOnly { link }));
+    }
+
     if link != "anon_inode:[eventfd]" {
         return Err(Error::NotAnEventfd(classify(fd, link)?));
     }
@@ -90,6 +100,23 @@ mod tests {
             check_eventfd(fd.as_fd()),
             Err(Error::SemaphoreEventfd)
         ));
+    }
+
+    #[test]
+    fn refuses_an_o_path_descriptor_of_an_eventfd() {
+        let fd = eventfd(0, EventfdFlags::CLOEXEC).unwrap();
+        let path = rustix::fs::open(
+            format!("/proc/self/fd/{}", fd.as_raw_fd()).as_str(),
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        match check_eventfd(path.as_fd()) {
+            Err(Error::NotAnEventfd(NotEventfd::PathOnly { link })) => {
+                assert_eq!(link, "anon_inode:[eventfd]")
+            }
+            other => panic!("expected PathOnly, got {other:?}"),
+        }
     }
 
     #[test]

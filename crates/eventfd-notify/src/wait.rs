@@ -12,16 +12,31 @@ use crate::notify::new_eventfd;
 use crate::validate::check_eventfd;
 
 /// What a wait ended with.
+///
+/// With a timeout, [`Woken`](Wake::Woken) and [`PeerGone`](Wake::PeerGone)
+/// are only ever returned while time remains: the clock is read after
+/// every `poll`, and once the deadline has passed the wait returns
+/// [`TimedOut`](Wake::TimedOut), consuming nothing. So a caller that waits
+/// again after each `Woken` with the time left until its own deadline
+/// always ends with `TimedOut` at that deadline, however fast the peer
+/// refills the eventfd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wake {
-    /// At least one notification was pending; all pending ones were consumed.
+    /// At least one notification was pending; all pending ones were
+    /// consumed. With a timeout: the deadline had not passed when the
+    /// notification was found (the call then returns after one more
+    /// non-blocking read).
     Woken,
-    /// The timeout passed with no notification.
+    /// The deadline passed. Notifications that arrived meanwhile, if any,
+    /// were left pending for the next call: a notification is consumed
+    /// only by a call that reports it as `Woken`.
     TimedOut,
     /// The liveness descriptor hung up (`POLLHUP`, `POLLRDHUP` or
     /// `POLLERR`): the peer is gone. Only
     /// [`Waiter::wait_with_liveness`] returns this, and only when no
-    /// notification is pending (pending ones are delivered first).
+    /// notification is pending (pending ones are delivered first) and,
+    /// with a timeout, before the deadline (after it, the next call with
+    /// time left reports it).
     PeerGone,
 }
 
@@ -30,9 +45,11 @@ pub enum Wake {
 ///
 /// Reads use `preadv2(.., RWF_NOWAIT)`, which the kernel honours per call
 /// even when the peer cleared `O_NONBLOCK` on the shared open file
-/// description; sleeping is only ever done in `poll` with a deadline. So a
-/// peer that clears `O_NONBLOCK`, or drains the counter between our `poll`
-/// and our read, costs us a loop turn, never the timeout.
+/// description; sleeping is only ever done in `poll` with the time left,
+/// and the clock is read after every `poll`. So a peer that clears
+/// `O_NONBLOCK`, drains the counter between our `poll` and our read, or
+/// refills it faster than we can poll, costs us loop turns, never the
+/// deadline (see [`Wake`] for what each answer means with respect to it).
 ///
 /// `Waiter` implements [`AsFd`] and [`AsRawFd`], to be registered with
 /// epoll, mio (`SourceFd`) or tokio (`AsyncFd`, or use the `tokio` feature's
@@ -134,17 +151,37 @@ impl Waiter {
     /// Sleeps until notified or until `timeout` has passed (`None`: no
     /// timeout), and consumes pending notifications.
     ///
-    /// The timeout holds even if the peer clears `O_NONBLOCK`, or drains the
-    /// counter between our readiness check and our read.
+    /// The deadline is `timeout` from the call. It holds even if the peer
+    /// clears `O_NONBLOCK`, drains the counter between our readiness check
+    /// and our read, or refills it as fast as it can: [`Wake::Woken`] is
+    /// returned only while time remains, and once the deadline has passed
+    /// the call returns [`Wake::TimedOut`] without consuming anything. In
+    /// particular a zero timeout always returns `TimedOut`; use
+    /// [`try_wait`](Self::try_wait) to consume without sleeping.
     ///
-    /// # Example
+    /// To wait until a deadline of your own across several calls (for
+    /// example, re-checking shared memory after each wake-up), pass the time
+    /// left each time; the loop ends with `TimedOut` at your deadline, since
+    /// a call with no time left never returns `Woken`:
     ///
     /// ```
     /// use eventfd_notify::{Waiter, Wake};
-    /// use std::time::Duration;
+    /// use std::time::{Duration, Instant};
     ///
     /// let waiter = Waiter::new()?;
-    /// assert_eq!(waiter.wait(Some(Duration::from_millis(5)))?, Wake::TimedOut);
+    /// let deadline = Instant::now() + Duration::from_millis(5);
+    /// let ready = || false; // e.g. "is there data in the ring?"
+    /// loop {
+    ///     if ready() {
+    ///         break;
+    ///     }
+    ///     let left = deadline.saturating_duration_since(Instant::now());
+    ///     match waiter.wait(Some(left))? {
+    ///         Wake::Woken => continue,
+    ///         Wake::TimedOut | Wake::PeerGone => break,
+    ///     }
+    /// }
+    /// assert!(Instant::now() >= deadline);
     /// # Ok::<(), eventfd_notify::Error>(())
     /// ```
     ///
@@ -199,7 +236,16 @@ impl Waiter {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let gone = PollFlags::IN | PollFlags::HUP | PollFlags::RDHUP | PollFlags::ERR;
         loop {
-            let ts = deadline.map(|d| to_timespec(d.saturating_duration_since(Instant::now())));
+            // The clock is read at the top of every turn, so no turn (after
+            // a spurious readiness, a stolen notification, an EINTR) starts
+            // once the deadline has passed.
+            let ts = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(to_timespec(left)),
+                    _ => return Ok(Wake::TimedOut),
+                },
+            };
             let own = self.fd.as_fd();
             let mut fds = [
                 PollFd::new(&own, PollFlags::IN),
@@ -221,26 +267,29 @@ impl Waiter {
             }
             let ready = fds[0].revents();
             let live = fds[1].revents();
+            if n == 2 && live.contains(PollFlags::NVAL) {
+                return Err(Error::InvalidLiveness);
+            }
+            // Whatever poll saw, the deadline comes first: a notification
+            // found after it stays pending (the next call reports it), so
+            // `Woken` always means "in time", and a peer that keeps the
+            // eventfd readable cannot keep a caller's loop going past its
+            // deadline.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(Wake::TimedOut);
+            }
             // Readable, or POLLERR (the counter is at u64::MAX, which a read
             // clears): try to consume. The peer may have drained it since
             // poll returned; then the read says EAGAIN and we go round.
             if !ready.is_empty() && self.try_wait()? {
                 return Ok(Wake::Woken);
             }
-            if n == 2 {
-                if live.contains(PollFlags::NVAL) {
-                    return Err(Error::InvalidLiveness);
+            if n == 2 && live.intersects(gone) {
+                // Deliver a notification that raced with the hang-up.
+                if ready.is_empty() && self.try_wait()? {
+                    return Ok(Wake::Woken);
                 }
-                if live.intersects(gone) {
-                    // Deliver a notification that raced with the hang-up.
-                    if ready.is_empty() && self.try_wait()? {
-                        return Ok(Wake::Woken);
-                    }
-                    return Ok(Wake::PeerGone);
-                }
-            }
-            if matches!(deadline, Some(d) if Instant::now() >= d) {
-                return Ok(Wake::TimedOut);
+                return Ok(Wake::PeerGone);
             }
         }
     }
@@ -282,5 +331,51 @@ fn to_timespec(d: Duration) -> Timespec {
     Timespec {
         tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         tv_nsec: i64::from(d.subsec_nanos()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Notifier;
+
+    #[test]
+    fn no_time_left_is_timed_out_and_leaves_the_notification_pending() {
+        let waiter = Waiter::new().unwrap();
+        let n = Notifier::from_received(waiter.try_clone_fd().unwrap()).unwrap();
+        n.notify().unwrap();
+        assert_eq!(waiter.wait(Some(Duration::ZERO)).unwrap(), Wake::TimedOut);
+        let (ours, _theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(
+            waiter
+                .wait_with_liveness(&ours, Some(Duration::ZERO))
+                .unwrap(),
+            Wake::TimedOut
+        );
+        // Not consumed: the next call with time left reports it.
+        assert_eq!(
+            waiter.wait(Some(Duration::from_secs(5))).unwrap(),
+            Wake::Woken
+        );
+        assert!(!waiter.try_wait().unwrap());
+    }
+
+    #[test]
+    fn a_hang_up_after_the_deadline_is_reported_by_the_next_call() {
+        let waiter = Waiter::new().unwrap();
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        drop(theirs);
+        assert_eq!(
+            waiter
+                .wait_with_liveness(&ours, Some(Duration::ZERO))
+                .unwrap(),
+            Wake::TimedOut
+        );
+        assert_eq!(
+            waiter
+                .wait_with_liveness(&ours, Some(Duration::from_secs(5)))
+                .unwrap(),
+            Wake::PeerGone
+        );
     }
 }

@@ -52,3 +52,75 @@ fn async_waiter_outside_a_runtime_is_an_error_not_a_panic() {
     let waiter = Waiter::new().unwrap();
     assert!(AsyncWaiter::new(waiter).is_err());
 }
+
+/// A thread writing to the eventfd as fast as it can, until dropped.
+struct Flood {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl Flood {
+    fn start(fd: std::os::fd::OwnedFd) -> Flood {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut writes = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                let _ = rustix::io::write(&fd, &1u64.to_ne_bytes());
+                writes += 1;
+            }
+            writes
+        });
+        Flood {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Flood {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_loop_of_async_waits_under_tokio_timeout_ends_at_its_deadline_despite_a_flood() {
+    const DEADLINE: Duration = Duration::from_millis(200);
+    let waiter = Waiter::new().unwrap();
+    let flood = Flood::start(waiter.try_clone_fd().unwrap());
+    // Run the runtime on its own thread, so that a wait loop that never
+    // yields fails this test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = rt.block_on(async {
+            let waiter = AsyncWaiter::new(waiter).unwrap();
+            let start = std::time::Instant::now();
+            let r = tokio::time::timeout(DEADLINE, async {
+                loop {
+                    waiter.wait().await.unwrap();
+                }
+            })
+            .await;
+            (r.is_err(), start.elapsed())
+        });
+        let _ = tx.send(result);
+    });
+    let (timed_out, took) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the wait loop never yielded to the timer");
+    assert!(flood.stop() > 0);
+    assert!(timed_out, "the loop cannot end but by the timeout");
+    assert!(took >= DEADLINE, "timed out early: {took:?}");
+    assert!(took < DEADLINE + Duration::from_secs(1), "took {took:?}");
+}

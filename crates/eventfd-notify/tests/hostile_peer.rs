@@ -75,6 +75,21 @@ fn within<T: Send + 'static>(
         .unwrap_or_else(|_| panic!("{what} did not return within {limit:?}"))
 }
 
+/// Serialises the tests of this binary, so that descriptor counts see only
+/// the test that takes them.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
+}
+
 fn clear_nonblock(fd: BorrowedFd<'_>) {
     rustix::fs::fcntl_setfl(fd, OFlags::empty()).expect("peer: fcntl");
 }
@@ -88,22 +103,36 @@ fn pipe_socket_memfd_and_regular_file_sent_as_eventfds_each_get_their_own_error(
             rustix::fs::memfd_create("not-an-eventfd", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
         let file = tempfile_in_tmp();
         let real = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
+        // The real eventfd again, as an O_PATH descriptor: the only way to
+        // reopen an eventfd through /proc (other modes get ENXIO).
+        let path_only = {
+            use std::os::fd::AsRawFd;
+            rustix::fs::open(
+                format!("/proc/self/fd/{}", real.as_raw_fd()).as_str(),
+                OFlags::PATH | OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap()
+        };
         let fds = [
             pipe_r.as_fd(),
             sock_a.as_fd(),
             memfd.as_fd(),
             file.as_fd(),
+            path_only.as_fd(),
             real.as_fd(),
         ];
         testkit::send_fds(&sock, b"fds", &fds).unwrap();
         std::process::exit(0);
     }
+    let _serial = serial();
+    let before = open_fds();
     let (child, sock) = testkit::spawn_peer(
         "pipe_socket_memfd_and_regular_file_sent_as_eventfds_each_get_their_own_error",
         "send-wrong-fds",
     )
     .unwrap();
-    let mut fds = recv_n(&sock, 5).into_iter();
+    let mut fds = recv_n(&sock, 6).into_iter();
 
     let pipe = fds.next().unwrap();
     assert!(matches!(
@@ -130,9 +159,29 @@ fn pipe_socket_memfd_and_regular_file_sent_as_eventfds_each_get_their_own_error(
         }
         other => panic!("expected RegularFile, got {other:?}"),
     }
+    // An O_PATH descriptor of a real eventfd: its link says eventfd, but no
+    // read or io_uring registration would work on it (EBADF).
+    let path_only = fds.next().unwrap();
+    for r in [
+        Waiter::from_received(path_only.try_clone().unwrap()).err(),
+        Notifier::from_received(path_only).err(),
+    ] {
+        match r {
+            Some(e @ Error::NotAnEventfd(NotEventfd::PathOnly { .. })) => {
+                assert!(e.to_string().contains("O_PATH"), "{e}");
+            }
+            other => panic!("expected PathOnly, got {other:?}"),
+        }
+    }
     // The genuine eventfd among them is accepted.
-    Waiter::from_received(fds.next().unwrap()).expect("a real eventfd is accepted");
+    let waiter = Waiter::from_received(fds.next().unwrap()).expect("a real eventfd is accepted");
     finish(child, sock);
+    drop(waiter);
+    let after = open_fds();
+    assert_eq!(
+        after, before,
+        "descriptors leaked: {before} before, {after} after"
+    );
 }
 
 /// A regular file, already unlinked, for the peer to send.
@@ -163,6 +212,7 @@ fn notify_returns_promptly_when_peer_saturates_the_counter_and_clears_o_nonblock
             }
         }
     }
+    let _serial = serial();
     let (child, sock) = testkit::spawn_peer(
         "notify_returns_promptly_when_peer_saturates_the_counter_and_clears_o_nonblock",
         "saturate-and-block",
@@ -253,6 +303,7 @@ fn wait_keeps_its_deadline_when_peer_steals_every_notification_and_clears_o_nonb
             std::thread::sleep(Duration::from_micros(200));
         }
     }
+    let _serial = serial();
     let (child, sock) = testkit::spawn_peer(
         "wait_keeps_its_deadline_when_peer_steals_every_notification_and_clears_o_nonblock",
         "steal",
@@ -326,6 +377,7 @@ fn wait_under_a_wake_up_flood_returns_without_error_or_busy_spin() {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+    let _serial = serial();
     let (child, sock) = testkit::spawn_peer(
         "wait_under_a_wake_up_flood_returns_without_error_or_busy_spin",
         "flood",
@@ -368,6 +420,7 @@ fn wait_with_liveness_delivers_pending_notification_then_reports_peer_gone() {
         // Die without a goodbye.
         std::process::exit(0);
     }
+    let _serial = serial();
     let (mut child, sock) = testkit::spawn_peer(
         "wait_with_liveness_delivers_pending_notification_then_reports_peer_gone",
         "notify-and-die",
@@ -399,6 +452,7 @@ fn wait_with_liveness_wakes_up_when_the_peer_dies_mid_wait() {
         let _ = (&sock).read(&mut b);
         std::process::exit(0);
     }
+    let _serial = serial();
     let (mut child, sock) = testkit::spawn_peer(
         "wait_with_liveness_wakes_up_when_the_peer_dies_mid_wait",
         "die",

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use memmap2::{Mmap, MmapOptions};
 use rustix::fs::{fcntl_add_seals, fcntl_get_seals, SealFlags};
 
-use crate::check::{check_received, validate_len};
+use crate::check::{check_received, validate_len, Opener};
 use crate::create::{new_memfd, set_len};
 use crate::error::Error;
 
@@ -80,7 +80,8 @@ impl SealedBlob {
     /// Validates a memfd received from a peer and maps `len` bytes of it
     /// read-only.
     ///
-    /// 1. It must be a memfd ([`Error::NotMemfd`]).
+    /// 1. It must be a memfd ([`Error::NotMemfd`]), and the descriptor
+    ///    must be readable ([`Error::NotReadable`]).
     /// 2. It must carry `F_SEAL_SHRINK` and `F_SEAL_WRITE`; we add any that
     ///    is missing. Adding `F_SEAL_WRITE` fails while someone (the peer)
     ///    holds a writable shared mapping: that is
@@ -90,7 +91,7 @@ impl SealedBlob {
     /// 4. Exactly `len` bytes are mapped (rounded up to whole huge pages for
     ///    a hugetlb memfd).
     pub fn open(fd: OwnedFd, len: usize) -> Result<SealedBlob, Error> {
-        let checked = check_received(fd, len, SealFlags::WRITE)?;
+        let checked = check_received(fd, len, Opener::Blob)?;
         Self::map(checked.fd, len, checked.map_len)
     }
 

@@ -1,12 +1,12 @@
 //! Validation of a descriptor received from a peer, in the order that keeps
-//! us safe: is it a memfd, are the seals we need there (add them if not),
-//! and only then how big is it.
+//! us safe: is it a memfd, may we use it the way we mean to, are the seals
+//! we need there (add them if not), and only then how big is it.
 
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::{
-    fcntl_add_seals, fcntl_get_seals, fstat, fstatfs, open, readlinkat, FileType, Mode, OFlags,
-    SealFlags, PROC_SUPER_MAGIC,
+    fcntl_add_seals, fcntl_get_seals, fcntl_getfl, fstat, fstatfs, open, readlinkat, FileType,
+    Mode, OFlags, SealFlags, PROC_SUPER_MAGIC,
 };
 use rustix::io::Errno;
 
@@ -30,6 +30,8 @@ pub(crate) struct MemfdInfo {
     pub(crate) seals: SealFlags,
     /// `Some(huge page size in bytes)` for a hugetlb memfd.
     pub(crate) huge_page: Option<u64>,
+    /// The descriptor's access mode (`O_RDONLY`, `O_WRONLY` or `O_RDWR`).
+    pub(crate) access: OFlags,
 }
 
 /// A received memfd that passed every check and may now be mapped for
@@ -37,7 +39,6 @@ pub(crate) struct MemfdInfo {
 #[derive(Debug)]
 pub(crate) struct Checked {
     pub(crate) fd: OwnedFd,
-    pub(crate) seals: SealFlags,
     /// The expected length, rounded up to the huge page size for a
     /// hugetlb memfd (hugetlbfs mappings must cover whole huge pages, or
     /// `munmap` would fail). The file's size is at least this, and cannot
@@ -78,6 +79,10 @@ fn not_memfd(fd: BorrowedFd<'_>, reason: NotMemfdReason) -> Error {
 /// How we tell, in order (each step is cheap, and each alone has a gap that
 /// the others close):
 ///
+/// 0. `F_GETFL`: it must not be an `O_PATH` descriptor. Such a descriptor
+///    passes `fstat` and `fstatfs` like the file it names, but every call
+///    that touches the file itself (`F_GET_SEALS`, `mmap`) fails with
+///    `EBADF`, which would otherwise look like a failure of the system.
 /// 1. `fstat`: it must be a regular file. This refuses pipes, sockets,
 ///    `/dev/zero` and other devices, directories.
 /// 2. `F_GET_SEALS` must succeed. The kernel answers `EINVAL` for any file
@@ -95,6 +100,10 @@ fn not_memfd(fd: BorrowedFd<'_>, reason: NotMemfdReason) -> Error {
 /// [`ensure_seals`], because a tmpfs file is born with `F_SEAL_SEAL` and
 /// so can never get `F_SEAL_SHRINK`.
 pub(crate) fn check_memfd(fd: BorrowedFd<'_>) -> Result<MemfdInfo, Error> {
+    let flags = fcntl_getfl(fd).map_err(Error::syscall("fcntl(F_GETFL)"))?;
+    if flags.contains(OFlags::PATH) {
+        return Err(not_memfd(fd, NotMemfdReason::PathOnly));
+    }
     let st = fstat(fd).map_err(Error::syscall("fstat"))?;
     let file_type = FileType::from_raw_mode(st.st_mode);
     if file_type != FileType::RegularFile {
@@ -122,7 +131,11 @@ pub(crate) fn check_memfd(fd: BorrowedFd<'_>) -> Result<MemfdInfo, Error> {
         // Seals work but the filesystem is neither: not a memfd we know.
         _ => return Err(not_memfd(fd, NotMemfdReason::NoSealSupport)),
     };
-    Ok(MemfdInfo { seals, huge_page })
+    Ok(MemfdInfo {
+        seals,
+        huge_page,
+        access: flags & OFlags::RWMODE,
+    })
 }
 
 /// Makes sure every seal in `required` is present, adding the missing ones.
@@ -211,17 +224,97 @@ pub(crate) fn file_size(fd: BorrowedFd<'_>) -> Result<u64, Error> {
     Ok(u64::try_from(st.st_size).unwrap_or(0))
 }
 
-/// The whole receive path: memfd check, seals (`required` plus
-/// `F_SEAL_SHRINK`), and only then the size. Maps nothing.
-pub(crate) fn check_received(
-    fd: OwnedFd,
-    len: usize,
-    required: SealFlags,
-) -> Result<Checked, Error> {
-    use std::os::fd::AsFd;
+/// Who is opening a received memfd, which decides what is checked and
+/// which seals are added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Opener {
+    /// [`SharedMemory`](crate::SharedMemory): a read-write mapping.
+    ReadWrite {
+        /// Whether a hugetlb memfd is acceptable.
+        allow_hugetlb: bool,
+    },
+    /// [`ReadOnlyMemory`](crate::ReadOnlyMemory): a read-only mapping of
+    /// memory someone else may still write.
+    ReadOnly,
+    /// [`SealedBlob`](crate::SealedBlob): a read-only mapping of memory
+    /// nobody can write.
+    Blob,
+}
+
+/// Seals that make a read-write mapping impossible.
+const WRITE_SEALS: SealFlags = SealFlags::WRITE.union(SealFlags::FUTURE_WRITE);
+
+impl Opener {
+    /// The seals the memfd must carry before its size is read and it is
+    /// mapped; missing ones are added in one `F_ADD_SEALS`.
+    ///
+    /// A read-write opener also freezes the seals (`F_SEAL_SEAL`): we read
+    /// them, decide the memfd is writable, then map it, and without
+    /// `F_SEAL_SEAL` the peer could add `F_SEAL_WRITE` or
+    /// `F_SEAL_FUTURE_WRITE` in between, making our `mmap` fail with `EPERM`
+    /// as if the system had refused. Read-only mappings are not affected by
+    /// seals added later (on Linux 6.7 and later, which stopped counting a
+    /// read-only `MAP_SHARED` mapping as writable), so the other openers
+    /// leave the peer free to add seals, and accept read-only descriptors
+    /// of memfds that lack `F_SEAL_SEAL` (through which no seal can be
+    /// added).
+    fn required_seals(self) -> SealFlags {
+        match self {
+            Opener::ReadWrite { .. } => SealFlags::SHRINK | SealFlags::SEAL,
+            Opener::ReadOnly => SealFlags::SHRINK,
+            Opener::Blob => SealFlags::SHRINK | SealFlags::WRITE,
+        }
+    }
+}
+
+/// The whole receive path, in this order:
+///
+/// 1. the caller's length;
+/// 2. is it a memfd ([`check_memfd`]);
+/// 3. the descriptor's access mode (readable; writable for a read-write
+///    opener) and, for a read-write opener, hugetlb and write seals: all
+///    refusals that need no change to the peer's memfd;
+/// 4. the seals the opener needs, added if missing;
+/// 5. for a read-write opener, the write seals again: they are frozen now;
+/// 6. only then the size.
+///
+/// Maps nothing. Every refusal caused by what the peer sent is an error
+/// whose [`culprit`](Error::culprit) is the peer.
+pub(crate) fn check_received(fd: OwnedFd, len: usize, opener: Opener) -> Result<Checked, Error> {
     validate_len(len)?;
     let info = check_memfd(fd.as_fd())?;
-    let seals = ensure_seals(fd.as_fd(), info.seals, required | SealFlags::SHRINK)?;
+    if info.access == OFlags::WRONLY {
+        return Err(Error::NotReadable);
+    }
+    match opener {
+        Opener::ReadWrite { allow_hugetlb } => {
+            if info.access != OFlags::RDWR {
+                return Err(Error::NotWritable);
+            }
+            if let (Some(page_size), false) = (info.huge_page, allow_hugetlb) {
+                return Err(Error::HugetlbRefused { page_size });
+            }
+            if info.seals.intersects(WRITE_SEALS) {
+                return Err(Error::SealedAgainstWriting { seals: info.seals });
+            }
+        }
+        // Write seals also forbid hole punching, which is what makes a
+        // hugetlb memfd dangerous (see `SharedMemory::open`). Seals are
+        // never removed, so what we read still holds.
+        Opener::ReadOnly => {
+            if let (Some(page_size), false) = (info.huge_page, info.seals.intersects(WRITE_SEALS)) {
+                return Err(Error::HugetlbRefused { page_size });
+            }
+        }
+        Opener::Blob => {}
+    }
+    let seals = ensure_seals(fd.as_fd(), info.seals, opener.required_seals())?;
+    // The peer may have added a write seal after we first read the seals
+    // and before our F_SEAL_SEAL went on; `seals` was read after that, so
+    // for a read-write opener it is final.
+    if matches!(opener, Opener::ReadWrite { .. }) && seals.intersects(WRITE_SEALS) {
+        return Err(Error::SealedAgainstWriting { seals });
+    }
     // Only now that the file cannot shrink does its size mean anything.
     let map_len = round_up(len, info.huge_page)?;
     let actual = file_size(fd.as_fd())?;
@@ -233,7 +326,6 @@ pub(crate) fn check_received(
     }
     Ok(Checked {
         fd,
-        seals,
         map_len,
         huge_page: info.huge_page,
     })

@@ -37,6 +37,9 @@ pub enum NotMemfdReason {
     /// `memfd_create`, for example `/dev/shm/x` or an `O_TMPFILE`: its
     /// `/proc/self/fd` link does not start with `/memfd:`.
     NotFromMemfdCreate,
+    /// An `O_PATH` descriptor: it names a file (perhaps a memfd) but allows
+    /// no I/O, no seals and no mapping (`F_GET_SEALS` fails with `EBADF`).
+    PathOnly,
 }
 
 /// Everything that can go wrong in this crate.
@@ -136,6 +139,11 @@ pub enum Error {
     /// The peer sent a descriptor opened without write access where a
     /// writable one was expected.
     NotWritable,
+    /// The peer sent a descriptor opened write-only (`O_WRONLY`, for example
+    /// a memfd reopened through `/proc/<pid>/fd`): it cannot be mapped at
+    /// all, since every mapping needs read access (`mmap` would fail with
+    /// `EACCES`).
+    NotReadable,
     /// The kernel has no huge pages of the requested size to give: none
     /// configured (`HugePages_Total: 0`), none free, or no hugetlbfs mount
     /// for that page size.
@@ -191,7 +199,8 @@ impl Error {
             | Error::TooSmall { .. }
             | Error::SealedAgainstWriting { .. }
             | Error::HugetlbRefused { .. }
-            | Error::NotWritable => Culprit::Peer,
+            | Error::NotWritable
+            | Error::NotReadable => Culprit::Peer,
             Error::HugePagesUnavailable { .. }
             | Error::Lock { .. }
             | Error::Map { .. }
@@ -224,6 +233,9 @@ impl fmt::Display for NotMemfdReason {
             }
             NotMemfdReason::NotFromMemfdCreate => {
                 f.write_str("a tmpfs file not created by memfd_create")
+            }
+            NotMemfdReason::PathOnly => {
+                f.write_str("an O_PATH descriptor, which allows no I/O, seals or mapping")
             }
         }
     }
@@ -258,17 +270,18 @@ impl fmt::Display for Error {
             Error::CannotSeal {
                 seals,
                 missing,
-                source,
+                source: _,
             } => write!(
                 f,
-                "peer sent a memfd that cannot be sealed: it has seals {seals:?}, \
-                 adding {missing:?} failed ({source}); it was probably created \
-                 without MFD_ALLOW_SEALING"
+                "peer sent a memfd that cannot be sealed: it has seals {seals:?} and \
+                 the kernel refused to add {missing:?} (created without \
+                 MFD_ALLOW_SEALING, already sealed with F_SEAL_SEAL, or not open \
+                 for writing)"
             ),
-            Error::WriteSealBusy { seals, source } => write!(
+            Error::WriteSealBusy { seals, source: _ } => write!(
                 f,
                 "cannot seal the peer's memfd against writing: someone still holds \
-                 a writable mapping of it (seals {seals:?}, {source})"
+                 a writable mapping of it (seals {seals:?})"
             ),
             Error::TooSmall { expected, actual } => write!(
                 f,
@@ -288,22 +301,28 @@ impl fmt::Display for Error {
             Error::NotWritable => f.write_str(
                 "peer sent a descriptor without write access where a writable one was expected",
             ),
-            Error::HugePagesUnavailable { page_size, source } => {
+            Error::NotReadable => {
+                f.write_str("peer sent a write-only descriptor, which cannot be mapped")
+            }
+            Error::HugePagesUnavailable {
+                page_size,
+                source: _,
+            } => {
                 if *page_size == 0 {
-                    write!(f, "no huge pages of the default size available ({source})")
+                    f.write_str("no huge pages of the default size available")
                 } else {
                     write!(
                         f,
-                        "no huge pages of {page_size} bytes available ({source}); \
+                        "no huge pages of {page_size} bytes available; \
                          see HugePages_Total in /proc/meminfo"
                     )
                 }
             }
-            Error::Lock { len, source } => {
-                write!(f, "cannot mlock {len} bytes ({source}); check ulimit -l")
+            Error::Lock { len, source: _ } => {
+                write!(f, "cannot mlock {len} bytes; check ulimit -l")
             }
-            Error::Map { len, source } => write!(f, "cannot map {len} bytes ({source})"),
-            Error::Syscall { op, source } => write!(f, "{op} failed ({source})"),
+            Error::Map { len, source: _ } => write!(f, "cannot map {len} bytes"),
+            Error::Syscall { op, source: _ } => write!(f, "{op} failed"),
         }
     }
 }

@@ -9,10 +9,14 @@
 //!   huge pages and `mlock`).
 //! - **Receiving**: [`SharedMemory::open`], [`ReadOnlyMemory::open`] and
 //!   [`SealedBlob::open`] take a descriptor from the peer and check, in
-//!   this order, that it *is* a memfd, that it is sealed against shrinking
-//!   (adding the seal if the peer left it out), and only then that it is
-//!   big enough, before mapping exactly the length *we* expect. A small
-//!   memfd is an [`Error::TooSmall`], never a `SIGBUS`.
+//!   this order, that it *is* a memfd, that the descriptor allows the
+//!   mapping we want, that it is sealed against shrinking (adding the seal
+//!   if the peer left it out; a read-write opener also adds `F_SEAL_SEAL`,
+//!   so the peer cannot seal the memory against writing behind our back),
+//!   and only then that it is big enough, before mapping exactly the length
+//!   *we* expect. A small memfd is an [`Error::TooSmall`], never a
+//!   `SIGBUS`; anything wrong with what the peer sent is an error whose
+//!   [`Error::culprit`] is [`Culprit::Peer`].
 //! - **Write-once blobs**: [`SealedBlob::write_once`] fills memory through
 //!   a private `&mut [u8]` and seals it against writing; receivers get a
 //!   `&[u8]`, which is sound because nobody can write it any more.
@@ -61,6 +65,13 @@
 //! - `F_ADD_SEALS` answers `EPERM` when `F_SEAL_SEAL` is set *or* when the
 //!   descriptor is not open for writing, and `EBUSY` for `F_SEAL_WRITE`
 //!   while a writable shared mapping exists.
+//! - An `O_PATH` descriptor of a memfd (opened through `/proc/<pid>/fd`)
+//!   passes `fstat` and `fstatfs`, but `F_GET_SEALS` answers `EBADF`; a
+//!   write-only one takes seals, but `mmap` answers `EACCES`. Both are
+//!   refused before any of that, from `F_GETFL`.
+//! - A read-write `mmap` of a memfd sealed with `F_SEAL_WRITE` or
+//!   `F_SEAL_FUTURE_WRITE` fails with `EPERM`; a read-only `MAP_SHARED`
+//!   one succeeds (since Linux 6.7; before, `F_SEAL_WRITE` refused it too).
 //! - With no huge pages reserved, `memfd_create(MFD_HUGETLB)` and
 //!   `ftruncate` succeed and `mmap` fails with `ENOMEM`; a page size with
 //!   no hugetlbfs mount fails `memfd_create` with `ENODEV`; `ftruncate` to

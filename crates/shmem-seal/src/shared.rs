@@ -11,12 +11,25 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
 use memmap2::{MmapOptions, MmapRaw};
-use rustix::fs::{fcntl_get_seals, fcntl_getfl, OFlags, SealFlags};
+use rustix::fs::{fcntl_get_seals, SealFlags};
 
-use crate::check::check_received;
+use crate::check::{check_received, Checked, Opener};
 use crate::create::huge_error;
 use crate::error::Error;
 use crate::MemfdBuilder;
+
+/// The error for a failed `mmap` of a received memfd that passed every
+/// check: the system's. For a hugetlb memfd that means no huge pages
+/// could be reserved for the mapping.
+pub(crate) fn map_error(checked: &Checked, source: std::io::Error) -> Error {
+    match checked.huge_page {
+        Some(_) => huge_error(None, checked.huge_page, source),
+        None => Error::Map {
+            len: checked.map_len,
+            source,
+        },
+    }
+}
 
 /// Checks that `offset..offset + len` lies within `size`.
 fn bounds(offset: usize, len: usize, size: usize) -> Result<(), Error> {
@@ -147,19 +160,35 @@ impl SharedMemory {
     ///
     /// In this order, and refusing with its own error at each step:
     ///
-    /// 1. it must be a memfd ([`Error::NotMemfd`]);
-    /// 2. it must carry `F_SEAL_SHRINK`; if the peer left it out we add it,
-    ///    and if that is impossible we refuse ([`Error::CannotSeal`]);
-    /// 3. only then is its size read: below `len`, [`Error::TooSmall`]
+    /// 1. it must be a memfd ([`Error::NotMemfd`]; an `O_PATH` descriptor
+    ///    is [`NotMemfdReason::PathOnly`](crate::NotMemfdReason::PathOnly));
+    /// 2. the descriptor must be open for reading and writing
+    ///    ([`Error::NotReadable`], [`Error::NotWritable`]);
+    /// 3. it must not be a hugetlb memfd ([`Error::HugetlbRefused`], see
+    ///    below) nor sealed against writing
+    ///    ([`Error::SealedAgainstWriting`]);
+    /// 4. it must carry `F_SEAL_SHRINK` and `F_SEAL_SEAL`; we add whichever
+    ///    the peer left out, both in one `F_ADD_SEALS`, and if that is
+    ///    impossible we refuse ([`Error::CannotSeal`]). From then on nobody
+    ///    can add a seal, so the write seals are read once more
+    ///    ([`Error::SealedAgainstWriting`] if the peer slipped one in) and
+    ///    that answer is final: the peer cannot make our `mmap` fail by
+    ///    sealing the memfd against writing after we looked;
+    /// 5. only then is its size read: below `len`, [`Error::TooSmall`]
     ///    (nothing is mapped, so a small file cannot raise `SIGBUS`);
-    /// 4. it must not be sealed against writing
-    ///    ([`Error::SealedAgainstWriting`]) and the descriptor must be
-    ///    writable ([`Error::NotWritable`]);
-    /// 5. exactly `len` bytes are mapped (rounded up to whole huge pages
+    /// 6. exactly `len` bytes are mapped (rounded up to whole huge pages
     ///    for a hugetlb memfd), whatever the file's size.
     ///
-    /// The peer may have left out `F_SEAL_GROW`: growing the file is
-    /// harmless to us, since our mapping length is our own.
+    /// Every refusal caused by what the peer sent has
+    /// [`Culprit::Peer`](crate::Culprit::Peer); an [`Error::Map`] after all
+    /// checks passed is the system's (for example our address space is
+    /// full).
+    ///
+    /// Adding `F_SEAL_SEAL` also stops the memfd's creator from adding
+    /// seals later: seal everything before sending the descriptor, as
+    /// [`MemfdBuilder`] does. The peer may have left out `F_SEAL_GROW`:
+    /// growing the file is harmless to us, since our mapping length is our
+    /// own.
     ///
     /// A hugetlb memfd is refused ([`Error::HugetlbRefused`]): a peer can
     /// punch a hole in it, and touching the hole when the huge page pool is
@@ -184,27 +213,11 @@ impl SharedMemory {
     }
 
     fn open_inner(fd: OwnedFd, len: usize, allow_hugetlb: bool) -> Result<SharedMemory, Error> {
-        let checked = check_received(fd, len, SealFlags::empty())?;
-        if let (Some(page_size), false) = (checked.huge_page, allow_hugetlb) {
-            return Err(Error::HugetlbRefused { page_size });
-        }
-        let write_seals = SealFlags::WRITE | SealFlags::FUTURE_WRITE;
-        if checked.seals.intersects(write_seals) {
-            return Err(Error::SealedAgainstWriting {
-                seals: checked.seals,
-            });
-        }
-        let mode = fcntl_getfl(&checked.fd).map_err(Error::syscall("fcntl(F_GETFL)"))?;
-        if mode & OFlags::RWMODE != OFlags::RDWR {
-            return Err(Error::NotWritable);
-        }
+        let checked = check_received(fd, len, Opener::ReadWrite { allow_hugetlb })?;
         let map = MmapOptions::new()
             .len(checked.map_len)
             .map_raw(&checked.fd)
-            .map_err(|source| Error::Map {
-                len: checked.map_len,
-                source,
-            })?;
+            .map_err(|source| map_error(&checked, source))?;
         Ok(SharedMemory {
             map,
             len,
@@ -325,27 +338,19 @@ impl ReadOnlyMemory {
     /// read-only.
     ///
     /// The same checks, in the same order, as [`SharedMemory::open`]
-    /// (memfd, `F_SEAL_SHRINK` added if missing, then size), except that
-    /// write seals and a read-only descriptor are fine here. A hugetlb
-    /// memfd is accepted only if it is sealed against writing
-    /// (`F_SEAL_WRITE` or `F_SEAL_FUTURE_WRITE`), which also forbids hole
-    /// punching; otherwise it is [`Error::HugetlbRefused`] (see
-    /// [`SharedMemory::open`] for why).
+    /// (memfd, readable descriptor, `F_SEAL_SHRINK` added if missing, then
+    /// size), except that write seals and a read-only descriptor are fine
+    /// here, and `F_SEAL_SEAL` is neither needed nor added: seals the peer
+    /// adds later cannot stop a read-only mapping. A hugetlb memfd is
+    /// accepted only if it is sealed against writing (`F_SEAL_WRITE` or
+    /// `F_SEAL_FUTURE_WRITE`), which also forbids hole punching; otherwise
+    /// it is [`Error::HugetlbRefused`] (see [`SharedMemory::open`] for why).
     pub fn open(fd: OwnedFd, len: usize) -> Result<ReadOnlyMemory, Error> {
-        let checked = check_received(fd, len, SealFlags::empty())?;
-        let write_seals = SealFlags::WRITE | SealFlags::FUTURE_WRITE;
-        if let Some(page_size) = checked.huge_page {
-            if !checked.seals.intersects(write_seals) {
-                return Err(Error::HugetlbRefused { page_size });
-            }
-        }
+        let checked = check_received(fd, len, Opener::ReadOnly)?;
         let map = MmapOptions::new()
             .len(checked.map_len)
             .map_raw_read_only(&checked.fd)
-            .map_err(|source| Error::Map {
-                len: checked.map_len,
-                source,
-            })?;
+            .map_err(|source| map_error(&checked, source))?;
         Ok(ReadOnlyMemory {
             map,
             len,

@@ -189,3 +189,56 @@ fn errors_keep_the_errno_and_name_the_culprit() {
         "peer sent a memfd too small: 0 bytes, expected at least 4096"
     );
 }
+
+#[test]
+fn display_never_repeats_the_source() {
+    let os = || io::Error::from_raw_os_error(Errno::NOMEM.raw_os_error());
+    let errors = [
+        Error::CannotSeal {
+            seals: SealFlags::SEAL,
+            missing: SealFlags::SHRINK,
+            source: Errno::PERM,
+        },
+        Error::WriteSealBusy {
+            seals: SealFlags::SHRINK,
+            source: Errno::BUSY,
+        },
+        Error::Syscall {
+            op: "fstat",
+            source: Errno::BADF,
+        },
+        Error::Map {
+            len: 4096,
+            source: os(),
+        },
+        Error::Lock {
+            len: 4096,
+            source: os(),
+        },
+        Error::HugePagesUnavailable {
+            page_size: 2 << 20,
+            source: os(),
+        },
+    ];
+    for e in errors {
+        let source = std::error::Error::source(&e).expect("has a source");
+        let (msg, src) = (e.to_string(), source.to_string());
+        assert!(!msg.contains(&src), "{msg:?} repeats its source {src:?}");
+        // Nor the bare errno text (e.g. "Cannot allocate memory").
+        let bare = src.split(" (os error").next().unwrap();
+        assert!(!msg.contains(bare), "{msg:?} repeats {bare:?}");
+    }
+}
+
+#[test]
+fn peer_errors_about_the_descriptor_blame_the_peer() {
+    let path_only = Error::NotMemfd {
+        reason: shmem_seal::NotMemfdReason::PathOnly,
+        link: Some("/memfd:x (deleted)".into()),
+    };
+    for e in [path_only, Error::NotReadable, Error::NotWritable] {
+        assert_eq!(e.culprit(), Culprit::Peer, "{e:?}");
+        let io: io::Error = e.into();
+        assert_eq!(io.kind(), io::ErrorKind::InvalidData);
+    }
+}
