@@ -239,13 +239,16 @@ impl fmt::Display for HandshakeError {
     }
 }
 
+/// `Display` includes the wrapped error's own text, so `source()` skips it
+/// and returns what *it* wraps (the errno, typically): an error-chain
+/// reporter prints every piece once.
 impl std::error::Error for HandshakeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Io(e) => Some(e),
-            Self::Memory(e) => Some(e),
-            Self::Eventfd(e) => Some(e),
-            Self::Ring(e) => Some(e),
+            Self::Io(e) => e.source(),
+            Self::Memory(e) => e.source(),
+            Self::Eventfd(e) => e.source(),
+            Self::Ring(e) => e.source(),
             _ => None,
         }
     }
@@ -328,15 +331,18 @@ impl fmt::Display for Error {
     }
 }
 
+/// As for [`HandshakeError`]: `Display` includes the wrapped error's text,
+/// and `source()` returns what that error wraps, so nothing is printed
+/// twice by an error-chain reporter.
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Corrupted(c) => Some(c),
-            Self::Handshake(e) => Some(e),
-            Self::Memory(e) => Some(e),
-            Self::Eventfd(e) => Some(e),
-            Self::Layout(e) => Some(e),
-            Self::Io(e) => Some(e),
+            Self::Corrupted(c) => c.source(),
+            Self::Handshake(e) => e.source(),
+            Self::Memory(e) => e.source(),
+            Self::Eventfd(e) => e.source(),
+            Self::Layout(e) => e.source(),
+            Self::Io(e) => e.source(),
             _ => None,
         }
     }

@@ -178,3 +178,51 @@ fn idle_blocked_receiver_uses_no_cpu_after_the_spin_budget() {
         "blocked recv used {cpu:?} of CPU in {wall:?}"
     );
 }
+
+/// An error-chain reporter prints `Display` of each link: no link may
+/// repeat the text of the one below it.
+#[test]
+fn error_chains_print_every_piece_once() {
+    use std::error::Error as _;
+    let errno = sharedring::eventfd_notify::Error::Syscall {
+        op: "poll",
+        errno: rustix::io::Errno::MFILE,
+    };
+    let chains: Vec<Box<dyn std::error::Error>> = vec![
+        Box::new(Error::Eventfd(errno)),
+        Box::new(Error::Handshake(sharedring::HandshakeError::Eventfd(
+            sharedring::eventfd_notify::Error::Syscall {
+                op: "eventfd",
+                errno: rustix::io::Errno::MFILE,
+            },
+        ))),
+        Box::new(Error::Handshake(sharedring::HandshakeError::Io(
+            std::io::Error::from_raw_os_error(24),
+        ))),
+    ];
+    for top in chains {
+        let mut texts = vec![top.to_string()];
+        let mut cur = top.source();
+        while let Some(e) = cur {
+            texts.push(e.to_string());
+            cur = e.source();
+        }
+        for pair in texts.windows(2) {
+            assert!(
+                !pair[0].contains(&pair[1]),
+                "{:?} repeats its source {:?}",
+                pair[0],
+                pair[1]
+            );
+        }
+        let all = texts.join(": ");
+        assert!(
+            all.matches("os error 24").count() + all.matches("Too many open files").count() >= 1,
+            "the errno is still reported: {all}"
+        );
+        assert!(
+            all.matches("os error 24").count() <= 1 && all.matches("errno").count() <= 1,
+            "printed twice: {all}"
+        );
+    }
+}

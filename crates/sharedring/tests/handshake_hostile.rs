@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -247,6 +247,26 @@ fn play(role: &str, sock: &UnixStream) -> i32 {
         "memfd-4096-bytes" => fds[0] = common::sealed_memfd(4096),
         "memfd-0-bytes" => fds[0] = common::sealed_memfd(0),
         "memfd-unsealable-too-small" => fds[0] = common::memfd(4096, false),
+        "memfd-o-path" => {
+            // The honest memfd, reopened through /proc as a path-only
+            // descriptor: F_GET_SEALS fails with EBADF on it.
+            let path = format!("/proc/self/fd/{}", fds[0].as_raw_fd());
+            fds[0] = rustix::fs::open(
+                &path,
+                rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .expect("O_PATH reopen");
+        }
+        "memfd-write-only" => {
+            let path = format!("/proc/self/fd/{}", fds[0].as_raw_fd());
+            fds[0] = rustix::fs::open(
+                &path,
+                rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .expect("O_WRONLY reopen");
+        }
         "memfd-sealed-read-only" => {
             let m = common::memfd(REGION, true);
             rustix::fs::fcntl_add_seals(&m, rustix::fs::SealFlags::WRITE).expect("seal");
@@ -627,6 +647,27 @@ fn receiver_refuses_small_or_badly_sealed_memfds_without_sigbus() {
                     HandshakeError::Memory(shmem_seal::Error::CannotSeal { .. })
                 )
             }),
+            hear: Hear::Ack(DESCRIPTORS),
+            also_ok: false,
+        },
+        Case {
+            // The peer's fault, not a system error.
+            role: "memfd-o-path",
+            expect: Some(|e| {
+                matches!(
+                    e,
+                    HandshakeError::Memory(shmem_seal::Error::NotMemfd {
+                        reason: NotMemfdReason::PathOnly,
+                        ..
+                    })
+                )
+            }),
+            hear: Hear::Ack(DESCRIPTORS),
+            also_ok: false,
+        },
+        Case {
+            role: "memfd-write-only",
+            expect: Some(|e| matches!(e, HandshakeError::Memory(shmem_seal::Error::NotReadable))),
             hear: Hear::Ack(DESCRIPTORS),
             also_ok: false,
         },
