@@ -183,7 +183,6 @@ fn idle_blocked_receiver_uses_no_cpu_after_the_spin_budget() {
 /// repeat the text of the one below it.
 #[test]
 fn error_chains_print_every_piece_once() {
-    use std::error::Error as _;
     let errno = sharedring::eventfd_notify::Error::Syscall {
         op: "poll",
         errno: rustix::io::Errno::MFILE,
