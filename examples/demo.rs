@@ -71,7 +71,7 @@ fn parent(bytes: u64) -> Result<(), BoxError> {
 
     // Three rings over the one socket: a stream, and a ping and a pong.
     let mut rx = Receiver::<u64>::create(ours.try_clone()?, 1 << 17)?;
-    let ping_opts = Options::new().capacity(64);
+    let ping_opts = Options::new().capacity_elements(64);
     let mut ping = Sender::<u64>::create_with(ours.try_clone()?, &ping_opts)?;
     let mut pong = Receiver::<u64>::create_with(ours.try_clone()?, &ping_opts)?;
 

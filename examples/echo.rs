@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use sharedring::{Duplex, Error, Options};
+use sharedring::{Duplex, Error};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -35,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .spawn()?;
     drop(theirs);
 
-    let mut duplex = Duplex::create(ours, &Options::new().capacity(1 << 20))?;
+    let mut duplex = Duplex::create(ours, 1 << 20)?;
     let mut state = 0x9e37_79b9_u64;
     let mut request = vec![0u8; 65_536];
     let mut response = Vec::new();
@@ -82,7 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn server(sock: UnixStream) -> Result<(), Box<dyn std::error::Error>> {
-    let mut duplex = Duplex::accept(sock, &Options::new())?;
+    let mut duplex = Duplex::accept(sock)?;
     let mut request = Vec::new();
     loop {
         match duplex.rx.recv(&mut request, None) {

@@ -233,7 +233,7 @@ fn timed(peer: &mut Peer, n: u64, mut rt: impl FnMut(u64)) -> Duration {
 fn ring_row(g: &mut sharedring_benches::harness::Group<'_>, wait: Wait) {
     let (ours, theirs) = UnixStream::pair().unwrap();
     let mut peer = Peer::spawn("ring", vec![theirs.into()], &[wait.name().into()]).unwrap();
-    let opts = wait.options().capacity(RING);
+    let opts = wait.options().capacity_elements(RING);
     let mut ping = Sender::<u64>::create_with(ours.try_clone().unwrap(), &opts).unwrap();
     let mut pong = Receiver::<u64>::create_with(ours, &opts).unwrap();
     let mut one = [0u64; 1];

@@ -24,7 +24,7 @@ const RING_BYTES: usize = 1 << 20;
 const RTT_BYTES: usize = 64;
 
 fn opts() -> Options {
-    Options::new().capacity(RING_BYTES)
+    Options::new().capacity_bytes(RING_BYTES)
 }
 
 // ---------------------------------------------------------------- peers
@@ -80,7 +80,7 @@ fn peer_elements(mut env: PeerEnv) {
 }
 
 fn peer_duplex(mut env: PeerEnv) {
-    let mut d = Duplex::accept(UnixStream::from(env.take_fd()), &Options::new()).unwrap();
+    let mut d = Duplex::accept(UnixStream::from(env.take_fd())).unwrap();
     let mut req = Vec::new();
     while let Some(n) = env.next_command() {
         for _ in 0..n {
@@ -164,7 +164,7 @@ fn elements_row(g: &mut Group<'_>, size: usize) {
 fn duplex_row(g: &mut Group<'_>) {
     let (ours, theirs) = UnixStream::pair().unwrap();
     let mut peer = Peer::spawn("duplex", vec![theirs.into()], &[]).unwrap();
-    let mut d = Duplex::create(ours, &opts()).unwrap();
+    let mut d = Duplex::create_with(ours, &opts()).unwrap();
     let req = [7u8; RTT_BYTES];
     let mut resp = Vec::new();
     g.row("sharedring-duplex", |b| {

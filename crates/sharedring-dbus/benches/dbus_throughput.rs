@@ -109,7 +109,7 @@ struct RingRow {
 impl RingRow {
     fn new(size: usize) -> Self {
         let (tx, mut rx): (Sender<u8>, Receiver<u8>) =
-            sharedring::channel_with(&Options::new().capacity(1 << 20)).unwrap();
+            sharedring::channel_with(&Options::new().capacity_elements(1 << 20)).unwrap();
         let sink = Sink::spawn(move |n| {
             let mut buf = vec![0u8; size];
             let mut left = n * size as u64;

@@ -26,7 +26,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let conn = zbus::blocking::Connection::session()?;
     let mut tx: Sender<f64> = sharedring_dbus::open(&conn, &name, DEFAULT_PATH, &Options::new())?;
-    println!("dbus-client: ring of {} values from {name}", tx.capacity());
+    println!(
+        "dbus-client: ring of {} values from {name}",
+        tx.capacity_elements()
+    );
     std::io::stdout().flush()?;
     let batch: Vec<f64> = (0..1024).map(|i| i as f64 * 0.5).collect();
     let (mut sent, mut sum) = (0u64, 0f64);

@@ -31,8 +31,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let conn = zbus::blocking::Connection::session()?;
-    let server =
-        RingServer::<Receiver<f64>>::serve(&conn, DEFAULT_PATH, &Options::new().capacity(1 << 14))?;
+    let server = RingServer::<Receiver<f64>>::serve(
+        &conn,
+        DEFAULT_PATH,
+        &Options::new().capacity_elements(1 << 14),
+    )?;
     // The name last: a client that finds it finds the object too.
     conn.request_name(name.as_str())?;
     println!("dbus-server: serving {INTERFACE} at {name} {DEFAULT_PATH}");

@@ -160,10 +160,18 @@ fn parse_reply<E: RingEnd>(reply: &zbus::Message) -> Result<(Offer, UnixStream),
         return Err(Error::HangupNotSocket);
     }
     let hangup = UnixStream::from(OwnedFd::from(hangup));
+    // The Open reply carries no element type of its own: the request
+    // named our element size, and the service refused any other. The
+    // type tag is not on this bus protocol yet, so the offer is checked
+    // against our own contract.
     let offer = Offer {
+        kind: sharedring::RingKind::Elements,
         creator,
         elem_size,
+        elem_align: E::ELEM_ALIGN,
+        type_tag: E::TYPE_TAG,
         capacity,
+        max_msg: 0,
         region_len,
         hugetlb: flags & FLAG_HUGETLB != 0,
         fds: PeerFds {

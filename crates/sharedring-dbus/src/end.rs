@@ -2,13 +2,12 @@
 
 use std::os::fd::OwnedFd;
 
-use sharedring::zerocopy::{FromBytes, Immutable, IntoBytes};
-use sharedring::{End, Offer, Options, Receiver, Sender};
+use sharedring::{Element, End, Offer, Options, Receiver, Sender};
 
 mod sealed {
     pub trait Sealed {}
-    impl<T> Sealed for sharedring::Sender<T> {}
-    impl<T> Sealed for sharedring::Receiver<T> {}
+    impl<T: sharedring::Element> Sealed for sharedring::Sender<T> {}
+    impl<T: sharedring::Element> Sealed for sharedring::Receiver<T> {}
 }
 
 /// A ring end that can be set up over D-Bus: [`Sender<T>`] or
@@ -25,6 +24,10 @@ pub trait RingEnd: sealed::Sealed + Sized + Send + 'static {
     const END: End;
     /// The element size in bytes.
     const ELEM_SIZE: usize;
+    /// The element alignment in bytes.
+    const ELEM_ALIGN: u32;
+    /// The element type's tag (see [`sharedring::Element`]).
+    const TYPE_TAG: u64;
 
     /// Creates a ring, keeping this end; see [`Sender::create_offer`].
     fn create_offer(
@@ -41,9 +44,11 @@ pub trait RingEnd: sealed::Sealed + Sized + Send + 'static {
     ) -> Result<Self, sharedring::Error>;
 }
 
-impl<T: FromBytes + IntoBytes + Immutable + Send + 'static> RingEnd for Sender<T> {
+impl<T: Element + Send + 'static> RingEnd for Sender<T> {
     const END: End = End::Sender;
     const ELEM_SIZE: usize = std::mem::size_of::<T>();
+    const ELEM_ALIGN: u32 = std::mem::align_of::<T>() as u32;
+    const TYPE_TAG: u64 = T::TAG.hash();
 
     fn create_offer(
         opts: &Options,
@@ -61,9 +66,11 @@ impl<T: FromBytes + IntoBytes + Immutable + Send + 'static> RingEnd for Sender<T
     }
 }
 
-impl<T: FromBytes + IntoBytes + Immutable + Send + 'static> RingEnd for Receiver<T> {
+impl<T: Element + Send + 'static> RingEnd for Receiver<T> {
     const END: End = End::Receiver;
     const ELEM_SIZE: usize = std::mem::size_of::<T>();
+    const ELEM_ALIGN: u32 = std::mem::align_of::<T>() as u32;
+    const TYPE_TAG: u64 = T::TAG.hash();
 
     fn create_offer(
         opts: &Options,

@@ -55,7 +55,7 @@ type MakeRing = dyn Fn(OwnedFd, Caller) -> Result<Offer, RingError> + Send + Syn
 /// let conn = zbus::blocking::Connection::session()?;
 /// conn.request_name("org.sharedring.Example")?;
 /// let server =
-///     RingServer::<Receiver<f64>>::serve(&conn, DEFAULT_PATH, &Options::new().capacity(1 << 14))?;
+///     RingServer::<Receiver<f64>>::serve(&conn, DEFAULT_PATH, &Options::new().capacity_elements(1 << 14))?;
 /// let (mut rx, caller) = server.accept(None)?;
 /// println!("ring for {} (pid {:?})", caller.name, caller.pid);
 /// let mut buf = [0f64; 1024];

@@ -18,7 +18,7 @@ fn client_sender_streams_to_server_receiver_in_order() {
     let server = RingServer::<Receiver<u64>>::serve(
         &server_conn,
         DEFAULT_PATH,
-        &Options::new().capacity(1024),
+        &Options::new().capacity_elements(1024),
     )
     .unwrap();
     let server_name = server_conn.unique_name().unwrap().to_string();
@@ -57,9 +57,12 @@ fn client_sender_streams_to_server_receiver_in_order() {
 fn server_may_keep_the_sending_end() {
     let bus = bus();
     let server_conn = bus.connect().unwrap();
-    let server =
-        RingServer::<Sender<u32>>::serve(&server_conn, "/test/Out", &Options::new().capacity(64))
-            .unwrap();
+    let server = RingServer::<Sender<u32>>::serve(
+        &server_conn,
+        "/test/Out",
+        &Options::new().capacity_elements(64),
+    )
+    .unwrap();
     let server_name = server_conn.unique_name().unwrap().to_string();
     let client_conn = bus.connect().unwrap();
     let mut rx: Receiver<u32> =
@@ -118,9 +121,12 @@ fn mismatched_requests_are_refused_by_name() {
 fn a_flood_of_unaccepted_calls_is_bounded_by_the_backlog() {
     let bus = bus();
     let server_conn = bus.connect().unwrap();
-    let server =
-        RingServer::<Receiver<u8>>::serve(&server_conn, DEFAULT_PATH, &Options::new().capacity(64))
-            .unwrap();
+    let server = RingServer::<Receiver<u8>>::serve(
+        &server_conn,
+        DEFAULT_PATH,
+        &Options::new().capacity_elements(64),
+    )
+    .unwrap();
     let name = server_conn.unique_name().unwrap().to_string();
     let client = bus.connect().unwrap();
     let mut rings = Vec::new();
@@ -212,9 +218,12 @@ fn dropping_a_ring_while_staying_on_the_bus_is_peer_gone_for_the_other_side() {
 fn killed_client_process_is_peer_gone_after_its_data() {
     let bus = bus();
     let conn = bus.connect().unwrap();
-    let server =
-        RingServer::<Receiver<f64>>::serve(&conn, DEFAULT_PATH, &Options::new().capacity(1 << 12))
-            .unwrap();
+    let server = RingServer::<Receiver<f64>>::serve(
+        &conn,
+        DEFAULT_PATH,
+        &Options::new().capacity_elements(1 << 12),
+    )
+    .unwrap();
     conn.request_name("org.sharedring.TestKillClient").unwrap();
     let mut client = Proc::example(
         &bus,

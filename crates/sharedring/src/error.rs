@@ -31,15 +31,31 @@ pub enum HandshakeError {
         /// The version found.
         found: u32,
     },
-    /// The peer offers another kind of ring.
+    /// The peer offers another kind of ring (elements where we expect
+    /// messages, or the other way round).
     WrongKind {
-        /// The kind found.
+        /// The kind code found.
         found: u32,
+        /// The kind code we expect.
+        expected: u32,
     },
-    /// Both sides want the same role (two senders, or two receivers).
+    /// Both sides want the same end: two senders, or two receivers.
+    SameEnd {
+        /// The end both sides want.
+        end: crate::End,
+    },
+    /// The peer claims a role code that is neither sender nor receiver.
     RoleMismatch {
         /// The role code the peer claimed for itself.
         peer_role: u32,
+    },
+    /// The two ends use different element types (or the same name for
+    /// types of a different size or alignment).
+    TypeMismatch {
+        /// Our element type: name, size, alignment.
+        ours: String,
+        /// The peer's, as its offer describes it.
+        peer: String,
     },
     /// The peer's element size differs from ours.
     ElementSizeMismatch {
@@ -144,6 +160,28 @@ impl RefusalReason {
     }
 }
 
+/// What the refusal means, and where to look: the accepting side's own
+/// error says exactly what it refused.
+impl fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Message => f.write_str(
+                "it could not read our setup message (another sharedring version or ring kind)",
+            ),
+            Self::Mismatch => f.write_str(
+                "the two ends do not match (same end on both sides, or another element type)",
+            ),
+            Self::Capacity => f.write_str(
+                "the ring is larger than it accepts (its Options::max_region or \
+                 Options::max_msg)",
+            ),
+            Self::Descriptors => f.write_str("it refused our descriptors"),
+            Self::Ring => f.write_str("it refused the ring header"),
+            Self::Other(c) => write!(f, "reason code {c}, unknown to this version"),
+        }
+    }
+}
+
 impl HandshakeError {
     /// The reason code we send the peer when we refuse its offer.
     pub(crate) fn refusal(&self) -> Option<RefusalReason> {
@@ -153,6 +191,8 @@ impl HandshakeError {
             | Self::UnsupportedVersion { .. }
             | Self::WrongKind { .. } => RefusalReason::Message,
             Self::RoleMismatch { .. }
+            | Self::SameEnd { .. }
+            | Self::TypeMismatch { .. }
             | Self::ElementSizeMismatch { .. }
             | Self::RegionLengthMismatch { .. } => RefusalReason::Mismatch,
             Self::BadCapacity { .. } | Self::BadMaxMessage { .. } => RefusalReason::Capacity,
@@ -171,7 +211,11 @@ impl fmt::Display for HandshakeError {
         match self {
             Self::Io(e) => write!(f, "handshake socket error: {e}"),
             Self::PeerClosed => f.write_str("peer closed the socket during the handshake"),
-            Self::TimedOut => f.write_str("peer did not complete the handshake in time"),
+            Self::TimedOut => f.write_str(
+                "peer did not complete the handshake within the handshake timeout \
+                 (Options::handshake_timeout); if both sides called accept, one of them \
+                 must call create instead",
+            ),
             Self::ShortMessage { got } => {
                 write!(
                     f,
@@ -184,17 +228,47 @@ impl fmt::Display for HandshakeError {
                     "peer's setup message has magic {found:#018x}, not sharedring's"
                 )
             }
-            Self::UnsupportedVersion { found } => {
-                write!(f, "peer speaks handshake version {found}, we speak 1")
-            }
-            Self::WrongKind { found } => write!(f, "peer offers a ring of kind {found}"),
-            Self::RoleMismatch { peer_role } => {
+            Self::UnsupportedVersion { found } => write!(
+                f,
+                "peer speaks handshake version {found}, we speak {}: both sides need the \
+                 same sharedring handshake version",
+                crate::setup::wire::VERSION
+            ),
+            Self::WrongKind { found, expected } => {
+                let name = |k: u32| match crate::RingKind::from_code(k) {
+                    crate::RingKind::Elements => "an element ring (Sender/Receiver)".to_owned(),
+                    crate::RingKind::Messages => {
+                        "a message ring (MsgSender/MsgReceiver)".to_owned()
+                    }
+                    _ => format!("a ring of unknown kind {k}"),
+                };
                 write!(
                     f,
-                    "peer's role code {peer_role} is our own role or unknown \
-                     (1 = sender, 2 = receiver)"
+                    "peer offers {}, this side expects {}: use the matching end on both sides",
+                    name(*found),
+                    name(*expected)
                 )
             }
+            Self::SameEnd { end } => {
+                let (want, other) = match end {
+                    crate::End::Sender => ("senders", "Receiver (or MsgReceiver)"),
+                    crate::End::Receiver => ("receivers", "Sender (or MsgSender)"),
+                };
+                write!(
+                    f,
+                    "both sides are {want}: the peer kept that end when it created the ring, \
+                     so this side must be the {other}"
+                )
+            }
+            Self::RoleMismatch { peer_role } => write!(
+                f,
+                "peer claims role code {peer_role}, which is neither sender (1) nor receiver (2)"
+            ),
+            Self::TypeMismatch { ours, peer } => write!(
+                f,
+                "the peer's ring carries {peer}, this side's carries {ours}: both ends must \
+                 use the same element type (see sharedring::Element)"
+            ),
             Self::ElementSizeMismatch { expected, found } => {
                 write!(f, "peer's elements are {found} B, ours are {expected} B")
             }
@@ -229,7 +303,7 @@ impl fmt::Display for HandshakeError {
             Self::Memory(e) => write!(f, "peer's shared memory refused: {e}"),
             Self::Eventfd(e) => write!(f, "peer's wake-up descriptor refused: {e}"),
             Self::Ring(e) => write!(f, "ring header refused: {e}"),
-            Self::Refused { reason } => write!(f, "peer refused the ring: {reason:?}"),
+            Self::Refused { reason } => write!(f, "peer refused the ring: {reason}"),
             Self::BadAck => f.write_str("peer's acknowledgement is malformed"),
             Self::BothCreated => f.write_str(
                 "both sides called create: exactly one side creates the ring, \
@@ -303,6 +377,23 @@ pub enum Error {
     Eventfd(eventfd_notify::Error),
     /// A ring geometry we were asked for is impossible (our caller's error).
     Layout(spsc_core::LayoutError),
+    /// The ring we were asked to create is larger than this side's own
+    /// [`Options::max_region`](crate::Options::max_region) (our caller's
+    /// error; a peer with the same limit would refuse it).
+    RingTooLarge {
+        /// The region the ring needs, in bytes (header included).
+        bytes: u64,
+        /// The limit, in bytes of data.
+        limit: u64,
+    },
+    /// A capacity was given in the wrong unit for this kind of ring (our
+    /// caller's error).
+    CapacityUnit {
+        /// The unit given: "elements" or "bytes".
+        given: &'static str,
+        /// The kind of ring: "element" or "message".
+        ring: &'static str,
+    },
     /// A system call failed.
     Io(io::Error),
 }
@@ -326,6 +417,22 @@ impl fmt::Display for Error {
             Self::Memory(e) => write!(f, "shared memory: {e}"),
             Self::Eventfd(e) => write!(f, "wake-up descriptor: {e}"),
             Self::Layout(e) => write!(f, "ring layout: {e}"),
+            Self::RingTooLarge { bytes, limit } => write!(
+                f,
+                "a ring of {bytes} B is larger than Options::max_region ({limit} B of data): \
+                 choose a smaller capacity, or raise max_region on both sides"
+            ),
+            Self::CapacityUnit { given, ring } => {
+                let setter = if *ring == "message" {
+                    "Options::capacity_bytes"
+                } else {
+                    "Options::capacity_elements"
+                };
+                write!(
+                    f,
+                    "capacity given in {given} for a {ring} ring: size it with {setter}"
+                )
+            }
             Self::Io(e) => write!(f, "{e}"),
         }
     }

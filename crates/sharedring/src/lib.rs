@@ -85,33 +85,35 @@
 //!   [`Receiver::into_async`]).
 
 #![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs)]
+#![deny(missing_docs, missing_debug_implementations)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(feature = "tokio")]
-mod asynchronous;
+#[macro_use]
+mod endpoint;
+mod elements;
 mod error;
-mod link;
 mod listener;
 mod messages;
 mod offer;
 mod options;
-mod park;
-mod receiver;
-mod sender;
 mod setup;
+#[cfg(feature = "tokio")]
+mod tokio;
 
 #[cfg(feature = "tokio")]
-pub use asynchronous::{AsyncMsgReceiver, AsyncMsgSender, AsyncReceiver, AsyncSender};
+pub use self::tokio::{AsyncMsgReceiver, AsyncMsgSender, AsyncReceiver, AsyncSender};
+pub use elements::{
+    channel, channel_with, Element, Receiver, RecvChunk, SendChunk, Sender, TypeTag,
+};
+pub use endpoint::RingEnd;
 pub use error::{Error, HandshakeError, RefusalReason};
 pub use listener::{peer_credentials, Listener, PeerCredentials};
 pub use messages::{msg_channel, Duplex, MsgReceiver, MsgSender};
-pub use offer::{channel, channel_with, End, Offer};
+pub use offer::{End, Offer, RingKind};
 pub use options::{
     Options, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MSG, DEFAULT_MAX_REGION, DEFAULT_RING_BYTES,
     DEFAULT_SPIN,
 };
-pub use receiver::{Receiver, RecvChunk};
-pub use sender::{SendChunk, Sender};
 pub use setup::PeerFds;
 
 pub use eventfd_notify;

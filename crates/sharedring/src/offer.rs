@@ -1,18 +1,9 @@
 //! Setting up without the socket handshake: the raw descriptors and values
-//! (for D-Bus or any other channel), and in-process pairs.
+//! of a ring, to move over a channel of your choice (D-Bus, a socket you
+//! already have). The socket handshake sends exactly this.
 
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
-
-use spsc_core::{Consumer, Producer, RingLayout};
-use zerocopy::{FromBytes, Immutable, IntoBytes};
-
-use crate::error::{Error, HandshakeError};
-use crate::options::Options;
-use crate::receiver::Receiver;
-use crate::sender::Sender;
 use crate::setup::wire::{self, Role, Setup};
-use crate::setup::{self, PeerFds};
+use crate::setup::PeerFds;
 
 /// Which end of a ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,20 +23,88 @@ impl From<End> for Role {
     }
 }
 
+impl From<Role> for End {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Sender => End::Sender,
+            Role::Receiver => End::Receiver,
+        }
+    }
+}
+
+/// Which kind of ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RingKind {
+    /// Fixed-size elements ([`Sender`](crate::Sender), [`Receiver`](crate::Receiver)).
+    Elements,
+    /// Variable-size messages ([`MsgSender`](crate::MsgSender), [`MsgReceiver`](crate::MsgReceiver)).
+    Messages,
+    /// A kind code this version does not know (refused on attach).
+    Other(u32),
+}
+
+impl RingKind {
+    /// The kind's code on the wire and in the ring header.
+    ///
+    /// ```
+    /// assert_eq!(sharedring::RingKind::Messages.code(), 2);
+    /// ```
+    pub fn code(self) -> u32 {
+        match self {
+            Self::Elements => spsc_core::KIND_ELEMENTS,
+            Self::Messages => spsc_core::KIND_MESSAGES,
+            Self::Other(c) => c,
+        }
+    }
+
+    /// The kind with this code.
+    ///
+    /// ```
+    /// assert_eq!(sharedring::RingKind::from_code(1), sharedring::RingKind::Elements);
+    /// ```
+    pub fn from_code(code: u32) -> Self {
+        match code {
+            spsc_core::KIND_ELEMENTS => Self::Elements,
+            spsc_core::KIND_MESSAGES => Self::Messages,
+            c => Self::Other(c),
+        }
+    }
+}
+
 /// Everything a peer needs to attach to a ring, for moving over a channel
-/// of your choice (the socket handshake sends exactly this).
+/// of your choice (the socket handshake sends exactly this: see the
+/// handshake section of `docs/LAYOUT.md`).
 ///
-/// The receiving side must treat every field as untrusted:
-/// [`Sender::from_offer`] and [`Receiver::from_offer`] validate them all
-/// against what *they* expect.
+/// The receiving side must treat every field as untrusted: `from_offer`
+/// on every end validates them all against what *it* expects.
+///
+/// ```
+/// use sharedring::{MsgReceiver, MsgSender, Options, RingKind};
+/// let (tx, offer) = MsgSender::create_offer(&Options::new().capacity_bytes(4096), None)?;
+/// assert_eq!(offer.kind, RingKind::Messages);
+/// assert_eq!(offer.capacity, 4096);
+/// let rx = MsgReceiver::from_offer(offer, &Options::new(), None)?;
+/// # drop((tx, rx));
+/// # Ok::<(), sharedring::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Offer {
+    /// The kind of ring.
+    pub kind: RingKind,
     /// The end the creator kept; the offer is for the other end.
     pub creator: End,
-    /// Element size in bytes.
+    /// Element size in bytes (1 for message rings).
     pub elem_size: u32,
-    /// Capacity in elements.
+    /// Element alignment in bytes (1 for message rings).
+    pub elem_align: u32,
+    /// The element type's [`TypeTag`](crate::TypeTag) hash (0 for message
+    /// rings).
+    pub type_tag: u64,
+    /// Capacity: elements for element rings, bytes for message rings.
     pub capacity: u64,
+    /// The largest message in bytes (message rings; 0 otherwise).
+    pub max_msg: u32,
     /// Length of the shared region in bytes.
     pub region_len: u64,
     /// Whether the region uses huge pages.
@@ -55,112 +114,37 @@ pub struct Offer {
 }
 
 impl Offer {
-    fn new(setup: &Setup, fds: PeerFds) -> Self {
+    pub(crate) fn from_setup(setup: &Setup, fds: PeerFds) -> Self {
         Self {
+            kind: RingKind::from_code(setup.kind),
             creator: if setup.creator == Role::Sender as u32 {
                 End::Sender
             } else {
                 End::Receiver
             },
             elem_size: setup.elem_size,
+            elem_align: setup.elem_align,
+            type_tag: setup.type_tag,
             capacity: setup.capacity,
+            max_msg: setup.max_msg,
             region_len: setup.region_len,
             hugetlb: setup.flags & wire::FLAG_HUGETLB != 0,
             fds,
         }
     }
 
-    fn setup(&self) -> Setup {
-        Setup {
-            kind: spsc_core::KIND_ELEMENTS,
+    pub(crate) fn into_setup(self) -> (Setup, PeerFds) {
+        let setup = Setup {
+            kind: self.kind.code(),
             creator: Role::from(self.creator) as u32,
             elem_size: self.elem_size,
             capacity: self.capacity,
             region_len: self.region_len,
             flags: if self.hugetlb { wire::FLAG_HUGETLB } else { 0 },
-            max_msg: 0,
-        }
+            max_msg: self.max_msg,
+            elem_align: self.elem_align,
+            type_tag: self.type_tag,
+        };
+        (setup, self.fds)
     }
-}
-
-impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
-    /// Creates a ring and returns this end with the [`Offer`] for the
-    /// receiver. `liveness` is a descriptor that hangs up when the peer is
-    /// gone (a socket, or a pidfd's peer end), if you have one.
-    pub fn create_offer(opts: &Options, liveness: Option<OwnedFd>) -> Result<(Self, Offer), Error> {
-        let layout = RingLayout::new::<T>(opts.capacity_for::<T>())?;
-        let (parts, fds) = setup::create_parts(Role::Sender, &layout.into(), opts)?;
-        let producer =
-            Producer::create(parts.region(), layout.capacity()).map_err(HandshakeError::Ring)?;
-        let offer = Offer::new(&setup::setup_for(Role::Sender, &layout.into(), opts), fds);
-        Ok((Self::from_parts(producer, parts, liveness, opts), offer))
-    }
-
-    /// Attaches to a ring from an [`Offer`] made by the receiver's side,
-    /// validating every value and descriptor.
-    pub fn from_offer(
-        offer: Offer,
-        opts: &Options,
-        liveness: Option<OwnedFd>,
-    ) -> Result<Self, Error> {
-        let geometry = setup::check_setup::<T>(&offer.setup(), Role::Sender, opts)?;
-        let parts = setup::open_parts(Role::Sender, &geometry, offer.fds, opts)?;
-        let producer =
-            Producer::attach(parts.region(), geometry.capacity()).map_err(HandshakeError::Ring)?;
-        Ok(Self::from_parts(producer, parts, liveness, opts))
-    }
-}
-
-impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
-    /// Creates a ring and returns this end with the [`Offer`] for the
-    /// sender; see [`Sender::create_offer`].
-    pub fn create_offer(opts: &Options, liveness: Option<OwnedFd>) -> Result<(Self, Offer), Error> {
-        let layout = RingLayout::new::<T>(opts.capacity_for::<T>())?;
-        let (parts, fds) = setup::create_parts(Role::Receiver, &layout.into(), opts)?;
-        let consumer =
-            Consumer::create(parts.region(), layout.capacity()).map_err(HandshakeError::Ring)?;
-        let offer = Offer::new(&setup::setup_for(Role::Receiver, &layout.into(), opts), fds);
-        Ok((Self::from_parts(consumer, parts, liveness, opts), offer))
-    }
-
-    /// Attaches to a ring from an [`Offer`] made by the sender's side,
-    /// validating every value and descriptor.
-    pub fn from_offer(
-        offer: Offer,
-        opts: &Options,
-        liveness: Option<OwnedFd>,
-    ) -> Result<Self, Error> {
-        let geometry = setup::check_setup::<T>(&offer.setup(), Role::Receiver, opts)?;
-        let parts = setup::open_parts(Role::Receiver, &geometry, offer.fds, opts)?;
-        let consumer =
-            Consumer::attach(parts.region(), geometry.capacity()).map_err(HandshakeError::Ring)?;
-        Ok(Self::from_parts(consumer, parts, liveness, opts))
-    }
-}
-
-/// An in-process pair over a real memfd and eventfds, with a socket pair
-/// as the liveness channel: dropping one end makes the other see
-/// [`Error::PeerGone`]. For tests, and for threads.
-///
-/// ```
-/// let (mut tx, mut rx) = sharedring::channel::<i32>(8)?;
-/// assert_eq!(tx.try_send(&[-1, 0, 1])?, 3);
-/// let mut buf = [0; 8];
-/// assert_eq!(rx.try_recv(&mut buf)?, 3);
-/// # Ok::<(), sharedring::Error>(())
-/// ```
-pub fn channel<T: FromBytes + IntoBytes + Immutable>(
-    capacity: usize,
-) -> Result<(Sender<T>, Receiver<T>), Error> {
-    channel_with(&Options::new().capacity(capacity))
-}
-
-/// [`channel`] with options.
-pub fn channel_with<T: FromBytes + IntoBytes + Immutable>(
-    opts: &Options,
-) -> Result<(Sender<T>, Receiver<T>), Error> {
-    let (a, b) = UnixStream::pair().map_err(Error::Io)?;
-    let (tx, offer) = Sender::<T>::create_offer(opts, Some(a.into()))?;
-    let rx = Receiver::<T>::from_offer(offer, opts, Some(b.into()))?;
-    Ok((tx, rx))
 }

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use shmem_seal::HugePageSize;
 
+use crate::error::Error;
+
 /// Default ring size in bytes when no capacity is given: big enough to
 /// absorb scheduling hiccups at memory speed, small enough to stay in the
 /// L2/L3 caches (a ring far bigger than the cache is DRAM-bound).
@@ -15,7 +17,9 @@ pub const DEFAULT_SPIN: Duration = Duration::from_micros(20);
 /// Default handshake timeout.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Default largest region an accepting side maps: 1 GiB.
+/// Default largest ring an accepting side maps, and a creating side
+/// makes: 1 GiB of data (the ring's 512-byte header comes on top, so a
+/// ring of exactly 1 GiB fits).
 pub const DEFAULT_MAX_REGION: usize = 1 << 30;
 
 /// Default largest message of a message ring: what a creating side fixes
@@ -28,14 +32,14 @@ pub const DEFAULT_MAX_MSG: usize = 1 << 20;
 /// ```
 /// use std::time::Duration;
 /// let opts = sharedring::Options::new()
-///     .capacity(1 << 16)
+///     .capacity_elements(1 << 16)
 ///     .spin(Duration::ZERO) // park at once
 ///     .mlock(false);
 /// # let _ = opts;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub(crate) capacity: Option<usize>,
+    pub(crate) capacity: Option<Capacity>,
     pub(crate) hugetlb: Option<HugePageSize>,
     pub(crate) mlock: bool,
     pub(crate) spin: Duration,
@@ -69,10 +73,33 @@ impl Options {
         Self::default()
     }
 
-    /// Capacity in elements (a power of two), for the side that creates
-    /// the ring.
-    pub fn capacity(mut self, elements: usize) -> Self {
-        self.capacity = Some(elements);
+    /// Capacity of an element ring, in elements (a power of two), for the
+    /// side that creates it. A message ring refuses this: size it with
+    /// [`capacity_bytes`](Self::capacity_bytes).
+    ///
+    /// ```
+    /// let opts = sharedring::Options::new().capacity_elements(1 << 10);
+    /// let (tx, _rx) = sharedring::channel_with::<u64>(&opts)?;
+    /// assert_eq!(tx.capacity_elements(), 1 << 10);
+    /// # Ok::<(), sharedring::Error>(())
+    /// ```
+    pub fn capacity_elements(mut self, elements: usize) -> Self {
+        self.capacity = Some(Capacity::Elements(elements));
+        self
+    }
+
+    /// Capacity of a message ring, in bytes (a power of two), for the side
+    /// that creates it. An element ring refuses this: size it with
+    /// [`capacity_elements`](Self::capacity_elements).
+    ///
+    /// ```
+    /// let opts = sharedring::Options::new().capacity_bytes(1 << 16);
+    /// let (tx, _rx) = sharedring::msg_channel(&opts)?;
+    /// assert_eq!(tx.capacity_bytes(), 1 << 16);
+    /// # Ok::<(), sharedring::Error>(())
+    /// ```
+    pub fn capacity_bytes(mut self, bytes: usize) -> Self {
+        self.capacity = Some(Capacity::Bytes(bytes));
         self
     }
 
@@ -105,7 +132,16 @@ impl Options {
         self
     }
 
-    /// The largest region the accepting side agrees to map, in bytes.
+    /// The largest ring this side makes or maps, in bytes of data (the
+    /// 512-byte header comes on top). The accepting side refuses a larger
+    /// offer before it maps anything; the creating side refuses to create
+    /// one ([`Error::RingTooLarge`]).
+    ///
+    /// ```
+    /// let opts = sharedring::Options::new().max_region(1 << 12).capacity_elements(1 << 10);
+    /// let err = sharedring::channel_with::<u64>(&opts).unwrap_err(); // 8 KiB of data
+    /// assert!(matches!(err, sharedring::Error::RingTooLarge { .. }));
+    /// ```
     pub fn max_region(mut self, bytes: usize) -> Self {
         self.max_region = bytes;
         self
@@ -139,12 +175,55 @@ impl Options {
         self
     }
 
-    /// The capacity to create a ring of `T` with.
-    pub(crate) fn capacity_for<T>(&self) -> usize {
-        self.capacity.unwrap_or_else(|| {
-            let n = (DEFAULT_RING_BYTES / std::mem::size_of::<T>().max(1)).max(1);
-            // Round down to a power of two.
-            1 << (usize::BITS - 1 - n.leading_zeros())
-        })
+    /// The capacity to create an element ring of `T` with.
+    pub(crate) fn elements_for<T>(&self) -> Result<usize, Error> {
+        match self.capacity {
+            Some(Capacity::Elements(n)) => Ok(n),
+            Some(Capacity::Bytes(_)) => Err(Error::CapacityUnit {
+                given: "bytes",
+                ring: "element",
+            }),
+            None => {
+                let n = (DEFAULT_RING_BYTES / std::mem::size_of::<T>().max(1)).max(1);
+                // Round down to a power of two.
+                Ok(1 << (usize::BITS - 1 - n.leading_zeros()))
+            }
+        }
     }
+
+    /// The capacity to create a message ring with, in bytes.
+    pub(crate) fn bytes_for_messages(&self) -> Result<usize, Error> {
+        match self.capacity {
+            Some(Capacity::Bytes(n)) => Ok(n),
+            Some(Capacity::Elements(_)) => Err(Error::CapacityUnit {
+                given: "elements",
+                ring: "message",
+            }),
+            None => Ok(DEFAULT_RING_BYTES),
+        }
+    }
+
+    /// The creating side checks its own limit before it makes anything:
+    /// a ring whose data exceeds [`max_region`](Self::max_region) would be
+    /// refused by a peer with the same limit.
+    pub(crate) fn check_own_region(
+        &self,
+        data_bytes: usize,
+        region_bytes: usize,
+    ) -> Result<(), Error> {
+        if data_bytes > self.max_region {
+            return Err(Error::RingTooLarge {
+                bytes: region_bytes as u64,
+                limit: self.max_region as u64,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A capacity, in the unit its setter named.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Capacity {
+    Elements(usize),
+    Bytes(usize),
 }

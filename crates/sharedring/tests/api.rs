@@ -21,7 +21,7 @@ fn try_send_returns_zero_when_full_and_try_recv_zero_when_empty() {
 #[test]
 fn send_times_out_with_the_count_sent() {
     let (mut tx, _rx) =
-        channel_with::<u64>(&Options::new().capacity(8).spin(Duration::ZERO)).unwrap();
+        channel_with::<u64>(&Options::new().capacity_elements(8).spin(Duration::ZERO)).unwrap();
     let start = Instant::now();
     let err = tx
         .send(&[0; 20], Some(Duration::from_millis(50)))
@@ -105,7 +105,7 @@ fn busy_polling_try_recv_notices_a_dead_peer() {
 #[test]
 fn read_chunk_in_place_and_release_wakes_a_waiting_sender() {
     let (mut tx, mut rx) =
-        channel_with::<u32>(&Options::new().capacity(4).spin(Duration::ZERO)).unwrap();
+        channel_with::<u32>(&Options::new().capacity_elements(4).spin(Duration::ZERO)).unwrap();
     tx.send(&[10, 11, 12, 13], None).unwrap();
     let sender = std::thread::spawn(move || {
         // Blocks until the receiver releases room, then sends.
@@ -161,8 +161,12 @@ fn thread_cpu() -> Duration {
 
 #[test]
 fn idle_blocked_receiver_uses_no_cpu_after_the_spin_budget() {
-    let (_tx, mut rx) =
-        channel_with::<u64>(&Options::new().capacity(64).spin(Duration::from_micros(50))).unwrap();
+    let (_tx, mut rx) = channel_with::<u64>(
+        &Options::new()
+            .capacity_elements(64)
+            .spin(Duration::from_micros(50)),
+    )
+    .unwrap();
     let cpu = thread_cpu();
     let wall = Instant::now();
     let err = rx

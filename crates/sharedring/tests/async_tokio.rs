@@ -70,7 +70,8 @@ async fn cancelled_recv_leaves_the_ring_usable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_message_ends_stream_and_report_peer_gone() {
-    let (tx, rx) = sharedring::msg_channel(&sharedring::Options::new().capacity(1024)).unwrap();
+    let (tx, rx) =
+        sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(1024)).unwrap();
     let (mut tx, mut rx) = (tx.into_async().unwrap(), rx.into_async().unwrap());
     let writer = tokio::spawn(async move {
         for k in 0..2000usize {

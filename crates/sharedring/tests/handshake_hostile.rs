@@ -212,7 +212,7 @@ fn play(role: &str, sock: &UnixStream) -> i32 {
     match role {
         "honest" => {}
         "bad-magic" => s.magic = *b"notshrd!",
-        "version-2" => s.version = 2,
+        "version-3" => s.version = 3,
         "kind-2" => s.kind = 2,
         "elem-size-4" => s.elem_size = 4,
         "same-role-as-ours" => s.creator = common::ROLE_RECEIVER,
@@ -367,34 +367,45 @@ fn receiver_refuses_bad_message_fields_with_named_errors() {
             also_ok: false,
         },
         Case {
-            role: "version-2",
-            expect: Some(|e| matches!(e, HandshakeError::UnsupportedVersion { found: 2 })),
+            role: "version-3",
+            expect: Some(|e| matches!(e, HandshakeError::UnsupportedVersion { found: 3 })),
             hear: Hear::Ack(MESSAGE),
             also_ok: false,
         },
         Case {
             role: "kind-2",
-            expect: Some(|e| matches!(e, HandshakeError::WrongKind { found: 2 })),
+            expect: Some(|e| {
+                matches!(
+                    e,
+                    HandshakeError::WrongKind {
+                        found: 2,
+                        expected: 1
+                    }
+                )
+            }),
             hear: Hear::Ack(MESSAGE),
             also_ok: false,
         },
         Case {
             role: "elem-size-4",
             expect: Some(|e| {
-                matches!(
-                    e,
-                    HandshakeError::ElementSizeMismatch {
-                        expected: 8,
-                        found: 4
-                    }
-                )
+                // Our u64 against the peer's 4-byte type: both named.
+                matches!(e, HandshakeError::TypeMismatch { ours, peer }
+                    if ours.starts_with("u64 (8 B") && peer.contains("(4 B"))
             }),
             hear: Hear::Ack(MISMATCH),
             also_ok: false,
         },
         Case {
             role: "same-role-as-ours",
-            expect: Some(|e| matches!(e, HandshakeError::RoleMismatch { peer_role: 2 })),
+            expect: Some(|e| {
+                matches!(
+                    e,
+                    HandshakeError::SameEnd {
+                        end: sharedring::End::Receiver
+                    }
+                )
+            }),
             hear: Hear::Ack(MISMATCH),
             also_ok: false,
         },
@@ -777,7 +788,7 @@ fn silent_peer_times_the_handshake_out_promptly() {
             also_ok: false,
         }],
         |sock| {
-            let opts = opts.clone().capacity(1024);
+            let opts = opts.clone().capacity_elements(1024);
             timed(|| Sender::<u64>::create_with(sock, &opts).map(drop))
         },
     ));

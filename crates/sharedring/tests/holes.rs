@@ -139,7 +139,7 @@ fn create_ends_by_one_deadline_against_a_slow_drip_answer() {
     let result = Sender::<u64>::create_with(
         sock,
         &Options::new()
-            .capacity(64)
+            .capacity_elements(64)
             .handshake_timeout(Some(Duration::from_secs(1))),
     );
     let took = start.elapsed();
@@ -201,7 +201,8 @@ fn a_blocked_receiver_sees_a_peer_that_mailed_its_own_socket_end_as_gone() {
     )
     .unwrap();
     let before = common::open_fds();
-    let mut rx = Receiver::<u64>::create_with(sock, &Options::new().capacity(4096)).unwrap();
+    let mut rx =
+        Receiver::<u64>::create_with(sock, &Options::new().capacity_elements(4096)).unwrap();
     let mut got = 0;
     let mut buf = [0u64; 256];
     let end = loop {
@@ -233,7 +234,8 @@ fn a_polling_receiver_sees_a_peer_that_mailed_its_own_socket_end_as_gone() {
         "mail",
     )
     .unwrap();
-    let mut rx = Receiver::<u64>::create_with(sock, &Options::new().capacity(4096)).unwrap();
+    let mut rx =
+        Receiver::<u64>::create_with(sock, &Options::new().capacity_elements(4096)).unwrap();
     child.wait().unwrap();
     let mut got = 0;
     let mut buf = [0u64; 256];
@@ -439,7 +441,7 @@ fn an_accepting_receiver_refuses_a_peer_chosen_message_size_above_its_limit() {
     let _serial = serial();
     let (a, b) = UnixStream::pair().unwrap();
     // 128 MiB messages: one would make `recv` allocate 128 MiB.
-    let bomb = Options::new().capacity(1 << 29).max_msg(128 << 20);
+    let bomb = Options::new().capacity_bytes(1 << 29).max_msg(128 << 20);
     let creator = std::thread::spawn(move || MsgSender::create_with(a, &bomb).map(drop));
     let err = MsgReceiver::accept(b).unwrap_err();
     match &err {
@@ -466,7 +468,7 @@ fn an_accepting_receiver_refuses_a_peer_chosen_message_size_above_its_limit() {
 fn defaults_on_both_sides_agree_on_the_message_size() {
     let _serial = serial();
     let (a, b) = UnixStream::pair().unwrap();
-    let big = Options::new().capacity(1 << 24); // could carry 8 MiB messages
+    let big = Options::new().capacity_bytes(1 << 24); // could carry 8 MiB messages
     let creator = std::thread::spawn(move || MsgSender::create_with(a, &big));
     let rx = MsgReceiver::accept(b).expect("default limits accept default rings");
     let tx = creator.join().unwrap().unwrap();
@@ -510,9 +512,11 @@ fn a_receive_deadline_holds_against_a_wakeup_flooder_on_another_core() {
         "flood",
     )
     .unwrap();
-    let mut rx =
-        Receiver::<u64>::create_with(sock, &Options::new().capacity(64).spin(Duration::ZERO))
-            .unwrap();
+    let mut rx = Receiver::<u64>::create_with(
+        sock,
+        &Options::new().capacity_elements(64).spin(Duration::ZERO),
+    )
+    .unwrap();
     let mut buf = [0u64; 8];
     let deadline = Duration::from_millis(200);
     let start = Instant::now();
@@ -540,7 +544,8 @@ fn a_receive_deadline_holds_against_a_wakeup_flooder_on_another_core() {
 fn a_peer_caught_cheating_is_reported_gone_while_its_process_lives() {
     let _serial = serial();
     let (live_ours, live_theirs) = UnixStream::pair().unwrap();
-    let (tx, offer) = Sender::<u64>::create_offer(&Options::new().capacity(64), None).unwrap();
+    let (tx, offer) =
+        Sender::<u64>::create_offer(&Options::new().capacity_elements(64), None).unwrap();
     let memory: OwnedFd = offer.fds.memory.try_clone().unwrap();
     let len = offer.region_len as usize;
     let mut rx =

@@ -8,7 +8,7 @@ use std::time::Duration;
 use sharedring::{msg_channel, Duplex, Error, MsgReceiver, MsgSender, Options};
 
 fn opts(capacity: usize) -> Options {
-    Options::new().capacity(capacity)
+    Options::new().capacity_bytes(capacity)
 }
 
 #[test]
@@ -193,7 +193,7 @@ fn two_processes_exchange_a_gib_of_random_sized_messages() {
 #[test]
 fn duplex_answers_every_request_across_processes() {
     if let Some((_, sock)) = testkit::as_peer() {
-        let mut d = Duplex::accept(sock, &Options::new()).unwrap();
+        let mut d = Duplex::accept(sock).unwrap();
         let mut req = Vec::new();
         while d.rx.recv(&mut req, None).is_ok() {
             let sum = req.iter().map(|&b| b as u64).sum::<u64>();
@@ -203,7 +203,7 @@ fn duplex_answers_every_request_across_processes() {
     }
     let (mut child, sock) =
         testkit::spawn_peer("duplex_answers_every_request_across_processes", "server").unwrap();
-    let mut d = Duplex::create(sock, &opts(1 << 16)).unwrap();
+    let mut d = Duplex::create_with(sock, &opts(1 << 16)).unwrap();
     let mut state = 42u64;
     let mut resp = Vec::new();
     for _ in 0..10_000 {

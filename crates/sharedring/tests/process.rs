@@ -110,7 +110,7 @@ fn stream_in(rx: &mut Receiver<u64>, seed: u64) -> u64 {
 
 fn opts() -> Options {
     // 64 Ki elements (512 KiB): small enough that both sides wrap often.
-    Options::new().capacity(1 << 16)
+    Options::new().capacity_elements(1 << 16)
 }
 
 fn as_peer() -> Option<(String, UnixStream)> {
@@ -193,7 +193,7 @@ fn killed_sender_leaves_all_committed_data_then_peer_gone() {
     let took = killed.elapsed();
     assert!(took < Duration::from_secs(1), "PeerGone took {took:?}");
     // Everything the peer published was delivered: the ring is empty.
-    assert_eq!(rx.consumer().slots().unwrap(), 0);
+    assert_eq!(rx.consumer_without_wake().slots().unwrap(), 0);
     let status = child.wait().unwrap();
     assert!(!status.success(), "the peer was killed, not finished");
 }
@@ -214,7 +214,7 @@ fn blocked_sender_gets_peer_gone_when_the_receiver_is_killed() {
         "receiver",
     )
     .unwrap();
-    let mut tx = Sender::<u64>::create_with(sock, &Options::new().capacity(1024)).unwrap();
+    let mut tx = Sender::<u64>::create_with(sock, &Options::new().capacity_elements(1024)).unwrap();
     // Fill the ring so the next send blocks.
     tx.send(&[7; 1024], Some(Duration::from_secs(30))).unwrap();
     let killer = std::thread::spawn(move || {

@@ -20,23 +20,30 @@ pub(crate) mod parts;
 pub(crate) mod transport;
 pub(crate) mod wire;
 
-pub(crate) use checks::{check_msg_setup, check_setup};
 pub use parts::PeerFds;
 pub(crate) use parts::{create_parts, open_parts, Parts};
 use transport::Deadline;
-use wire::{Role, Setup};
+pub(crate) use wire::{Role, Setup};
+
+/// What an element ring's two ends must agree on besides the size: the
+/// element's alignment and type tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Contract {
+    pub align: u32,
+    pub tag: u64,
+}
 
 /// The shape of a ring: fixed-size elements, or variable-size messages.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Geometry {
-    Elements(RingLayout),
+    Elements(RingLayout, Contract),
     Messages(MsgLayout),
 }
 
 impl Geometry {
     pub(crate) fn region_size(&self) -> usize {
         match self {
-            Self::Elements(l) => l.region_size(),
+            Self::Elements(l, _) => l.region_size(),
             Self::Messages(l) => l.region_size(),
         }
     }
@@ -44,7 +51,7 @@ impl Geometry {
     /// Capacity: elements, or bytes for messages.
     pub(crate) fn capacity(&self) -> usize {
         match self {
-            Self::Elements(l) => l.capacity(),
+            Self::Elements(l, _) => l.capacity(),
             Self::Messages(l) => l.capacity(),
         }
     }
@@ -52,91 +59,111 @@ impl Geometry {
     /// The maximum message size (0 for element rings).
     pub(crate) fn max_msg(&self) -> usize {
         match self {
-            Self::Elements(_) => 0,
+            Self::Elements(..) => 0,
             Self::Messages(l) => l.max_msg(),
         }
     }
 
-    fn setup(&self, creator: Role, opts: &Options) -> Setup {
-        let (kind, elem_size) = match self {
-            Self::Elements(l) => (KIND_ELEMENTS, l.elem_size()),
-            Self::Messages(_) => (KIND_MESSAGES, 1),
+    /// The setup message a creator of this ring, keeping `creator`'s end,
+    /// sends.
+    pub(crate) fn setup(&self, creator: Role, opts: &Options) -> Setup {
+        let (kind, elem_size, contract) = match self {
+            Self::Elements(l, c) => (KIND_ELEMENTS, l.elem_size(), *c),
+            Self::Messages(_) => (KIND_MESSAGES, 1, Contract { align: 1, tag: 0 }),
         };
-        let (capacity, max_msg) = (self.capacity(), self.max_msg());
         Setup {
             kind,
             creator: creator as u32,
             elem_size: elem_size as u32,
-            capacity: capacity as u64,
+            capacity: self.capacity() as u64,
             region_len: self.region_size() as u64,
             flags: if opts.hugetlb.is_some() {
                 wire::FLAG_HUGETLB
             } else {
                 0
             },
-            max_msg: max_msg as u32,
+            max_msg: self.max_msg() as u32,
+            elem_align: contract.align,
+            type_tag: contract.tag,
         }
     }
 }
 
-impl From<RingLayout> for Geometry {
-    fn from(l: RingLayout) -> Self {
-        Self::Elements(l)
-    }
+/// One end of one kind of ring, as set-up sees it: which role it plays,
+/// the geometry it creates and accepts, and how its spsc-core half is
+/// made. Implemented once per end (see `crate::endpoint`).
+pub(crate) trait Kind {
+    /// The spsc-core half this end drives.
+    type Half: std::fmt::Debug;
+    /// Which end.
+    const ROLE: Role;
+    /// The public name of the end, for `Debug`.
+    const NAME: &'static str;
+    /// The geometry a creating side asks for, from its options.
+    fn geometry(opts: &Options) -> Result<Geometry, Error>;
+    /// Checks a peer's offer against what this end expects and returns
+    /// the geometry to map (computed by us, never taken from the peer).
+    fn check(setup: &Setup, opts: &Options) -> Result<Geometry, HandshakeError>;
+    /// Initialises a fresh region.
+    fn create(region: RawRegion, g: &Geometry) -> Result<Self::Half, spsc_core::SetupError>;
+    /// Attaches to a region the peer initialised.
+    fn attach(region: RawRegion, g: &Geometry) -> Result<Self::Half, spsc_core::SetupError>;
+    /// The sticky corruption the half has seen, if any.
+    fn corruption(half: &Self::Half) -> Option<spsc_core::Corruption>;
 }
 
-impl From<MsgLayout> for Geometry {
-    fn from(l: MsgLayout) -> Self {
-        Self::Messages(l)
-    }
-}
-
-/// The setup values for a ring of `geometry` created by `creator`.
-pub(crate) fn setup_for(creator: Role, geometry: &Geometry, opts: &Options) -> Setup {
-    geometry.setup(creator, opts)
-}
-
-/// The creating side of the handshake: makes the ring, initialises it with
-/// `init`, offers it over `sock`, and waits for the peer's acceptance, all
-/// within one handshake deadline.
-pub(crate) fn create_over<H>(
-    sock: &UnixStream,
-    me: Role,
-    geometry: Geometry,
+/// A ring of kind `K` created here: the half, the parts we keep, and the
+/// descriptors and setup values for the peer.
+pub(crate) fn create_local<K: Kind>(
     opts: &Options,
-    init: impl FnOnce(RawRegion) -> Result<H, spsc_core::SetupError>,
-) -> Result<(H, Parts), Error> {
-    let (parts, peer) = create_parts(me, &geometry, opts)?;
-    let handle = init(parts.region()).map_err(HandshakeError::Ring)?;
-    let setup = setup_for(me, &geometry, opts);
+) -> Result<(K::Half, Parts, PeerFds, Setup), Error> {
+    let geometry = K::geometry(opts)?;
+    let (parts, peer) = create_parts(K::ROLE, &geometry, opts)?;
+    let half = K::create(parts.region(), &geometry).map_err(HandshakeError::Ring)?;
+    Ok((half, parts, peer, geometry.setup(K::ROLE, opts)))
+}
+
+/// Attaches to a ring of kind `K` from the peer's setup values and
+/// descriptors, after checking all of them.
+pub(crate) fn attach_remote<K: Kind>(
+    setup: &Setup,
+    fds: PeerFds,
+    opts: &Options,
+) -> Result<(K::Half, Parts), HandshakeError> {
+    let geometry = K::check(setup, opts)?;
+    let parts = open_parts(K::ROLE, &geometry, fds, opts)?;
+    let half = K::attach(parts.region(), &geometry).map_err(HandshakeError::Ring)?;
+    Ok((half, parts))
+}
+
+/// The creating side of the handshake: makes the ring, offers it over
+/// `sock`, and waits for the peer's acceptance, all within one handshake
+/// deadline.
+pub(crate) fn create_over<K: Kind>(
+    sock: &UnixStream,
+    opts: &Options,
+) -> Result<(K::Half, Parts), Error> {
+    let (half, parts, peer, setup) = create_local::<K>(opts)?;
     let deadline = Deadline::after(opts.handshake_timeout);
     transport::send_setup(sock.as_fd(), &setup, &peer, deadline)?;
     // Our copies of the peer's descriptors are no longer needed.
     drop(peer);
     transport::recv_ack(sock.as_fd(), deadline)?;
-    Ok((handle, parts))
+    Ok((half, parts))
 }
 
 /// The accepting side of the handshake: receives an offer, validates it
-/// with `check` against what *we* expect, maps and attaches with `attach`,
-/// and answers (a refusal names the reason, so the peer gets a clear
-/// error), all within one handshake deadline.
-pub(crate) fn accept_over<H>(
+/// against what *we* expect, maps and attaches, and answers (a refusal
+/// names the reason, so the peer gets a clear error), all within one
+/// handshake deadline.
+pub(crate) fn accept_over<K: Kind>(
     sock: &UnixStream,
-    me: Role,
     opts: &Options,
-    check: impl FnOnce(&Setup, Role, &Options) -> Result<Geometry, HandshakeError>,
-    attach: impl FnOnce(RawRegion, &Geometry) -> Result<H, spsc_core::SetupError>,
-) -> Result<(H, Parts), Error> {
+) -> Result<(K::Half, Parts), Error> {
     let deadline = Deadline::after(opts.handshake_timeout);
     let sock = sock.as_fd();
-    let result = (|| -> Result<(H, Parts), HandshakeError> {
-        let (setup, fds) = transport::recv_setup(sock, deadline)?;
-        let geometry = check(&setup, me, opts)?;
-        let parts = open_parts(me, &geometry, fds, opts)?;
-        let handle = attach(parts.region(), &geometry).map_err(HandshakeError::Ring)?;
-        Ok((handle, parts))
-    })();
+    let result = transport::recv_setup(sock, deadline)
+        .and_then(|(setup, fds)| attach_remote::<K>(&setup, fds, opts));
     match result {
         Ok(v) => {
             transport::send_ack(sock, 0, deadline)?;

@@ -9,7 +9,7 @@
 //! | offset | size | field |
 //! | ---: | ---: | --- |
 //! | 0 | 8 | magic `"shrdhand"` |
-//! | 8 | 4 | version, 1 |
+//! | 8 | 4 | version, 2 |
 //! | 12 | 4 | ring kind (1: fixed-size elements, 2: messages) |
 //! | 16 | 4 | the creator's role (1: sender, 2: receiver) |
 //! | 20 | 4 | element size in bytes (1 for messages) |
@@ -17,7 +17,12 @@
 //! | 32 | 8 | region length in bytes |
 //! | 40 | 4 | flags (bit 0: hugetlb) |
 //! | 44 | 4 | maximum message size in bytes (messages; 0 otherwise) |
-//! | 48 | 16 | zero |
+//! | 48 | 4 | element alignment in bytes (1 for messages) |
+//! | 52 | 4 | zero |
+//! | 56 | 8 | element type tag (FNV-1a 64 of the type's name; 0 for messages) |
+//!
+//! Version 1 had zeros at 48..64 and no type contract; a version-1 peer is
+//! refused as `UnsupportedVersion`.
 //!
 //! Answer, 16 bytes: magic `"shrdack\0"`, then a u32 status (0: accepted,
 //! otherwise a refusal reason), then 4 zero bytes.
@@ -28,7 +33,7 @@ pub(crate) const SETUP_LEN: usize = 64;
 pub(crate) const ACK_LEN: usize = 16;
 pub(crate) const SETUP_MAGIC: u64 = u64::from_le_bytes(*b"shrdhand");
 pub(crate) const ACK_MAGIC: u64 = u64::from_le_bytes(*b"shrdack\0");
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 pub(crate) const FLAG_HUGETLB: u32 = 1;
 /// Descriptors in a setup message.
 pub(crate) const FDS: usize = 3;
@@ -50,6 +55,8 @@ pub(crate) struct Setup {
     pub region_len: u64,
     pub flags: u32,
     pub max_msg: u32,
+    pub elem_align: u32,
+    pub type_tag: u64,
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -72,6 +79,8 @@ impl Setup {
         b[32..40].copy_from_slice(&self.region_len.to_ne_bytes());
         b[40..44].copy_from_slice(&self.flags.to_ne_bytes());
         b[44..48].copy_from_slice(&self.max_msg.to_ne_bytes());
+        b[48..52].copy_from_slice(&self.elem_align.to_ne_bytes());
+        b[56..64].copy_from_slice(&self.type_tag.to_ne_bytes());
         b
     }
 
@@ -93,6 +102,8 @@ impl Setup {
             region_len: u64_at(b, 32),
             flags: u32_at(b, 40),
             max_msg: u32_at(b, 44),
+            elem_align: u32_at(b, 48),
+            type_tag: u64_at(b, 56),
         })
     }
 }
@@ -129,6 +140,8 @@ mod tests {
             region_len: 512 + 8192,
             flags: 0,
             max_msg: 0,
+            elem_align: 8,
+            type_tag: 0x1234,
         };
         let mut b = s.encode();
         assert_eq!(Setup::decode(&b).unwrap(), s);

@@ -18,7 +18,7 @@ use rustix::fs::{fcntl_add_seals, ftruncate, memfd_create, MemfdFlags, SealFlags
 /// The setup message's size, magic and version (`wire.rs`, documented).
 pub const SETUP_LEN: usize = 64;
 pub const SETUP_MAGIC: [u8; 8] = *b"shrdhand";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Ring kind 1: fixed-size elements.
 pub const KIND_ELEMENTS: u32 = 1;
 /// Role codes in the setup message.
@@ -48,6 +48,19 @@ pub struct SetupFields {
     pub capacity: u64,
     pub region_len: u64,
     pub flags: u32,
+    pub elem_align: u32,
+    pub type_tag: u64,
+}
+
+/// FNV-1a 64 of `name`: the element type tag (`docs/LAYOUT.md`), computed
+/// here by hand rather than with the crate's own code.
+pub fn type_tag(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 impl SetupFields {
@@ -63,6 +76,8 @@ impl SetupFields {
             capacity,
             region_len: DATA_OFFSET + capacity * 8,
             flags: 0,
+            elem_align: 8,
+            type_tag: type_tag("u64"),
         }
     }
 
@@ -77,6 +92,8 @@ impl SetupFields {
         b[24..32].copy_from_slice(&self.capacity.to_ne_bytes());
         b[32..40].copy_from_slice(&self.region_len.to_ne_bytes());
         b[40..44].copy_from_slice(&self.flags.to_ne_bytes());
+        b[48..52].copy_from_slice(&self.elem_align.to_ne_bytes());
+        b[56..64].copy_from_slice(&self.type_tag.to_ne_bytes());
         b
     }
 }

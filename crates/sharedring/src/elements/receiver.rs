@@ -1,20 +1,14 @@
-//! The receiving end of a typed ring.
+//! The receiving end of an element ring: its data path.
 
-use std::os::fd::{BorrowedFd, OwnedFd};
-use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use eventfd_notify::{Notifier, Waiter};
+use eventfd_notify::Notifier;
 use spsc_core::{Consumer, Corruption, ReadChunk, WaitCheck};
-use zerocopy::{FromBytes, Immutable, IntoBytes};
 
+use super::{step_len, ElemRecv, Element};
+use crate::endpoint::park::{self, Outcome, Side};
+use crate::endpoint::Endpoint;
 use crate::error::Error;
-use crate::link::Link;
-use crate::options::Options;
-use crate::park::{self, Outcome, Side};
-use crate::sender::step_len;
-use crate::setup::wire::Role;
-use crate::setup::{self, Parts};
 
 /// The receiving end of a ring of `T` shared with another process.
 ///
@@ -30,105 +24,61 @@ use crate::setup::{self, Parts};
 /// assert!(matches!(rx.recv(&mut buf, None), Err(sharedring::Error::PeerGone))); // then the news.
 /// # Ok::<(), sharedring::Error>(())
 /// ```
-pub struct Receiver<T> {
-    // Declared before `parts`: the consumer points into `parts.shm`.
-    pub(crate) consumer: Consumer<T>,
-    pub(crate) link: Link,
-    spin: Duration,
-    pub(crate) parts: Parts,
+pub struct Receiver<T: Element> {
+    pub(crate) end: Endpoint<ElemRecv<T>>,
 }
 
-impl<T> std::fmt::Debug for Receiver<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Receiver")
-            .field("consumer", &self.consumer)
-            .field("link", &self.link)
-            .finish_non_exhaustive()
-    }
+ring_end! {
+    impl[T: Element] Receiver<T> => ElemRecv<T>,
+    end: crate::End::Receiver,
+    cap: elements via capacity_elements,
+    half: consumer_without_wake -> Consumer<T>,
+    docs: {
+        this: "Receiver::<u64>",
+        peer: "Sender::<u64>",
+        peer_link: "Sender",
+        cap: "1024",
+        pair: "let (peer_end, mut this_end) = sharedring::channel::<u64>(64)?;",
+    },
 }
 
 /// The consumer as the blocking loop sees it: ready when data is there.
-struct Data<'a, T> {
-    consumer: &'a mut Consumer<T>,
+struct Data;
+
+impl<T: Element> Side<Consumer<T>> for Data {
+    fn ready(&mut self, consumer: &mut Consumer<T>) -> Result<bool, Corruption> {
+        Ok(consumer.slots()? > 0)
+    }
+    fn prepare_wait(&mut self, consumer: &mut Consumer<T>) -> Result<WaitCheck, Corruption> {
+        consumer.prepare_wait()
+    }
+    fn finish_wait(&mut self, consumer: &mut Consumer<T>) {
+        consumer.finish_wait()
+    }
 }
 
-impl<T: FromBytes + IntoBytes + Immutable> Side for Data<'_, T> {
-    fn ready(&mut self) -> Result<bool, Corruption> {
-        Ok(self.consumer.slots()? > 0)
-    }
-    fn prepare_wait(&mut self) -> Result<WaitCheck, Corruption> {
-        self.consumer.prepare_wait()
-    }
-    fn finish_wait(&mut self) {
-        self.consumer.finish_wait()
-    }
-}
-
-impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
-    /// Creates a ring of `capacity` elements (a power of two), offers it to
-    /// the peer over `stream`, and waits until the peer's
-    /// [`Sender::accept`](crate::Sender::accept) has validated it.
-    pub fn create(stream: UnixStream, capacity: usize) -> Result<Self, Error> {
-        Self::create_with(stream, &Options::new().capacity(capacity))
-    }
-
-    /// [`create`](Self::create) with options.
-    pub fn create_with(stream: UnixStream, opts: &Options) -> Result<Self, Error> {
-        let layout = spsc_core::RingLayout::new::<T>(opts.capacity_for::<T>())?;
-        let (consumer, parts) =
-            setup::create_over(&stream, Role::Receiver, layout.into(), opts, |r| {
-                Consumer::create(r, layout.capacity())
-            })?;
-        Ok(Self::from_parts(consumer, parts, Some(stream.into()), opts))
-    }
-
-    /// Accepts a ring that the peer's
-    /// [`Sender::create`](crate::Sender::create) offers over `stream`, after
-    /// validating every descriptor and value against what we expect.
-    pub fn accept(stream: UnixStream) -> Result<Self, Error> {
-        Self::accept_with(stream, &Options::new())
-    }
-
-    /// [`accept`](Self::accept) with options (limits, spin budget).
-    pub fn accept_with(stream: UnixStream, opts: &Options) -> Result<Self, Error> {
-        let (consumer, parts) = setup::accept_over(
-            &stream,
-            Role::Receiver,
-            opts,
-            setup::check_setup::<T>,
-            |r, g| Consumer::attach(r, g.capacity()),
-        )?;
-        Ok(Self::from_parts(consumer, parts, Some(stream.into()), opts))
-    }
-
-    pub(crate) fn from_parts(
-        consumer: Consumer<T>,
-        parts: Parts,
-        liveness: Option<OwnedFd>,
-        opts: &Options,
-    ) -> Self {
-        Self {
-            consumer,
-            link: Link::new(liveness),
-            spin: opts.spin,
-            parts,
-        }
-    }
-
+impl<T: Element> Receiver<T> {
     /// The capacity in elements.
-    pub fn capacity(&self) -> usize {
-        self.consumer.capacity()
+    ///
+    /// ```
+    /// let (_tx, rx) = sharedring::channel::<u64>(64)?;
+    /// assert_eq!(rx.capacity_elements(), 64);
+    /// # Ok::<(), sharedring::Error>(())
+    /// ```
+    pub fn capacity_elements(&self) -> usize {
+        self.end.half.capacity()
     }
 
     /// Copies out as much as is available into `dst`, in steps (see
     /// `step_len`), releasing after each step so that the sender can refill
     /// one step while we copy out the next.
     fn pop_steps(&mut self, dst: &mut [T]) -> Result<usize, Corruption> {
-        let step = step_len::<T>(self.capacity());
+        let consumer = &mut self.end.half;
+        let step = step_len::<T>(consumer.capacity());
         let mut done = 0;
         while done < dst.len() {
             let end = (done + step).min(dst.len());
-            let n = self.consumer.pop_slice(&mut dst[done..end])?;
+            let n = consumer.pop_slice(&mut dst[done..end])?;
             done += n;
             if done < end {
                 break; // empty
@@ -140,14 +90,21 @@ impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
     /// Wakes the sender if it announced a wait for room.
     #[inline]
     fn wake_if_needed(&mut self) -> Result<(), Error> {
-        if self.consumer.needs_wake() {
-            self.parts.wake_peer.notify()?;
-        }
-        Ok(())
+        let needed = self.end.half.needs_wake();
+        self.end.wake_if(needed)
     }
 
     /// Receives as many elements as are available into `dst` and returns
     /// how many; never blocks. `Ok(0)` means the ring is empty.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = sharedring::channel::<u16>(16)?;
+    /// let mut buf = [0u16; 4];
+    /// assert_eq!(rx.try_recv(&mut buf)?, 0); // empty
+    /// tx.send(&[1, 2, 3, 4, 5], None)?;
+    /// assert_eq!(rx.try_recv(&mut buf)?, 4); // as many as fit
+    /// # Ok::<(), sharedring::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -157,14 +114,14 @@ impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
     pub fn try_recv(&mut self, dst: &mut [T]) -> Result<usize, Error> {
         let n = self.pop_steps(dst)?;
         if n > 0 {
-            self.link.busy();
+            self.end.busy();
             self.wake_if_needed()?;
             return Ok(n);
         }
         if dst.is_empty() {
             return Ok(0);
         }
-        if self.link.known_gone() || self.link.idle() {
+        if self.end.idle_gone() {
             // Anything published before the hang-up is visible now.
             let n = self.pop_steps(dst)?;
             return if n > 0 { Ok(n) } else { Err(Error::PeerGone) };
@@ -176,6 +133,17 @@ impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
     /// up to its length), blocking while the ring is empty (spinning for
     /// the spin budget first), until the timeout passes or the peer is gone
     /// and everything it sent has been received.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (mut tx, mut rx) = sharedring::channel::<u64>(64)?;
+    /// let mut buf = [0u64; 8];
+    /// let err = rx.recv(&mut buf, Some(Duration::from_millis(5))).unwrap_err();
+    /// assert!(matches!(err, sharedring::Error::TimedOut { done: 0 }));
+    /// tx.send(&[7], None)?;
+    /// assert_eq!(rx.recv(&mut buf, None)?, 1);
+    /// # Ok::<(), sharedring::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -203,33 +171,32 @@ impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
         }
     }
 
-    fn wait_data(&mut self, deadline: Option<std::time::Instant>) -> Result<Outcome, Error> {
-        let mut side = Data {
-            consumer: &mut self.consumer,
-        };
-        park::wait(
-            &mut side,
-            &self.parts.wait_own,
-            &mut self.link,
-            self.spin,
-            deadline,
-        )
+    fn wait_data(&mut self, deadline: Option<Instant>) -> Result<Outcome, Error> {
+        self.end.wait(Data, deadline)
     }
 
     /// Blocks until data is available, the timeout passes, or the peer is
     /// gone (and the ring drained). Use it before
     /// [`read_chunk`](Self::read_chunk) to wait without copying.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = sharedring::channel::<u64>(64)?;
+    /// tx.send(&[1, 2], None)?;
+    /// rx.wait_readable(None)?;
+    /// assert_eq!(rx.read_chunk(8)?.len(), 2);
+    /// # Ok::<(), sharedring::Error>(())
+    /// ```
     pub fn wait_readable(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
         let deadline = park::deadline(timeout);
         loop {
-            if self.consumer.slots()? > 0 {
+            if self.end.half.slots()? > 0 {
                 return Ok(());
             }
             match self.wait_data(deadline)? {
                 Outcome::Ready => {}
                 Outcome::TimedOut => return Err(Error::TimedOut { done: 0 }),
                 Outcome::PeerGone => {
-                    return if self.consumer.slots()? > 0 {
+                    return if self.end.half.slots()? > 0 {
                         Ok(())
                     } else {
                         Err(Error::PeerGone)
@@ -252,42 +219,11 @@ impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
     /// # Ok::<(), sharedring::Error>(())
     /// ```
     pub fn read_chunk(&mut self, max: usize) -> Result<RecvChunk<'_, T>, Error> {
-        let chunk = self.consumer.read_chunk(max)?;
+        let chunk = self.end.half.read_chunk(max)?;
         Ok(RecvChunk {
             chunk,
-            wake: &self.parts.wake_peer,
+            wake: &self.end.parts.wake_peer,
         })
-    }
-
-    /// Whether the peer is gone: it hung up or died (one `poll` of the
-    /// liveness socket), or it broke the protocol, which treats it as gone
-    /// from then on (every call then returns [`Error::Corrupted`]).
-    /// Data it committed before it hung up may still be waiting in the
-    /// ring.
-    pub fn is_peer_gone(&mut self) -> bool {
-        self.consumer.corruption().is_some() || self.link.check()
-    }
-
-    /// The wake-up descriptor this end sleeps on (readable when data
-    /// arrived after we announced a wait), for event loops.
-    pub fn waiter(&self) -> &Waiter {
-        &self.parts.wait_own
-    }
-
-    /// The liveness socket, if any (it hangs up when the peer is gone).
-    pub fn liveness(&self) -> Option<BorrowedFd<'_>> {
-        self.link.sock()
-    }
-
-    /// The notifier that wakes the sender.
-    pub fn notifier(&self) -> &Notifier {
-        &self.parts.wake_peer
-    }
-
-    /// The spsc-core consumer inside, for callers that drive the wake-up
-    /// protocol themselves.
-    pub fn consumer(&mut self) -> &mut Consumer<T> {
-        &mut self.consumer
     }
 }
 
@@ -306,7 +242,7 @@ impl<'a, T> std::ops::Deref for RecvChunk<'a, T> {
     }
 }
 
-impl<T: FromBytes + IntoBytes + Immutable> RecvChunk<'_, T> {
+impl<T: Element> RecvChunk<'_, T> {
     /// Frees the first `n` slots, and wakes the sender if it waits.
     ///
     /// # Panics

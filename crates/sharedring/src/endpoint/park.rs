@@ -6,17 +6,17 @@ use std::time::{Duration, Instant};
 use eventfd_notify::{Waiter, Wake};
 use spsc_core::{Corruption, WaitCheck};
 
+use super::link::Link;
 use crate::error::Error;
-use crate::link::Link;
 
-/// One side of a ring, as the blocking loop sees it.
-pub(crate) trait Side {
+/// What one end waits for, as the blocking loop sees it, on its half `H`.
+pub(crate) trait Side<H> {
     /// Whether what we wait for is there (refreshes the peer's position).
-    fn ready(&mut self) -> Result<bool, Corruption>;
+    fn ready(&mut self, half: &mut H) -> Result<bool, Corruption>;
     /// Announce sleep and re-check.
-    fn prepare_wait(&mut self) -> Result<WaitCheck, Corruption>;
+    fn prepare_wait(&mut self, half: &mut H) -> Result<WaitCheck, Corruption>;
     /// Withdraw the announcement.
-    fn finish_wait(&mut self);
+    fn finish_wait(&mut self, half: &mut H);
 }
 
 /// What a blocking wait ended with.
@@ -31,8 +31,9 @@ pub(crate) enum Outcome {
 }
 
 /// Waits until `side` is ready, the deadline passes, or the peer is gone.
-pub(crate) fn wait(
-    side: &mut impl Side,
+pub(crate) fn wait<H>(
+    half: &mut H,
+    side: &mut impl Side<H>,
     waiter: &Waiter,
     link: &mut Link,
     spin: Duration,
@@ -47,7 +48,7 @@ pub(crate) fn wait(
         let start = Instant::now();
         let mut spins = 0u32;
         loop {
-            if side.ready()? {
+            if side.ready(half)? {
                 return Ok(Outcome::Ready);
             }
             std::hint::spin_loop();
@@ -67,14 +68,14 @@ pub(crate) fn wait(
     // not only by the wait itself: a peer that refills the eventfd faster
     // than we poll makes every wait return `Woken` at once, and the caller
     // loops back here with nothing to do.
-    if side.prepare_wait()? == WaitCheck::Ready {
+    if side.prepare_wait(half)? == WaitCheck::Ready {
         return Ok(Outcome::Ready);
     }
     let timeout = match deadline {
         Some(d) => match d.checked_duration_since(Instant::now()) {
             Some(left) if !left.is_zero() => Some(left),
             _ => {
-                side.finish_wait();
+                side.finish_wait(half);
                 return Ok(Outcome::TimedOut);
             }
         },
@@ -84,7 +85,7 @@ pub(crate) fn wait(
         Some(sock) => waiter.wait_with_liveness(sock, timeout),
         None => waiter.wait(timeout),
     };
-    side.finish_wait();
+    side.finish_wait(half);
     match wake? {
         Wake::Woken => Ok(Outcome::Ready),
         Wake::TimedOut => Ok(Outcome::TimedOut),
@@ -113,15 +114,15 @@ mod tests {
         wake: Notifier,
     }
 
-    impl Side for Flooded {
-        fn ready(&mut self) -> Result<bool, Corruption> {
+    impl Side<()> for Flooded {
+        fn ready(&mut self, _: &mut ()) -> Result<bool, Corruption> {
             Ok(false)
         }
-        fn prepare_wait(&mut self) -> Result<WaitCheck, Corruption> {
+        fn prepare_wait(&mut self, _: &mut ()) -> Result<WaitCheck, Corruption> {
             self.wake.notify().expect("notify");
             Ok(WaitCheck::Sleep)
         }
-        fn finish_wait(&mut self) {}
+        fn finish_wait(&mut self, _: &mut ()) {}
     }
 
     #[test]
@@ -135,7 +136,7 @@ mod tests {
             let end = deadline(Some(Duration::from_millis(50)));
             // The callers' loop: look, wait, look again.
             let outcome = loop {
-                match wait(&mut side, &waiter, &mut link, spin, end).unwrap() {
+                match wait(&mut (), &mut side, &waiter, &mut link, spin, end).unwrap() {
                     Outcome::Ready => {
                         // A bound so that the bug fails the test instead
                         // of hanging it.

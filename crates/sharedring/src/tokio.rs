@@ -13,10 +13,10 @@ use eventfd_notify::{AsyncWaiter, Waiter};
 use spsc_core::WaitCheck;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use zerocopy::{FromBytes, Immutable, IntoBytes};
 
+use crate::endpoint::link::Link;
 use crate::error::Error;
-use crate::link::Link;
+use crate::Element;
 use crate::{MsgReceiver, MsgSender, Receiver, Sender};
 use spsc_core::{Record, Reservation};
 
@@ -83,23 +83,23 @@ impl<F: FnMut()> Drop for Announced<'_, F> {
 
 /// The async sending end; see [`Sender::into_async`].
 #[derive(Debug)]
-pub struct AsyncSender<T> {
+pub struct AsyncSender<T: Element> {
     inner: Sender<T>,
     reactor: Reactor,
 }
 
 /// The async receiving end; see [`Receiver::into_async`].
 #[derive(Debug)]
-pub struct AsyncReceiver<T> {
+pub struct AsyncReceiver<T: Element> {
     inner: Receiver<T>,
     reactor: Reactor,
 }
 
-impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
+impl<T: Element> Sender<T> {
     /// Turns this end into an async one. Must be called inside a tokio
     /// runtime (with I/O enabled).
     pub fn into_async(self) -> Result<AsyncSender<T>, Error> {
-        let reactor = Reactor::new(&self.parts.wait_own, &self.link)?;
+        let reactor = Reactor::new(&self.end.parts.wait_own, &self.end.link)?;
         Ok(AsyncSender {
             inner: self,
             reactor,
@@ -107,11 +107,11 @@ impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
     }
 }
 
-impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
+impl<T: Element> Receiver<T> {
     /// Turns this end into an async one. Must be called inside a tokio
     /// runtime (with I/O enabled).
     pub fn into_async(self) -> Result<AsyncReceiver<T>, Error> {
-        let reactor = Reactor::new(&self.parts.wait_own, &self.link)?;
+        let reactor = Reactor::new(&self.end.parts.wait_own, &self.end.link)?;
         Ok(AsyncReceiver {
             inner: self,
             reactor,
@@ -119,7 +119,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Receiver<T> {
     }
 }
 
-impl<T: FromBytes + IntoBytes + Immutable> AsyncSender<T> {
+impl<T: Element> AsyncSender<T> {
     /// Sends all of `src`, awaiting room while the ring is full.
     ///
     /// ```
@@ -150,14 +150,14 @@ impl<T: FromBytes + IntoBytes + Immutable> AsyncSender<T> {
             if sent == src.len() {
                 break;
             }
-            let producer = &mut self.inner.producer;
+            let producer = &mut self.inner.end.half;
             if producer.prepare_wait(1)? == WaitCheck::Ready {
                 continue;
             }
             let mut finish = || producer.finish_wait();
             let _announced = Announced(&mut finish);
-            if self.reactor.wait(&mut self.inner.link).await? {
-                self.inner.link.set_gone();
+            if self.reactor.wait(&mut self.inner.end.link).await? {
+                self.inner.end.link.set_gone();
                 return Err(Error::PeerGone);
             }
         }
@@ -175,7 +175,7 @@ impl<T: FromBytes + IntoBytes + Immutable> AsyncSender<T> {
     }
 }
 
-impl<T: FromBytes + IntoBytes + Immutable> AsyncReceiver<T> {
+impl<T: Element> AsyncReceiver<T> {
     /// Receives at least one element into `dst`, awaiting data while the
     /// ring is empty; `PeerGone` once the peer is gone and the ring drained.
     pub async fn recv(&mut self, dst: &mut [T]) -> Result<usize, Error> {
@@ -191,18 +191,18 @@ impl<T: FromBytes + IntoBytes + Immutable> AsyncReceiver<T> {
             if n > 0 {
                 return Ok(n);
             }
-            let consumer = &mut self.inner.consumer;
+            let consumer = &mut self.inner.end.half;
             if consumer.prepare_wait()? == WaitCheck::Ready {
                 continue;
             }
             let mut finish = || consumer.finish_wait();
             let announced = Announced(&mut finish);
-            let gone = self.reactor.wait(&mut self.inner.link).await?;
+            let gone = self.reactor.wait(&mut self.inner.end.link).await?;
             drop(announced);
             if gone {
-                self.inner.link.set_gone();
+                self.inner.end.link.set_gone();
                 // Drain what the peer committed before it went.
-                let n = self.inner.consumer.pop_slice(dst)?;
+                let n = self.inner.end.half.pop_slice(dst)?;
                 return if n > 0 { Ok(n) } else { Err(Error::PeerGone) };
             }
         }
@@ -237,7 +237,7 @@ pub struct AsyncMsgReceiver {
 impl MsgSender {
     /// Turns this end into an async one (inside a tokio runtime).
     pub fn into_async(self) -> Result<AsyncMsgSender, Error> {
-        let reactor = Reactor::new(&self.parts.wait_own, &self.link)?;
+        let reactor = Reactor::new(&self.end.parts.wait_own, &self.end.link)?;
         Ok(AsyncMsgSender {
             inner: self,
             reactor,
@@ -248,7 +248,7 @@ impl MsgSender {
 impl MsgReceiver {
     /// Turns this end into an async one (inside a tokio runtime).
     pub fn into_async(self) -> Result<AsyncMsgReceiver, Error> {
-        let reactor = Reactor::new(&self.parts.wait_own, &self.link)?;
+        let reactor = Reactor::new(&self.end.parts.wait_own, &self.end.link)?;
         Ok(AsyncMsgReceiver {
             inner: self,
             reactor,
@@ -281,17 +281,31 @@ impl AsyncMsgSender {
             {
                 return Ok(out);
             }
-            let producer = &mut self.inner.producer;
+            let producer = &mut self.inner.end.half;
             if producer.prepare_wait(len)? == WaitCheck::Ready {
                 continue;
             }
             let mut finish = || producer.finish_wait();
             let _announced = Announced(&mut finish);
-            if self.reactor.wait(&mut self.inner.link).await? {
-                self.inner.link.set_gone();
+            if self.reactor.wait(&mut self.inner.end.link).await? {
+                self.inner.end.link.set_gone();
                 return Err(Error::PeerGone);
             }
         }
+    }
+
+    /// The blocking end inside, for non-blocking calls.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sharedring::Error> {
+    /// let (tx, _rx) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;
+    /// let mut tx = tx.into_async()?;
+    /// assert!(tx.get_mut().try_send(b"now")?);
+    /// # Ok(()) }
+    /// ```
+    pub fn get_mut(&mut self) -> &mut MsgSender {
+        &mut self.inner
     }
 
     /// The blocking end back.
@@ -303,39 +317,98 @@ impl AsyncMsgSender {
 impl AsyncMsgReceiver {
     /// Receives the next message into `buf` (resized to fit), awaiting it;
     /// `PeerGone` once the peer is gone and the ring drained.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sharedring::Error> {
+    /// let (tx, rx) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;
+    /// let (mut tx, mut rx) = (tx.into_async()?, rx.into_async()?);
+    /// tx.send(b"async").await?;
+    /// let mut buf = Vec::new();
+    /// assert_eq!(rx.recv(&mut buf).await?, 5);
+    /// # Ok(()) }
+    /// ```
     pub async fn recv(&mut self, buf: &mut Vec<u8>) -> Result<usize, Error> {
-        self.recv_with(|record| crate::messages::copy_out(record, buf))
-            .await
+        self.take(|rx| rx.try_recv(buf)).await
+    }
+
+    /// Receives the next message into `buf` if it fits, awaiting it; a
+    /// longer message stays in the ring (`BufferTooSmall`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sharedring::Error> {
+    /// let (tx, rx) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;
+    /// let (mut tx, mut rx) = (tx.into_async()?, rx.into_async()?);
+    /// tx.send(b"into").await?;
+    /// let mut buf = [0u8; 16];
+    /// assert_eq!(rx.recv_into(&mut buf).await?, 4);
+    /// # Ok(()) }
+    /// ```
+    pub async fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        self.take(|rx| rx.try_recv_into(buf)).await
     }
 
     /// Awaits the next message, reads it in place with `read`, releases it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sharedring::Error> {
+    /// let (tx, rx) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;
+    /// let (mut tx, mut rx) = (tx.into_async()?, rx.into_async()?);
+    /// tx.send(b"in place").await?;
+    /// assert_eq!(rx.recv_with(|rec| rec.len()).await?, 8);
+    /// # Ok(()) }
+    /// ```
     pub async fn recv_with<R>(&mut self, read: impl FnOnce(&Record<'_>) -> R) -> Result<R, Error> {
         let mut read = Some(read);
+        self.take(|rx| rx.try_recv_with(|r| (read.take().expect("read once"))(r)))
+            .await
+    }
+
+    /// The one async receive: tries `attempt` (a non-blocking receive of
+    /// the blocking end), and awaits a wake-up or the peer's end while the
+    /// ring is empty.
+    async fn take<R>(
+        &mut self,
+        mut attempt: impl FnMut(&mut MsgReceiver) -> Result<Option<R>, Error>,
+    ) -> Result<R, Error> {
         loop {
             // A cooperative yield point: a ring that is always ready (or a
             // peer that floods wake-ups) must not starve the other tasks
             // of this runtime, nor a `tokio::time::timeout` around us.
             tokio::task::coop::consume_budget().await;
-            if let Some(out) = self
-                .inner
-                .try_recv_with(|r| (read.take().expect("read once"))(r))?
-            {
+            if let Some(out) = attempt(&mut self.inner)? {
                 return Ok(out);
             }
-            let consumer = &mut self.inner.consumer;
+            let consumer = &mut self.inner.end.half;
             if consumer.prepare_wait()? == WaitCheck::Ready {
                 continue;
             }
             let mut finish = || consumer.finish_wait();
             let announced = Announced(&mut finish);
-            let gone = self.reactor.wait(&mut self.inner.link).await?;
+            let gone = self.reactor.wait(&mut self.inner.end.link).await?;
             drop(announced);
             if gone {
                 // The next try drains what the peer committed, then says
                 // PeerGone.
-                self.inner.link.set_gone();
+                self.inner.end.link.set_gone();
             }
         }
+    }
+
+    /// The blocking end inside, for non-blocking calls.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sharedring::Error> {
+    /// let (_tx, rx) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;
+    /// let mut rx = rx.into_async()?;
+    /// assert_eq!(rx.get_mut().try_recv(&mut Vec::new())?, None);
+    /// # Ok(()) }
+    /// ```
+    pub fn get_mut(&mut self) -> &mut MsgReceiver {
+        &mut self.inner
     }
 
     /// The blocking end back.

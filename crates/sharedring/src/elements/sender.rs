@@ -1,19 +1,14 @@
-//! The sending end of a typed ring.
+//! The sending end of an element ring: its data path.
 
-use std::os::fd::{BorrowedFd, OwnedFd};
-use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use eventfd_notify::{Notifier, Waiter};
-use spsc_core::{Corruption, Producer, RingLayout, WaitCheck, WriteChunk};
-use zerocopy::{FromBytes, Immutable, IntoBytes};
+use eventfd_notify::Notifier;
+use spsc_core::{Corruption, Producer, WaitCheck, WriteChunk};
 
+use super::{step_len, ElemSend, Element};
+use crate::endpoint::park::{self, Outcome, Side};
+use crate::endpoint::Endpoint;
 use crate::error::Error;
-use crate::link::Link;
-use crate::options::Options;
-use crate::park::{self, Outcome, Side};
-use crate::setup::wire::Role;
-use crate::setup::{self, Parts};
 
 /// The sending end of a ring of `T` shared with another process.
 ///
@@ -28,103 +23,52 @@ use crate::setup::{self, Parts};
 /// assert_eq!(rx.recv(&mut buf, None)?, 3);
 /// # Ok::<(), sharedring::Error>(())
 /// ```
-pub struct Sender<T> {
-    // Declared before `parts`: the producer points into `parts.shm`, so it
-    // must be dropped first.
-    pub(crate) producer: Producer<T>,
-    pub(crate) link: Link,
-    spin: Duration,
-    pub(crate) parts: Parts,
+pub struct Sender<T: Element> {
+    pub(crate) end: Endpoint<ElemSend<T>>,
 }
 
-impl<T> std::fmt::Debug for Sender<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sender")
-            .field("producer", &self.producer)
-            .field("link", &self.link)
-            .finish_non_exhaustive()
-    }
+ring_end! {
+    impl[T: Element] Sender<T> => ElemSend<T>,
+    end: crate::End::Sender,
+    cap: elements via capacity_elements,
+    half: producer_without_wake -> Producer<T>,
+    docs: {
+        this: "Sender::<u64>",
+        peer: "Receiver::<u64>",
+        peer_link: "Receiver",
+        cap: "1024",
+        pair: "let (mut this_end, peer_end) = sharedring::channel::<u64>(64)?;",
+    },
 }
 
 /// The producer as the blocking loop sees it: ready when `want` slots are
 /// free.
-struct Room<'a, T> {
-    producer: &'a mut Producer<T>,
+struct Room {
     want: usize,
 }
 
-impl<T: FromBytes + IntoBytes + Immutable> Side for Room<'_, T> {
-    fn ready(&mut self) -> Result<bool, Corruption> {
-        Ok(self.producer.slots()? >= self.want)
+impl<T: Element> Side<Producer<T>> for Room {
+    fn ready(&mut self, producer: &mut Producer<T>) -> Result<bool, Corruption> {
+        Ok(producer.slots()? >= self.want)
     }
-    fn prepare_wait(&mut self) -> Result<WaitCheck, Corruption> {
-        self.producer.prepare_wait(self.want)
+    fn prepare_wait(&mut self, producer: &mut Producer<T>) -> Result<WaitCheck, Corruption> {
+        producer.prepare_wait(self.want)
     }
-    fn finish_wait(&mut self) {
-        self.producer.finish_wait()
+    fn finish_wait(&mut self, producer: &mut Producer<T>) {
+        producer.finish_wait()
     }
 }
 
-impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
-    /// Creates a ring of `capacity` elements (a power of two), offers it to
-    /// the peer over `stream`, and waits until the peer's
-    /// [`Receiver::accept`](crate::Receiver::accept) has validated it.
-    ///
-    /// The socket stays with the ring as its liveness channel.
-    pub fn create(stream: UnixStream, capacity: usize) -> Result<Self, Error> {
-        Self::create_with(stream, &Options::new().capacity(capacity))
-    }
-
-    /// [`create`](Self::create) with options.
-    pub fn create_with(stream: UnixStream, opts: &Options) -> Result<Self, Error> {
-        let layout = RingLayout::new::<T>(opts.capacity_for::<T>())?;
-        let (producer, parts) =
-            setup::create_over(&stream, Role::Sender, layout.into(), opts, |r| {
-                Producer::create(r, layout.capacity())
-            })?;
-        Ok(Self::from_parts(producer, parts, Some(stream.into()), opts))
-    }
-
-    /// Accepts a ring that the peer's
-    /// [`Receiver::create`](crate::Receiver::create) offers over `stream`,
-    /// after validating every descriptor and value against what we expect.
-    pub fn accept(stream: UnixStream) -> Result<Self, Error> {
-        Self::accept_with(stream, &Options::new())
-    }
-
-    /// [`accept`](Self::accept) with options (limits, spin budget).
-    pub fn accept_with(stream: UnixStream, opts: &Options) -> Result<Self, Error> {
-        let (producer, parts) = setup::accept_over(
-            &stream,
-            Role::Sender,
-            opts,
-            setup::check_setup::<T>,
-            |r, g| Producer::attach(r, g.capacity()),
-        )?;
-        Ok(Self::from_parts(producer, parts, Some(stream.into()), opts))
-    }
-
-    pub(crate) fn from_parts(
-        producer: Producer<T>,
-        parts: Parts,
-        liveness: Option<OwnedFd>,
-        opts: &Options,
-    ) -> Self {
-        Self {
-            producer,
-            link: Link::new(liveness),
-            spin: opts.spin,
-            parts,
-        }
-    }
-
+impl<T: Element> Sender<T> {
     /// The capacity in elements.
-    pub fn capacity(&self) -> usize {
-        self.producer.capacity()
-    }
-
-    pub(crate) fn check_usable(&self) -> Result<(), Error> {
-        self.link.usable(self.producer.corruption())
+    ///
+    /// ```
+    /// let (tx, _rx) = sharedring::channel::<u64>(64)?;
+    /// assert_eq!(tx.capacity_elements(), 64);
+    /// # Ok::<(), sharedring::Error>(())
+    /// ```
+    pub fn capacity_elements(&self) -> usize {
+        self.end.half.capacity()
     }
 
     /// Copies as much of `src` as fits, in steps (see [`step_len`]),
@@ -133,11 +77,12 @@ impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
     /// the receiver empties it); in steps, the receiver copies one step out
     /// while we copy the next one in.
     fn push_steps(&mut self, src: &[T]) -> Result<usize, Corruption> {
-        let step = step_len::<T>(self.capacity());
+        let producer = &mut self.end.half;
+        let step = step_len::<T>(producer.capacity());
         let mut done = 0;
         while done < src.len() {
             let end = (done + step).min(src.len());
-            let n = self.producer.push_slice(&src[done..end])?;
+            let n = producer.push_slice(&src[done..end])?;
             done += n;
             if done < end {
                 break; // full
@@ -149,14 +94,19 @@ impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
     /// Wakes the receiver if it announced sleep.
     #[inline]
     fn wake_if_needed(&mut self) -> Result<(), Error> {
-        if self.producer.needs_wake() {
-            self.parts.wake_peer.notify()?;
-        }
-        Ok(())
+        let needed = self.end.half.needs_wake();
+        self.end.wake_if(needed)
     }
 
     /// Sends as many elements of `src` as fit now and returns how many;
     /// never blocks. Returns `Ok(0)` when the ring is full.
+    ///
+    /// ```
+    /// let (mut tx, _rx) = sharedring::channel::<u8>(4)?;
+    /// assert_eq!(tx.try_send(b"hello")?, 4); // the ring holds 4
+    /// assert_eq!(tx.try_send(b"o")?, 0); // full
+    /// # Ok::<(), sharedring::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -164,12 +114,12 @@ impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
     /// makes us look at the socket every so often), and
     /// [`Error::Corrupted`] if the peer broke the protocol.
     pub fn try_send(&mut self, src: &[T]) -> Result<usize, Error> {
-        self.check_usable()?;
+        self.end.usable()?;
         let n = self.push_steps(src)?;
         if n > 0 {
-            self.link.busy();
+            self.end.busy();
             self.wake_if_needed()?;
-        } else if !src.is_empty() && self.link.idle() {
+        } else if !src.is_empty() && self.end.idle_gone() {
             return Err(Error::PeerGone);
         }
         Ok(n)
@@ -178,6 +128,16 @@ impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
     /// Sends all of `src`, blocking while the ring is full (spinning for
     /// the spin budget first), until everything is sent, `timeout` passes,
     /// or the peer is gone.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (mut tx, _rx) = sharedring::channel::<u64>(4)?;
+    /// tx.send(&[1, 2], None)?;
+    /// // Nobody reads: 2 more fit, then the timeout.
+    /// let err = tx.send(&[3, 4, 5], Some(Duration::from_millis(10))).unwrap_err();
+    /// assert!(matches!(err, sharedring::Error::TimedOut { done: 2 }));
+    /// # Ok::<(), sharedring::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -188,7 +148,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
         let deadline = park::deadline(timeout);
         let mut sent = 0;
         loop {
-            self.check_usable()?;
+            self.end.usable()?;
             let n = self.push_steps(&src[sent..])?;
             if n > 0 {
                 self.wake_if_needed()?;
@@ -205,33 +165,26 @@ impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
         }
     }
 
-    fn wait_room(
-        &mut self,
-        want: usize,
-        deadline: Option<std::time::Instant>,
-    ) -> Result<Outcome, Error> {
-        let mut side = Room {
-            producer: &mut self.producer,
-            want,
-        };
-        park::wait(
-            &mut side,
-            &self.parts.wait_own,
-            &mut self.link,
-            self.spin,
-            deadline,
-        )
+    fn wait_room(&mut self, want: usize, deadline: Option<Instant>) -> Result<Outcome, Error> {
+        self.end.wait(Room { want }, deadline)
     }
 
     /// Blocks until at least `want` slots are free (at most the capacity),
     /// the timeout passes, or the peer is gone. Use it before
     /// [`write_chunk`](Self::write_chunk) to wait without copying.
+    ///
+    /// ```
+    /// let (mut tx, _rx) = sharedring::channel::<u64>(64)?;
+    /// tx.wait_writable(16, None)?; // an empty ring has room at once
+    /// assert!(tx.write_chunk(16)?.len() == 16);
+    /// # Ok::<(), sharedring::Error>(())
+    /// ```
     pub fn wait_writable(&mut self, want: usize, timeout: Option<Duration>) -> Result<(), Error> {
-        let want = want.clamp(1, self.capacity());
+        let want = want.clamp(1, self.capacity_elements());
         let deadline = park::deadline(timeout);
         loop {
-            self.check_usable()?;
-            if self.producer.slots()? >= want {
+            self.end.usable()?;
+            if self.end.half.slots()? >= want {
                 return Ok(());
             }
             match self.wait_room(want, deadline)? {
@@ -258,52 +211,13 @@ impl<T: FromBytes + IntoBytes + Immutable> Sender<T> {
     /// # Ok::<(), sharedring::Error>(())
     /// ```
     pub fn write_chunk(&mut self, max: usize) -> Result<SendChunk<'_, T>, Error> {
-        self.check_usable()?;
-        let chunk = self.producer.write_chunk(max)?;
+        self.end.usable()?;
+        let chunk = self.end.half.write_chunk(max)?;
         Ok(SendChunk {
             chunk,
-            wake: &self.parts.wake_peer,
+            wake: &self.end.parts.wake_peer,
         })
     }
-
-    /// Whether the peer is gone: it hung up or died (one `poll` of the
-    /// liveness socket), or it broke the protocol, which treats it as gone
-    /// from then on (every call then returns [`Error::Corrupted`]).
-    pub fn is_peer_gone(&mut self) -> bool {
-        self.producer.corruption().is_some() || self.link.check()
-    }
-
-    /// The wake-up descriptor this end sleeps on (readable when the
-    /// receiver freed room after we announced a wait), for event loops.
-    pub fn waiter(&self) -> &Waiter {
-        &self.parts.wait_own
-    }
-
-    /// The liveness socket, if any (it hangs up when the peer is gone).
-    pub fn liveness(&self) -> Option<BorrowedFd<'_>> {
-        self.link.sock()
-    }
-
-    /// The notifier that wakes the receiver.
-    pub fn notifier(&self) -> &Notifier {
-        &self.parts.wake_peer
-    }
-
-    /// The spsc-core producer inside, for callers that drive the wake-up
-    /// protocol themselves (busy-polling loops, custom event loops).
-    pub fn producer(&mut self) -> &mut Producer<T> {
-        &mut self.producer
-    }
-}
-
-/// How many elements `send` and `recv` move per step: 64 KiB, or a quarter
-/// of a smaller ring. Measured on the project's 2-vCPU machine, 1 MiB
-/// messages through a 1 MiB ring went from 3.7 GB/s with one copy per call
-/// to 11.9 GiB/s with quarter-ring steps and 14.1 GiB/s with 64 KiB steps,
-/// while 4 KiB and 64 KiB messages kept their speed.
-pub(crate) fn step_len<T>(capacity: usize) -> usize {
-    let per_64k = (64 * 1024 / std::mem::size_of::<T>().max(1)).max(1);
-    (capacity / 4).clamp(1, per_64k)
 }
 
 /// Free slots to write in place; see [`Sender::write_chunk`]. It derefs to
@@ -328,7 +242,7 @@ impl<T> std::ops::DerefMut for SendChunk<'_, T> {
     }
 }
 
-impl<T: FromBytes + IntoBytes + Immutable> SendChunk<'_, T> {
+impl<T: Element> SendChunk<'_, T> {
     /// Publishes the first `n` slots, and wakes the receiver if it sleeps.
     ///
     /// # Panics
@@ -362,7 +276,7 @@ impl std::io::Write for Sender<u8> {
             if n > 0 {
                 return Ok(n);
             }
-            match self.wait_room(1, None)? {
+            match self.wait_room(1, None).map_err(std::io::Error::from)? {
                 Outcome::Ready | Outcome::TimedOut => {}
                 Outcome::PeerGone => return Err(Error::PeerGone.into()),
             }
