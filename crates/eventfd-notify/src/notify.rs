@@ -78,6 +78,25 @@ impl Notifier {
         Self::from_owned_eventfd(new_eventfd()?, None)
     }
 
+    /// A notifier for our own [`Waiter`](crate::Waiter)'s eventfd (a
+    /// duplicate of it), for example the one a peer will sleep on after we
+    /// send it over. No check through `/proc`: the waiter's eventfd was
+    /// made or checked when the waiter was.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use eventfd_notify::{Notifier, Waiter, Wake};
+    /// let waiter = Waiter::new()?;
+    /// let notifier = Notifier::for_waiter(&waiter)?;
+    /// notifier.notify()?;
+    /// assert_eq!(waiter.wait(Some(std::time::Duration::from_secs(1)))?, Wake::Woken);
+    /// # Ok::<(), eventfd_notify::Error>(())
+    /// ```
+    pub fn for_waiter(waiter: &crate::Waiter) -> Result<Self, Error> {
+        Self::from_owned_eventfd(waiter.try_clone_fd()?, None)
+    }
+
     /// Adopts a descriptor received from the peer, after checking that it
     /// is an eventfd (not in semaphore mode). Anything else is an
     /// [`Error::NotAnEventfd`] saying what it was.

@@ -14,6 +14,9 @@ pub enum HandshakeError {
     Io(io::Error),
     /// The peer closed the socket before the handshake finished.
     PeerClosed,
+    /// The peer closed the socket without offering a ring (while this
+    /// side waited to accept one): typically both sides called `accept`.
+    ClosedBeforeOffer,
     /// The peer did not answer within the handshake timeout.
     TimedOut,
     /// The setup message is shorter than the protocol's fixed size.
@@ -211,6 +214,10 @@ impl fmt::Display for HandshakeError {
         match self {
             Self::Io(e) => write!(f, "handshake socket error: {e}"),
             Self::PeerClosed => f.write_str("peer closed the socket during the handshake"),
+            Self::ClosedBeforeOffer => f.write_str(
+                "peer closed the socket without offering a ring: if it called accept too, \
+                 one side must call create instead",
+            ),
             Self::TimedOut => f.write_str(
                 "peer did not complete the handshake within the handshake timeout \
                  (Options::handshake_timeout); if both sides called accept, one of them \
@@ -396,6 +403,54 @@ pub enum Error {
     },
     /// A system call failed.
     Io(io::Error),
+    /// This process ran out of file descriptors (`EMFILE`, or the system's
+    /// `ENFILE`) while setting up or using a ring. Each ring holds about
+    /// five: the socket, the memfd, two eventfds and an io_uring for
+    /// wake-ups.
+    OutOfDescriptors {
+        /// This process's descriptor limit (`RLIMIT_NOFILE`), if known.
+        limit: Option<u64>,
+    },
+}
+
+impl Error {
+    /// Whether `e` (or what it wraps) is the kernel saying that we are out
+    /// of descriptors.
+    fn is_exhaustion(e: &(dyn std::error::Error + 'static)) -> bool {
+        let mut cur = Some(e);
+        while let Some(e) = cur {
+            let raw = e
+                .downcast_ref::<io::Error>()
+                .and_then(io::Error::raw_os_error)
+                .or_else(|| {
+                    e.downcast_ref::<rustix::io::Errno>()
+                        .map(|n| n.raw_os_error())
+                });
+            if matches!(raw, Some(r) if r == rustix::io::Errno::MFILE.raw_os_error()
+                || r == rustix::io::Errno::NFILE.raw_os_error())
+            {
+                return true;
+            }
+            cur = e.source();
+        }
+        false
+    }
+
+    /// Running out of descriptors looks the same wherever it happens: one
+    /// variant, one message, one fix.
+    fn out_of_descriptors() -> Self {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        Error::OutOfDescriptors { limit }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        if Self::is_exhaustion(&e) {
+            return Self::out_of_descriptors();
+        }
+        Error::Io(e)
+    }
 }
 
 impl fmt::Display for Error {
@@ -434,6 +489,16 @@ impl fmt::Display for Error {
                 )
             }
             Self::Io(e) => write!(f, "{e}"),
+            Self::OutOfDescriptors { limit } => {
+                f.write_str("this process has run out of file descriptors")?;
+                if let Some(n) = limit {
+                    write!(f, " (limit {n})")?;
+                }
+                f.write_str(
+                    ": each ring holds about five; raise the limit (ulimit -n, \
+                     RLIMIT_NOFILE) or drop rings that are no longer used",
+                )
+            }
         }
     }
 }
@@ -457,6 +522,15 @@ impl std::error::Error for Error {
 
 impl From<HandshakeError> for Error {
     fn from(e: HandshakeError) -> Self {
+        let exhausted = match &e {
+            HandshakeError::Io(io) => Self::is_exhaustion(io),
+            HandshakeError::Memory(m) => Self::is_exhaustion(m),
+            HandshakeError::Eventfd(n) => Self::is_exhaustion(n),
+            _ => false,
+        };
+        if exhausted {
+            return Self::out_of_descriptors();
+        }
         Self::Handshake(e)
     }
 }
@@ -469,12 +543,18 @@ impl From<spsc_core::Corruption> for Error {
 
 impl From<eventfd_notify::Error> for Error {
     fn from(e: eventfd_notify::Error) -> Self {
+        if Self::is_exhaustion(&e) {
+            return Self::out_of_descriptors();
+        }
         Self::Eventfd(e)
     }
 }
 
 impl From<shmem_seal::Error> for Error {
     fn from(e: shmem_seal::Error) -> Self {
+        if Self::is_exhaustion(&e) {
+            return Self::out_of_descriptors();
+        }
         Self::Memory(e)
     }
 }

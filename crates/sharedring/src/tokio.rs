@@ -33,11 +33,11 @@ impl Reactor {
         let wake = AsyncWaiter::new(Waiter::from_received(waiter.try_clone_fd()?)?)?;
         let live = match link.sock() {
             Some(sock) => {
-                let dup = sock.as_fd().try_clone_to_owned().map_err(Error::Io)?;
+                let dup = sock.as_fd().try_clone_to_owned().map_err(Error::from)?;
                 // SAFETY: the `AsyncFd` owns `dup` for its whole life and
                 // `OwnedFd::as_raw_fd` always returns that same descriptor.
                 let fd = unsafe { AsyncFd::register_with_interest(dup, Interest::READABLE) }
-                    .map_err(|e| Error::Io(e.into_parts().1))?;
+                    .map_err(|e| Error::from(e.into_parts().1))?;
                 Some(fd)
             }
             None => None,
@@ -58,7 +58,7 @@ impl Reactor {
                     return Ok(false);
                 }
                 r = live.readable() => {
-                    let mut guard = r.map_err(Error::Io)?;
+                    let mut guard = r.map_err(Error::from)?;
                     if link.check() {
                         return Ok(true);
                     }

@@ -733,7 +733,7 @@ fn receiver_reports_a_creator_that_hangs_up_mid_handshake() {
     let cases = [
         Case {
             role: "close-before-sending",
-            expect: Some(|e| matches!(e, HandshakeError::PeerClosed)),
+            expect: Some(|e| matches!(e, HandshakeError::ClosedBeforeOffer)),
             hear: Hear::Nothing,
             also_ok: false,
         },

@@ -110,7 +110,7 @@ pub fn channel<T: Element>(elements: usize) -> Result<(Sender<T>, Receiver<T>), 
 /// # Ok::<(), sharedring::Error>(())
 /// ```
 pub fn channel_with<T: Element>(opts: &Options) -> Result<(Sender<T>, Receiver<T>), Error> {
-    let (a, b) = UnixStream::pair().map_err(Error::Io)?;
+    let (a, b) = UnixStream::pair().map_err(Error::from)?;
     let (tx, offer) = Sender::<T>::create_offer(opts, Some(a.into()))?;
     let rx = Receiver::<T>::from_offer(offer, opts, Some(b.into()))?;
     Ok((tx, rx))

@@ -95,7 +95,7 @@ impl Kind for MsgRecv {
 /// # Ok::<(), sharedring::Error>(())
 /// ```
 pub fn msg_channel(opts: &Options) -> Result<(MsgSender, MsgReceiver), Error> {
-    let (a, b) = UnixStream::pair().map_err(Error::Io)?;
+    let (a, b) = UnixStream::pair().map_err(Error::from)?;
     let (tx, offer) = MsgSender::create_offer(opts, Some(a.into()))?;
     let rx = MsgReceiver::from_offer(offer, opts, Some(b.into()))?;
     Ok((tx, rx))
@@ -154,7 +154,7 @@ impl Duplex {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn create_with(stream: UnixStream, opts: &Options) -> Result<Self, Error> {
-        let tx = MsgSender::create_with(stream.try_clone().map_err(Error::Io)?, opts)?;
+        let tx = MsgSender::create_with(stream.try_clone().map_err(Error::from)?, opts)?;
         let rx = MsgReceiver::create_with(stream, opts)?;
         Ok(Self { tx, rx })
     }
@@ -175,7 +175,7 @@ impl Duplex {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn accept_with(stream: UnixStream, opts: &Options) -> Result<Self, Error> {
-        let rx = MsgReceiver::accept_with(stream.try_clone().map_err(Error::Io)?, opts)?;
+        let rx = MsgReceiver::accept_with(stream.try_clone().map_err(Error::from)?, opts)?;
         let tx = MsgSender::accept_with(stream, opts)?;
         Ok(Self { tx, rx })
     }

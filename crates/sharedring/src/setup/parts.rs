@@ -60,7 +60,7 @@ pub(crate) fn create_parts(
     let data = Waiter::new()?;
     let room = Waiter::new()?;
     let peer = PeerFds {
-        memory: shm.as_fd().try_clone_to_owned().map_err(Error::Io)?,
+        memory: shm.as_fd().try_clone_to_owned().map_err(Error::from)?,
         data: data.try_clone_fd()?,
         room: room.try_clone_fd()?,
     };
@@ -68,7 +68,8 @@ pub(crate) fn create_parts(
         Role::Sender => (room, data),
         Role::Receiver => (data, room),
     };
-    let wake_peer = Notifier::from_received(peer_waits.try_clone_fd()?)?;
+    // Our own eventfd: no need to inspect it through /proc.
+    let wake_peer = Notifier::for_waiter(&peer_waits)?;
     Ok((
         Parts {
             shm,

@@ -127,12 +127,20 @@ fn recv_exact(
         );
         // Take ownership of every descriptor that arrived, whatever happens
         // next: dropping them closes them.
+        let before = fds.len();
         for msg in control.drain() {
             if let RecvAncillaryMessage::ScmRights(iter) = msg {
                 fds.extend(iter);
             }
         }
+        let arrived = fds.len() - before;
         match r {
+            // Truncated with room to spare in our buffer: the kernel could
+            // not install a descriptor in this process (we are out of
+            // them), not a peer that sent too many.
+            Ok(r) if r.flags.contains(ReturnFlags::CTRUNC) && arrived < FD_SLOTS => {
+                return Err(os(Errno::MFILE))
+            }
             Ok(r) if r.flags.contains(ReturnFlags::CTRUNC) => {
                 return Err(HandshakeError::DescriptorsTruncated)
             }
@@ -172,7 +180,7 @@ pub(crate) fn recv_setup(
     let mut bytes = [0u8; wire::SETUP_LEN];
     let mut fds = Vec::new();
     if !recv_exact(sock, &mut bytes, &mut fds, deadline)? {
-        return Err(HandshakeError::PeerClosed);
+        return Err(HandshakeError::ClosedBeforeOffer);
     }
     let setup = Setup::decode(&bytes)?;
     let got = fds.len();
@@ -207,13 +215,16 @@ pub(crate) fn recv_ack(sock: BorrowedFd<'_>, deadline: Deadline) -> Result<(), H
         }
         Err(e) => return Err(e),
     }
+    // The magic first: a setup message here (with its descriptors) means
+    // the peer created a ring too.
+    let status = wire::decode_ack(&b)?;
     if !fds.is_empty() {
         return Err(HandshakeError::DescriptorCount {
             expected: 0,
             got: fds.len(),
         });
     }
-    match wire::decode_ack(&b)? {
+    match status {
         0 => Ok(()),
         code => Err(HandshakeError::Refused {
             reason: RefusalReason::from_code(code),
