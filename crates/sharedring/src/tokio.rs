@@ -1,27 +1,34 @@
 //! Async send and receive on tokio's reactor (feature `tokio`).
 //!
 //! The async ends wrap the blocking ones: the fast path is the same
-//! lock-free copy, and when the ring is full (empty) they announce the
-//! wait, re-check, and await the wake-up eventfd and the liveness socket
-//! together instead of blocking the thread. Wrap calls in
-//! `tokio::time::timeout` for a deadline; dropping a pending call is safe
-//! (the announcement is withdrawn).
+//! lock-free copy (each async call is a loop over the blocking end's
+//! non-blocking call), and when the ring is full (empty) they announce the
+//! wait, re-check, and await the wake-up eventfd and the liveness
+//! descriptor together instead of blocking the thread: the protocol of
+//! `endpoint::park`, awaited. Wrap calls in `tokio::time::timeout` for a
+//! deadline; dropping a pending call is safe (the announcement is
+//! withdrawn).
 
 use std::os::fd::{AsFd, OwnedFd};
 
 use eventfd_notify::{AsyncWaiter, Waiter};
-use spsc_core::WaitCheck;
+use spsc_core::{Record, Reservation, WaitCheck};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
+use crate::elements::receiver::Data;
+use crate::elements::sender::Room;
 use crate::endpoint::link::Link;
+use crate::endpoint::park::Side;
+use crate::endpoint::Endpoint;
 use crate::error::Error;
-use crate::Element;
-use crate::{MsgReceiver, MsgSender, Receiver, Sender};
-use spsc_core::{Record, Reservation};
+use crate::messages::receiver::MsgData;
+use crate::messages::sender::MsgRoom;
+use crate::setup::Kind;
+use crate::{Element, MsgReceiver, MsgSender, Receiver, Sender};
 
 /// What the async ends await besides the ring: the wake-up eventfd (a
-/// duplicate of the blocking end's) and the liveness socket.
+/// duplicate of the blocking end's) and the liveness descriptor.
 #[derive(Debug)]
 struct Reactor {
     wake: AsyncWaiter,
@@ -29,9 +36,9 @@ struct Reactor {
 }
 
 impl Reactor {
-    fn new(waiter: &Waiter, link: &Link) -> Result<Self, Error> {
-        let wake = AsyncWaiter::new(Waiter::from_received(waiter.try_clone_fd()?)?)?;
-        let live = match link.sock() {
+    fn new<K: Kind>(end: &Endpoint<K>) -> Result<Self, Error> {
+        let wake = AsyncWaiter::new(Waiter::from_received(end.parts.wait_own.try_clone_fd()?)?)?;
+        let live = match end.link.sock() {
             Some(sock) => {
                 let dup = sock.as_fd().try_clone_to_owned().map_err(Error::from)?;
                 // SAFETY: the `AsyncFd` owns `dup` for its whole life and
@@ -45,28 +52,60 @@ impl Reactor {
         Ok(Self { wake, live })
     }
 
-    /// Waits for a wake-up or a hang-up. Returns `true` if the peer is gone.
-    async fn wait(&self, link: &mut Link) -> Result<bool, Error> {
+    /// Waits for a wake-up or for the liveness descriptor to signal (which
+    /// `Link::check` then decides, and records, as the peer being gone).
+    async fn wait(&self, link: &mut Link) -> Result<(), Error> {
         let Some(live) = &self.live else {
             self.wake.wait().await?;
-            return Ok(false);
+            return Ok(());
         };
         loop {
             tokio::select! {
                 r = self.wake.wait() => {
                     r?;
-                    return Ok(false);
+                    return Ok(());
                 }
                 r = live.readable() => {
                     let mut guard = r.map_err(Error::from)?;
                     if link.check() {
-                        return Ok(true);
+                        return Ok(());
                     }
                     // Spurious readiness: `Link::check` found the socket
                     // silent (anything readable means the peer is gone).
                     guard.clear_ready();
                 }
             }
+        }
+    }
+
+    /// The one async loop of every end: `attempt` is the blocking end's
+    /// non-blocking call (`Some` when done); while it finds nothing to do,
+    /// announce the wait on `side`, re-check, and await. A gone peer is
+    /// reported by the next attempt (after what it committed).
+    async fn drive<K: Kind, W, R>(
+        &self,
+        inner: &mut W,
+        end: fn(&mut W) -> &mut Endpoint<K>,
+        mut attempt: impl FnMut(&mut W) -> Result<Option<R>, Error>,
+        mut side: impl Side<K::Half>,
+    ) -> Result<R, Error> {
+        loop {
+            // A cooperative yield point: a ring that is always ready (or a
+            // peer that floods wake-ups) must not starve the other tasks
+            // of this runtime, nor a `tokio::time::timeout` around us.
+            tokio::task::coop::consume_budget().await;
+            if let Some(out) = attempt(inner)? {
+                return Ok(out);
+            }
+            let Endpoint { half, link, .. } = end(inner);
+            if side.prepare_wait(half)? == WaitCheck::Ready {
+                continue;
+            }
+            // Withdraw the announcement when done, or when this future is
+            // dropped mid-wait.
+            let mut finish = || side.finish_wait(half);
+            let _announced = Announced(&mut finish);
+            self.wait(link).await?;
         }
     }
 }
@@ -95,29 +134,87 @@ pub struct AsyncReceiver<T: Element> {
     reactor: Reactor,
 }
 
-impl<T: Element> Sender<T> {
-    /// Turns this end into an async one. Must be called inside a tokio
-    /// runtime (with I/O enabled).
-    pub fn into_async(self) -> Result<AsyncSender<T>, Error> {
-        let reactor = Reactor::new(&self.end.parts.wait_own, &self.end.link)?;
-        Ok(AsyncSender {
-            inner: self,
-            reactor,
-        })
-    }
+/// The async sending end of a message ring; see [`MsgSender::into_async`].
+#[derive(Debug)]
+pub struct AsyncMsgSender {
+    inner: MsgSender,
+    reactor: Reactor,
 }
 
-impl<T: Element> Receiver<T> {
-    /// Turns this end into an async one. Must be called inside a tokio
-    /// runtime (with I/O enabled).
-    pub fn into_async(self) -> Result<AsyncReceiver<T>, Error> {
-        let reactor = Reactor::new(&self.end.parts.wait_own, &self.end.link)?;
-        Ok(AsyncReceiver {
-            inner: self,
-            reactor,
-        })
-    }
+/// The async receiving end of a message ring; see
+/// [`MsgReceiver::into_async`].
+#[derive(Debug)]
+pub struct AsyncMsgReceiver {
+    inner: MsgReceiver,
+    reactor: Reactor,
 }
+
+/// `into_async`, `get_mut` and `into_inner`, written once for the four
+/// async ends.
+macro_rules! async_end {
+    (impl[$($gen:tt)*] $blocking:ty => $async:ident $(<$t:ident>)?, example: $example:literal) => {
+        impl<$($gen)*> $blocking {
+            #[doc = concat!(
+                "Turns this end into an async one. Must be called inside a tokio runtime ",
+                "(with I/O enabled).\n\n",
+                "```\n",
+                "# #[tokio::main(flavor = \"current_thread\")]\n",
+                "# async fn main() -> Result<(), sharedring::Error> {\n",
+                $example, "\n",
+                "let this_end = this_end.into_async()?;\n",
+                "# drop((this_end, peer_end));\n",
+                "# Ok(()) }\n",
+                "```",
+            )]
+            pub fn into_async(self) -> Result<$async $(<$t>)?, Error> {
+                let reactor = Reactor::new(&self.end)?;
+                Ok($async { inner: self, reactor })
+            }
+        }
+
+        impl<$($gen)*> $async $(<$t>)? {
+            #[doc = concat!(
+                "The blocking end inside, for its non-blocking calls (and chunks).\n\n",
+                "```\n",
+                "# #[tokio::main(flavor = \"current_thread\")]\n",
+                "# async fn main() -> Result<(), sharedring::Error> {\n",
+                $example, "\n",
+                "let mut this_end = this_end.into_async()?;\n",
+                "assert!(!this_end.get_mut().is_peer_gone());\n",
+                "# drop((this_end, peer_end));\n",
+                "# Ok(()) }\n",
+                "```",
+            )]
+            pub fn get_mut(&mut self) -> &mut $blocking {
+                &mut self.inner
+            }
+
+            #[doc = concat!(
+                "The blocking end back.\n\n",
+                "```\n",
+                "# #[tokio::main(flavor = \"current_thread\")]\n",
+                "# async fn main() -> Result<(), sharedring::Error> {\n",
+                $example, "\n",
+                "let this_end = this_end.into_async()?.into_inner();\n",
+                "# drop((this_end, peer_end));\n",
+                "# Ok(()) }\n",
+                "```",
+            )]
+            pub fn into_inner(self) -> $blocking {
+                self.inner
+            }
+        }
+    };
+}
+
+async_end!(impl[T: Element] Sender<T> => AsyncSender<T>,
+    example: "let (this_end, peer_end) = sharedring::channel::<u64>(64)?;");
+async_end!(impl[T: Element] Receiver<T> => AsyncReceiver<T>,
+    example: "let (peer_end, this_end) = sharedring::channel::<u64>(64)?;");
+async_end!(impl[] MsgSender => AsyncMsgSender,
+    example: "let (this_end, peer_end) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;");
+async_end!(impl[] MsgReceiver => AsyncMsgReceiver,
+    example: "let (peer_end, this_end) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;");
 
 impl<T: Element> AsyncSender<T> {
     /// Sends all of `src`, awaiting room while the ring is full.
@@ -141,176 +238,80 @@ impl<T: Element> AsyncSender<T> {
     /// ```
     pub async fn send(&mut self, src: &[T]) -> Result<(), Error> {
         let mut sent = 0;
-        while sent < src.len() {
-            // A cooperative yield point: a ring that is always ready (or a
-            // peer that floods wake-ups) must not starve the other tasks
-            // of this runtime, nor a `tokio::time::timeout` around us.
-            tokio::task::coop::consume_budget().await;
-            sent += self.inner.try_send(&src[sent..])?;
-            if sent == src.len() {
-                break;
-            }
-            let producer = &mut self.inner.end.half;
-            if producer.prepare_wait(1)? == WaitCheck::Ready {
-                continue;
-            }
-            let mut finish = || producer.finish_wait();
-            let _announced = Announced(&mut finish);
-            if self.reactor.wait(&mut self.inner.end.link).await? {
-                self.inner.end.link.set_gone();
-                return Err(Error::PeerGone);
-            }
-        }
-        Ok(())
-    }
-
-    /// The blocking end inside, for non-blocking calls and chunks.
-    pub fn get_mut(&mut self) -> &mut Sender<T> {
-        &mut self.inner
-    }
-
-    /// The blocking end back.
-    pub fn into_inner(self) -> Sender<T> {
-        self.inner
+        let attempt = |tx: &mut Sender<T>| {
+            sent += tx.try_send(&src[sent..])?;
+            Ok((sent == src.len()).then_some(()))
+        };
+        self.reactor
+            .drive(&mut self.inner, |tx| &mut tx.end, attempt, Room { want: 1 })
+            .await
     }
 }
 
 impl<T: Element> AsyncReceiver<T> {
     /// Receives at least one element into `dst`, awaiting data while the
     /// ring is empty; `PeerGone` once the peer is gone and the ring drained.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sharedring::Error> {
+    /// let (tx, rx) = sharedring::channel::<u8>(64)?;
+    /// let (mut tx, mut rx) = (tx.into_async()?, rx.into_async()?);
+    /// tx.send(b"abc").await?;
+    /// let mut buf = [0u8; 8];
+    /// assert_eq!(rx.recv(&mut buf).await?, 3);
+    /// # Ok(()) }
+    /// ```
     pub async fn recv(&mut self, dst: &mut [T]) -> Result<usize, Error> {
         if dst.is_empty() {
             return Ok(0);
         }
-        loop {
-            // A cooperative yield point: a ring that is always ready (or a
-            // peer that floods wake-ups) must not starve the other tasks
-            // of this runtime, nor a `tokio::time::timeout` around us.
-            tokio::task::coop::consume_budget().await;
-            let n = self.inner.try_recv(dst)?;
-            if n > 0 {
-                return Ok(n);
-            }
-            let consumer = &mut self.inner.end.half;
-            if consumer.prepare_wait()? == WaitCheck::Ready {
-                continue;
-            }
-            let mut finish = || consumer.finish_wait();
-            let announced = Announced(&mut finish);
-            let gone = self.reactor.wait(&mut self.inner.end.link).await?;
-            drop(announced);
-            if gone {
-                self.inner.end.link.set_gone();
-                // Drain what the peer committed before it went.
-                let n = self.inner.end.half.pop_slice(dst)?;
-                return if n > 0 { Ok(n) } else { Err(Error::PeerGone) };
-            }
-        }
-    }
-
-    /// The blocking end inside, for non-blocking calls and chunks.
-    pub fn get_mut(&mut self) -> &mut Receiver<T> {
-        &mut self.inner
-    }
-
-    /// The blocking end back.
-    pub fn into_inner(self) -> Receiver<T> {
-        self.inner
-    }
-}
-
-/// The async sending end of a message ring; see [`MsgSender::into_async`].
-#[derive(Debug)]
-pub struct AsyncMsgSender {
-    inner: MsgSender,
-    reactor: Reactor,
-}
-
-/// The async receiving end of a message ring; see
-/// [`MsgReceiver::into_async`].
-#[derive(Debug)]
-pub struct AsyncMsgReceiver {
-    inner: MsgReceiver,
-    reactor: Reactor,
-}
-
-impl MsgSender {
-    /// Turns this end into an async one (inside a tokio runtime).
-    pub fn into_async(self) -> Result<AsyncMsgSender, Error> {
-        let reactor = Reactor::new(&self.end.parts.wait_own, &self.end.link)?;
-        Ok(AsyncMsgSender {
-            inner: self,
-            reactor,
-        })
-    }
-}
-
-impl MsgReceiver {
-    /// Turns this end into an async one (inside a tokio runtime).
-    pub fn into_async(self) -> Result<AsyncMsgReceiver, Error> {
-        let reactor = Reactor::new(&self.end.parts.wait_own, &self.end.link)?;
-        Ok(AsyncMsgReceiver {
-            inner: self,
-            reactor,
-        })
+        let attempt = |rx: &mut Receiver<T>| Ok(Some(rx.try_recv(dst)?).filter(|&n| n > 0));
+        self.reactor
+            .drive(&mut self.inner, |rx| &mut rx.end, attempt, Data)
+            .await
     }
 }
 
 impl AsyncMsgSender {
     /// Sends `msg`, awaiting room.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sharedring::Error> {
+    /// let (tx, rx) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;
+    /// let (mut tx, mut rx) = (tx.into_async()?, rx.into_async()?);
+    /// tx.send(b"hi").await?;
+    /// assert_eq!(rx.recv(&mut Vec::new()).await?, 2);
+    /// # Ok(()) }
+    /// ```
     pub async fn send(&mut self, msg: &[u8]) -> Result<(), Error> {
         self.send_with(msg.len(), |r| r.copy_from_slice(msg)).await
     }
 
     /// Reserves `len` bytes (awaiting room), lets `fill` write the message
     /// in place, and sends it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sharedring::Error> {
+    /// let (tx, rx) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;
+    /// let (mut tx, mut rx) = (tx.into_async()?, rx.into_async()?);
+    /// tx.send_with(3, |r| r.copy_from_slice(b"xyz")).await?;
+    /// assert_eq!(rx.recv(&mut Vec::new()).await?, 3);
+    /// # Ok(()) }
+    /// ```
     pub async fn send_with<R>(
         &mut self,
         len: usize,
         fill: impl FnOnce(&mut Reservation<'_>) -> R,
     ) -> Result<R, Error> {
         let mut fill = Some(fill);
-        loop {
-            // A cooperative yield point: a ring that is always ready (or a
-            // peer that floods wake-ups) must not starve the other tasks
-            // of this runtime, nor a `tokio::time::timeout` around us.
-            tokio::task::coop::consume_budget().await;
-            if let Some(out) = self
-                .inner
-                .try_send_with(len, |r| (fill.take().expect("filled once"))(r))?
-            {
-                return Ok(out);
-            }
-            let producer = &mut self.inner.end.half;
-            if producer.prepare_wait(len)? == WaitCheck::Ready {
-                continue;
-            }
-            let mut finish = || producer.finish_wait();
-            let _announced = Announced(&mut finish);
-            if self.reactor.wait(&mut self.inner.end.link).await? {
-                self.inner.end.link.set_gone();
-                return Err(Error::PeerGone);
-            }
-        }
-    }
-
-    /// The blocking end inside, for non-blocking calls.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), sharedring::Error> {
-    /// let (tx, _rx) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;
-    /// let mut tx = tx.into_async()?;
-    /// assert!(tx.get_mut().try_send(b"now")?);
-    /// # Ok(()) }
-    /// ```
-    pub fn get_mut(&mut self) -> &mut MsgSender {
-        &mut self.inner
-    }
-
-    /// The blocking end back.
-    pub fn into_inner(self) -> MsgSender {
-        self.inner
+        let attempt =
+            |tx: &mut MsgSender| tx.try_send_with(len, |r| (fill.take().expect("filled once"))(r));
+        self.reactor
+            .drive(&mut self.inner, |tx| &mut tx.end, attempt, MsgRoom { len })
+            .await
     }
 }
 
@@ -366,53 +367,12 @@ impl AsyncMsgReceiver {
             .await
     }
 
-    /// The one async receive: tries `attempt` (a non-blocking receive of
-    /// the blocking end), and awaits a wake-up or the peer's end while the
-    /// ring is empty.
     async fn take<R>(
         &mut self,
-        mut attempt: impl FnMut(&mut MsgReceiver) -> Result<Option<R>, Error>,
+        attempt: impl FnMut(&mut MsgReceiver) -> Result<Option<R>, Error>,
     ) -> Result<R, Error> {
-        loop {
-            // A cooperative yield point: a ring that is always ready (or a
-            // peer that floods wake-ups) must not starve the other tasks
-            // of this runtime, nor a `tokio::time::timeout` around us.
-            tokio::task::coop::consume_budget().await;
-            if let Some(out) = attempt(&mut self.inner)? {
-                return Ok(out);
-            }
-            let consumer = &mut self.inner.end.half;
-            if consumer.prepare_wait()? == WaitCheck::Ready {
-                continue;
-            }
-            let mut finish = || consumer.finish_wait();
-            let announced = Announced(&mut finish);
-            let gone = self.reactor.wait(&mut self.inner.end.link).await?;
-            drop(announced);
-            if gone {
-                // The next try drains what the peer committed, then says
-                // PeerGone.
-                self.inner.end.link.set_gone();
-            }
-        }
-    }
-
-    /// The blocking end inside, for non-blocking calls.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), sharedring::Error> {
-    /// let (_tx, rx) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;
-    /// let mut rx = rx.into_async()?;
-    /// assert_eq!(rx.get_mut().try_recv(&mut Vec::new())?, None);
-    /// # Ok(()) }
-    /// ```
-    pub fn get_mut(&mut self) -> &mut MsgReceiver {
-        &mut self.inner
-    }
-
-    /// The blocking end back.
-    pub fn into_inner(self) -> MsgReceiver {
-        self.inner
+        self.reactor
+            .drive(&mut self.inner, |rx| &mut rx.end, attempt, MsgData)
+            .await
     }
 }

@@ -14,8 +14,8 @@ use crate::setup::checks::{check_elements, contract_of};
 use crate::setup::{Geometry, Kind, Role, Setup};
 
 pub(crate) mod element;
-mod receiver;
-mod sender;
+pub(crate) mod receiver;
+pub(crate) mod sender;
 
 pub use element::{Element, TypeTag};
 pub use receiver::{Receiver, RecvChunk};

@@ -43,7 +43,7 @@ ring_end! {
 }
 
 /// The consumer as the blocking loop sees it: ready when data is there.
-struct Data;
+pub(crate) struct Data;
 
 impl<T: Element> Side<Consumer<T>> for Data {
     fn ready(&mut self, consumer: &mut Consumer<T>) -> Result<bool, Corruption> {

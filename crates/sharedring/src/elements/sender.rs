@@ -43,8 +43,8 @@ ring_end! {
 
 /// The producer as the blocking loop sees it: ready when `want` slots are
 /// free.
-struct Room {
-    want: usize,
+pub(crate) struct Room {
+    pub(crate) want: usize,
 }
 
 impl<T: Element> Side<Producer<T>> for Room {

@@ -15,8 +15,8 @@ use crate::options::{Options, DEFAULT_MAX_MSG};
 use crate::setup::checks::check_messages;
 use crate::setup::{Geometry, Kind, Role, Setup};
 
-mod receiver;
-mod sender;
+pub(crate) mod receiver;
+pub(crate) mod sender;
 
 pub use receiver::MsgReceiver;
 pub use sender::MsgSender;

@@ -46,7 +46,7 @@ ring_end! {
 }
 
 /// Ready when a record is published.
-struct MsgData;
+pub(crate) struct MsgData;
 
 impl Side<MsgConsumer> for MsgData {
     fn ready(&mut self, consumer: &mut MsgConsumer) -> Result<bool, Corruption> {

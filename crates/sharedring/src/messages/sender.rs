@@ -43,8 +43,8 @@ ring_end! {
 }
 
 /// Ready when a record of `len` bytes can be reserved.
-struct MsgRoom {
-    len: usize,
+pub(crate) struct MsgRoom {
+    pub(crate) len: usize,
 }
 
 impl Side<MsgProducer> for MsgRoom {
