@@ -89,6 +89,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod bus;
 mod client;
 mod end;
 mod error;
