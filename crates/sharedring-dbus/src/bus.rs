@@ -8,13 +8,11 @@
 //! bus daemon with the stock session policy relays replies that nobody
 //! requested, and serials are easy to predict (one process-wide counter).
 //! So any third connection on the bus could answer our calls. zbus has no
-//! option to tie a reply to its sender, and `MatchRule::matches` ignores a
-//! well-known sender such as `org.freedesktop.DBus` ("We can't match
-//! against a well-known name"), so a match rule cannot do it either. We
-//! found no upstream report of the reply-sender exposure; the closest,
-//! z-galaxy/zbus#1966, was answered with "send the message yourself and
-//! read the reply from a `MessageStream`", which is what [`call`] does,
-//! checking the reply serial *and* the sender.
+//! option to tie a reply to its sender, and a match rule cannot name a
+//! reply serial. We found no upstream report of the reply-sender
+//! exposure; the closest, z-galaxy/zbus#1966, was answered with "send the
+//! message yourself and read the reply from a `MessageStream`", which is
+//! what [`call`] does, checking the reply serial *and* the sender.
 //!
 //! The daemon sets the sender field of every message it relays to the
 //! sending connection's unique name, and its own messages carry

@@ -16,12 +16,15 @@
 //!
 //! Only the daemon's own signal counts. Any connection can send a
 //! `NameOwnerChanged` signal straight to us (a unicast signal is delivered
-//! whatever our match rules say), and zbus's own signal streams believe
-//! it: `MatchRule::matches` skips a well-known sender, and the proxy's
-//! stream for `org.freedesktop.DBus` takes a `NameOwnerChanged` for that
-//! name from anyone as a change of who may send its signals. So we read
-//! the connection's messages ourselves and check the sender field, which
-//! the daemon sets.
+//! whatever our match rules say), so we check the sender field, which the
+//! daemon sets. We read the connection's messages ourselves rather than
+//! through a zbus signal stream: zbus adds the match rule for such a
+//! stream with its own `AddMatch` call, whose reply it takes by serial
+//! alone (see `bus.rs`), so a third connection could make the
+//! subscription fail with a forged error. Our `AddMatch` reply is
+//! believed only from the daemon. The cost: every message on the
+//! connection wakes every watcher thread of that connection (ring setup
+//! is the only D-Bus traffic a ring causes).
 //!
 //! The watcher ends, removing its match rule and closing our end of the
 //! hang-up socket (which tells the peer), when the ring drops its end.
