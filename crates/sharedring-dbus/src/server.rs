@@ -84,6 +84,12 @@ impl<E: RingEnd> std::fmt::Debug for RingServer<E> {
 impl<E: RingEnd> RingServer<E> {
     /// Exports the ring interface at `path` on `conn`. Rings are created
     /// with `opts`. Fails if `path` already has the interface.
+    ///
+    /// Returns once a call through the bus reaches the object (it pings
+    /// itself: zbus starts its object server lazily, and a call that came
+    /// earlier would be lost); fails if that takes longer than
+    /// [`sharedring::DEFAULT_HANDSHAKE_TIMEOUT`], which means the
+    /// connection's executor does not run.
     pub fn serve(
         conn: &zbus::blocking::Connection,
         path: &str,
