@@ -51,7 +51,7 @@ type MakeRing = dyn Fn(OwnedFd, Caller) -> Result<Offer, RingError> + Send + Syn
 /// object from the connection; rings already accepted live on.
 ///
 /// ```no_run
-/// use std::time::{Duration, Instant};
+/// use std::time::Duration;
 /// use sharedring::{Options, Receiver};
 /// use sharedring_dbus::{RingServer, DEFAULT_PATH};
 ///
