@@ -6,10 +6,10 @@ use std::os::unix::net::UnixStream;
 
 use futures_lite::future;
 use sharedring::{HandshakeError, Offer, Options, PeerFds, DEFAULT_HANDSHAKE_TIMEOUT};
-use zbus::fdo::DBusProxy;
 use zbus::names::{BusName, UniqueName};
 use zbus::zvariant;
 
+use crate::bus::{self, Replier};
 use crate::end::{self, RingEnd};
 use crate::error::Error;
 use crate::watch::Subscription;
@@ -44,8 +44,13 @@ const REPLY_FDS: usize = 4;
 ///
 /// A well-known name is resolved to its owner's unique name first, and
 /// the call goes to that unique name: the ring comes from the connection
-/// we watch. From then on the ring reports [`sharedring::Error::PeerGone`]
-/// once the peer leaves the bus (`NameOwnerChanged`), like a hang-up.
+/// we watch. Every reply is believed only from the connection that must
+/// send it (the daemon for the name lookup and the subscription, the peer
+/// for the ring; the bus sets each message's sender): replies from any
+/// other connection on the bus are dropped and the true one is awaited.
+/// From then on the ring reports [`sharedring::Error::PeerGone`] once the
+/// peer leaves the bus (`NameOwnerChanged` from the daemon), like a
+/// hang-up.
 ///
 /// The call waits at most [`DEFAULT_HANDSHAKE_TIMEOUT`] for the answer.
 ///
@@ -95,23 +100,18 @@ async fn open_inner<E: RingEnd>(
     opts: &Options,
 ) -> Result<E, Error> {
     let dest = BusName::try_from(destination).map_err(zbus::Error::from)?;
+    // The owner of a well-known name is resolved once, by the daemon; from
+    // then on the peer is that unique name, and only it may answer.
     let peer: UniqueName<'static> = match dest {
         BusName::Unique(u) => u.to_owned(),
-        BusName::WellKnown(_) => DBusProxy::new(conn)
-            .await?
-            .get_name_owner(dest)
-            .await?
-            .into_inner(),
+        BusName::WellKnown(_) => bus::get_name_owner(conn, &dest).await?.into_inner(),
     };
-    let subscription = Subscription::new(conn, &peer).await?;
-    let reply = conn
-        .call_method(
-            Some(BusName::from(peer.as_ref())),
-            path,
-            Some(INTERFACE),
-            METHOD,
-            &(end::code(E::END), E::ELEM_SIZE as u32),
-        )
+    let mut subscription = Subscription::new(conn, &peer).await?;
+    let replier = Replier::Peer(&peer);
+    let call = bus::method_call(replier, path, INTERFACE, METHOD)?
+        .build(&(end::code(E::END), E::ELEM_SIZE as u32))?;
+    let reply = subscription
+        .guard(async { Ok(bus::call(conn, replier, call).await?) })
         .await?;
     let (offer, hangup) = parse_reply::<E>(&reply)?;
     drop(reply);

@@ -8,7 +8,11 @@
 //! the side that receives them validates all of it exactly as on the
 //! Unix-socket path ([`sharedring::Sender::from_offer`]). Neither side
 //! trusts the other; the bus daemon is trusted to route messages and to
-//! report who called and who left.
+//! report who called and who left. Other connections on the bus are not
+//! trusted at all: every reply and signal this crate acts on is checked to
+//! come from the connection that must send it (the sender field, which the
+//! daemon sets), so a third connection's forged replies and signals are
+//! dropped (see `docs/THREAT-MODEL.md`).
 //!
 //! ```no_run
 //! use sharedring::{Options, Receiver, Sender};
@@ -68,7 +72,7 @@
 //! A ring notices a dead peer by the hang-up of its liveness descriptor.
 //! Over D-Bus each side makes that descriptor itself: one end of a socket
 //! pair goes to the ring, the other to a watcher thread subscribed to the
-//! bus's `NameOwnerChanged` signal for the peer's unique name, which drops
+//! daemon's `NameOwnerChanged` signal for the peer's unique name, which drops
 //! its end when the name loses its owner (the peer exited, was killed, or
 //! closed its connection), or when the ring's `hangup` socket hangs up (the
 //! peer dropped its end of the ring but stays on the bus). The ring then
@@ -89,6 +93,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod bus;
 mod client;
 mod end;
 mod error;

@@ -1,7 +1,7 @@
 //! A private `dbus-daemon` for tests, examples and benchmarks.
 
 use std::fs::DirBuilder;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -51,12 +51,15 @@ impl PrivateBus {
 
     fn spawn(dir: &Path) -> io::Result<(Child, String)> {
         let listen = format!("unix:path={}", dir.join("bus").display());
+        // The daemon's complaints go to a file: a pipe that nobody reads
+        // once the daemon runs would stall it when full.
+        let log = dir.join("dbus-daemon.log");
         let mut daemon = Command::new("dbus-daemon")
             .args(["--session", "--nofork", "--nopidfile", "--print-address"])
             .arg(format!("--address={listen}"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(std::fs::File::create(&log)?)
             .spawn()
             .map_err(|e| {
                 io::Error::new(
@@ -75,11 +78,8 @@ impl PrivateBus {
         let address = line.trim().to_owned();
         if read.is_err() || address.is_empty() {
             let _ = daemon.kill();
-            let mut why = String::new();
-            if let Some(mut err) = daemon.stderr.take() {
-                let _ = err.read_to_string(&mut why);
-            }
             let _ = daemon.wait();
+            let why = std::fs::read_to_string(&log).unwrap_or_default();
             return Err(io::Error::other(format!(
                 "dbus-daemon did not start: {}",
                 why.trim()

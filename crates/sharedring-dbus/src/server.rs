@@ -4,14 +4,15 @@
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{self, Receiver as Queue, RecvTimeoutError, SyncSender, TrySendError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sharedring::{End, Offer, Options};
-use zbus::fdo::DBusProxy;
+use futures_lite::future;
+use sharedring::{End, Offer, Options, DEFAULT_HANDSHAKE_TIMEOUT};
 use zbus::message::Header;
-use zbus::names::{BusName, OwnedUniqueName};
+use zbus::names::OwnedUniqueName;
 use zbus::zvariant::{self, OwnedObjectPath};
 
+use crate::bus::{self, Replier};
 use crate::end::{self, RingEnd};
 use crate::error::Error;
 use crate::watch::Subscription;
@@ -23,7 +24,9 @@ use crate::{FLAG_HUGETLB, INTERFACE};
 pub const BACKLOG: usize = 16;
 
 /// Who asked for a ring, as the bus daemon reports it (the daemon, not the
-/// caller, vouches for these values).
+/// caller, vouches for these values: the name is the sender field the
+/// daemon set on the call, and `uid` and `pid` come from a
+/// `GetConnectionCredentials` reply that is believed only from the daemon).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// The caller's unique bus name; the ring reports
@@ -81,6 +84,12 @@ impl<E: RingEnd> std::fmt::Debug for RingServer<E> {
 impl<E: RingEnd> RingServer<E> {
     /// Exports the ring interface at `path` on `conn`. Rings are created
     /// with `opts`. Fails if `path` already has the interface.
+    ///
+    /// Returns once a call through the bus reaches the object (it pings
+    /// itself: zbus starts its object server lazily, and a call that came
+    /// earlier would be lost); fails if that takes longer than
+    /// [`sharedring::DEFAULT_HANDSHAKE_TIMEOUT`], which means the
+    /// connection's executor does not run.
     pub fn serve(
         conn: &zbus::blocking::Connection,
         path: &str,
@@ -102,11 +111,14 @@ impl<E: RingEnd> RingServer<E> {
             )))
             .into());
         }
-        Ok(Self {
+        let server = Self {
             conn: conn.clone(),
             path,
             queue,
-        })
+        };
+        // Dropping `server` on failure removes the object again.
+        zbus::block_on(await_dispatch(conn.inner(), &server.path))?;
+        Ok(server)
     }
 
     /// Waits for the next caller's ring, at most `timeout` (`None`:
@@ -140,6 +152,44 @@ impl<E: RingEnd> Drop for RingServer<E> {
             .conn
             .object_server()
             .remove::<RingObject, _>(&self.path);
+    }
+}
+
+/// Returns once our object server answers calls that come through the bus.
+///
+/// zbus starts a connection's object server task on first use and does
+/// not wait for it to listen: a call that arrives before it does is lost,
+/// and its caller waits for its timeout (see z-galaxy/zbus#1109). So we
+/// ping our own object through the bus until it answers. If the daemon
+/// refuses to route the ping (a policy that forbids calling ourselves),
+/// we cannot tell and go on.
+async fn await_dispatch(conn: &zbus::Connection, path: &OwnedObjectPath) -> Result<(), Error> {
+    let Some(me) = conn.unique_name() else {
+        return Ok(());
+    };
+    let me = Replier::Peer(me);
+    let deadline = Instant::now() + DEFAULT_HANDSHAKE_TIMEOUT;
+    let mut wait = Duration::from_millis(20);
+    loop {
+        let ping =
+            bus::method_call(me, path.as_str(), "org.freedesktop.DBus.Peer", "Ping")?.build(&())?;
+        let answer = future::or(async { Some(bus::call(conn, me, ping).await) }, async {
+            async_io::Timer::after(wait).await;
+            None
+        })
+        .await;
+        match answer {
+            Some(Ok(_) | Err(zbus::Error::MethodError(..))) => return Ok(()),
+            Some(Err(e)) => return Err(e.into()),
+            None if Instant::now() >= deadline => {
+                return Err(zbus::Error::Failure(format!(
+                    "our own object server did not answer a ping at {path} within \
+                     {DEFAULT_HANDSHAKE_TIMEOUT:?}: is the connection's executor running?"
+                ))
+                .into())
+            }
+            None => wait = (wait * 2).min(Duration::from_secs(1)),
+        }
     }
 }
 
@@ -236,11 +286,23 @@ impl RingObject {
         let Some(sender) = header.sender() else {
             return Err(RingError::Failed("the call has no sender".into()));
         };
-        let caller = caller(conn, sender.to_owned().into()).await;
-        let subscription = Subscription::new(conn, sender).await.map_err(|e| match e {
-            Error::PeerGone => RingError::Gone(format!("{sender} left the bus")),
-            e => RingError::Failed(e.to_string()),
-        })?;
+        // The daemon's answers about the caller, each believed only from
+        // the daemon, within the deadline a client has for the whole call.
+        let setup = async {
+            let caller = caller(conn, sender.to_owned().into()).await;
+            let subscription = Subscription::new(conn, sender).await.map_err(|e| match e {
+                Error::PeerGone => RingError::Gone(format!("{sender} left the bus")),
+                e => RingError::Failed(e.to_string()),
+            })?;
+            Ok((caller, subscription))
+        };
+        let timer = async {
+            async_io::Timer::after(DEFAULT_HANDSHAKE_TIMEOUT).await;
+            Err(RingError::Failed(format!(
+                "the bus daemon did not answer about {sender} within {DEFAULT_HANDSHAKE_TIMEOUT:?}"
+            )))
+        };
+        let (caller, subscription) = future::or(setup, timer).await?;
         let (ours, theirs) = UnixStream::pair().map_err(|e| RingError::Failed(e.to_string()))?;
         let liveness = subscription
             .start(ours)
@@ -261,15 +323,11 @@ impl RingObject {
 }
 
 /// The caller's identity, from the daemon (missing values stay `None`: the
-/// call is not refused because the daemon could not tell).
+/// call is not refused because the daemon could not tell). Only the
+/// daemon's reply counts: the caller itself could send one with the same
+/// serial.
 async fn caller(conn: &zbus::Connection, name: OwnedUniqueName) -> Caller {
-    let creds = match DBusProxy::new(conn).await {
-        Ok(dbus) => dbus
-            .get_connection_credentials(BusName::from(name.as_ref()))
-            .await
-            .ok(),
-        Err(_) => None,
-    };
+    let creds = bus::connection_credentials(conn, &name).await.ok();
     Caller {
         uid: creds.as_ref().and_then(|c| c.unix_user_id()),
         pid: creds.as_ref().and_then(|c| c.process_id()),

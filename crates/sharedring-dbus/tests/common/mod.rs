@@ -100,13 +100,127 @@ pub fn fd_count() -> usize {
 /// asynchronous) until the count is back to `baseline`, and returns the
 /// last count seen.
 pub fn settled_fd_count(baseline: usize) -> usize {
+    settled(baseline, fd_count)
+}
+
+/// The number of threads this process has.
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .count()
+}
+
+/// The names of this process's threads, for a message about a leak.
+pub fn thread_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits (generously) until `count()` is back to `baseline`, and returns
+/// the last count seen.
+pub fn settled(baseline: usize, count: fn() -> usize) -> usize {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let n = fd_count();
+        let n = count();
         if n == baseline || Instant::now() >= deadline {
             return n;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Descriptors and threads of this process, once both have stopped
+/// changing (threads of finished setups and of zbus's helpers end
+/// asynchronously).
+pub fn quiet_baseline() -> (usize, usize) {
+    let mut last = (fd_count(), thread_count());
+    let mut stable_since = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = (fd_count(), thread_count());
+        if now != last {
+            last = now;
+            stable_since = Instant::now();
+        } else if stable_since.elapsed() >= Duration::from_millis(500) || Instant::now() >= deadline
+        {
+            return now;
+        }
+    }
+}
+
+/// Asserts that descriptors and threads are back to `baseline` (from
+/// [`quiet_baseline`]).
+pub fn assert_back_to(baseline: (usize, usize), before_names: &[String]) {
+    let fds = settled(baseline.0, fd_count);
+    let threads = settled(baseline.1, thread_count);
+    assert_eq!(fds, baseline.0, "descriptors leaked");
+    assert_eq!(
+        threads,
+        baseline.1,
+        "threads leaked: before {before_names:?}, after {:?}",
+        thread_names()
+    );
+}
+
+/// Our user id, as the kernel reports it (the owner of `/proc/self`).
+pub fn our_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").expect("/proc/self").uid()
+}
+
+/// Messages as a third connection on the bus forges them: replies to
+/// calls it never received, to any reply serial, and signals sent
+/// straight to a victim. Each claims to come from `claimed` (the party
+/// it impersonates); the daemon overwrites that field with the forger's
+/// unique name, which is the point of these tests.
+pub mod forge {
+    use std::num::NonZeroU32;
+
+    use sharedring_dbus::zbus::message::Builder;
+    use sharedring_dbus::zbus::Message;
+
+    /// A method call as if `victim` had sent it: the template that
+    /// replies are addressed from.
+    pub fn template(victim: &str) -> Message {
+        Message::method_call("/", "Forged")
+            .unwrap()
+            .sender(victim)
+            .unwrap()
+            .build(&())
+            .unwrap()
+    }
+
+    /// A method return to `template`'s victim for the call with serial
+    /// `serial`, claiming to come from `claimed`.
+    pub fn method_return(template: &Message, serial: u32, claimed: &str) -> Builder<'static> {
+        Message::method_return(&template.header())
+            .unwrap()
+            .reply_serial(NonZeroU32::new(serial))
+            .sender(claimed.to_owned())
+            .unwrap()
+    }
+
+    /// An error reply `name`, likewise.
+    pub fn error(template: &Message, serial: u32, claimed: &str, name: &str) -> Message {
+        Message::error(&template.header(), name.to_owned())
+            .unwrap()
+            .reply_serial(NonZeroU32::new(serial))
+            .sender(claimed.to_owned())
+            .unwrap()
+            .build(&("forged",))
+            .unwrap()
+    }
+
+    /// The serial the next message built in this process gets (zbus
+    /// counts serials per process); building the probe takes one.
+    pub fn next_serial() -> u32 {
+        template(":1.0").primary_header().serial_num().get() + 1
     }
 }
 
