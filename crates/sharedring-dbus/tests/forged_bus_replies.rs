@@ -127,11 +127,12 @@ impl Stranger {
         let server = RingServer::<Receiver<u64>>::serve(
             &conn,
             DEFAULT_PATH,
-            &Options::new().capacity(FORGED_CAPACITY),
+            &Options::new().capacity_elements(FORGED_CAPACITY),
         )
         .unwrap();
         let (rx, offer) =
-            Receiver::<u64>::create_offer(&Options::new().capacity(FORGED_CAPACITY), None).unwrap();
+            Receiver::<u64>::create_offer(&Options::new().capacity_elements(FORGED_CAPACITY), None)
+                .unwrap();
         let hangup = UnixStream::pair().unwrap().0.into();
         let stranger = Self {
             conn,
@@ -361,7 +362,7 @@ fn check_honest(
         "round {round}: the client was sent to the stranger's service"
     );
     assert_eq!(
-        tx.capacity(),
+        tx.capacity_elements(),
         HONEST_CAPACITY,
         "round {round}: the client took a ring that is not the service's"
     );
@@ -397,7 +398,7 @@ fn forged_replies_at_pending_serials_are_never_believed() {
     let server = RingServer::<Receiver<u64>>::serve(
         &server_conn,
         DEFAULT_PATH,
-        &Options::new().capacity(HONEST_CAPACITY),
+        &Options::new().capacity_elements(HONEST_CAPACITY),
     )
     .unwrap();
     server_conn.request_name(HONEST).unwrap();
@@ -496,7 +497,7 @@ fn forged_replies_at_pending_serials_are_never_believed() {
         sent.0, sent.1
     );
     assert!(
-        line.contains(&format!("ring of {} values", rx.capacity())),
+        line.contains(&format!("ring of {} values", rx.capacity_elements())),
         "the child took another ring than the service's: {line}"
     );
     assert_eq!(caller.name.as_str(), child_name);

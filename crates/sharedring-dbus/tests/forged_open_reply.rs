@@ -81,7 +81,8 @@ fn forgeries(
     serial: u32,
 ) -> (Vec<Message>, Receiver<f64>) {
     let (rx, offer) =
-        Receiver::<f64>::create_offer(&Options::new().capacity(FORGED_CAPACITY), None).unwrap();
+        Receiver::<f64>::create_offer(&Options::new().capacity_elements(FORGED_CAPACITY), None)
+            .unwrap();
     let hangup: OwnedFd = UnixStream::pair().unwrap().0.into();
     let template = forge::template(victim);
     let ring = |s| ring_reply(&template, s, service, &offer, &hangup);
@@ -132,9 +133,11 @@ fn round(client: &Connection, service: &Connection, stranger: &Connection, forge
                 .unwrap();
             // Answer only once the stranger's forgeries are on their way.
             go_rx.recv().unwrap();
-            let (rx, offer) =
-                Receiver::<f64>::create_offer(&Options::new().capacity(HONEST_CAPACITY), None)
-                    .unwrap();
+            let (rx, offer) = Receiver::<f64>::create_offer(
+                &Options::new().capacity_elements(HONEST_CAPACITY),
+                None,
+            )
+            .unwrap();
             let hangup: OwnedFd = UnixStream::pair().unwrap().0.into();
             let template = forge::template(header.sender().unwrap().as_str());
             // A genuine reply: the daemon sets our name as its sender.
@@ -182,11 +185,11 @@ fn round(client: &Connection, service: &Connection, stranger: &Connection, forge
     let (sent, mut forged_rx) = forger.join().unwrap();
     let mut tx = result.unwrap_or_else(|e| panic!("{forgery:?} ({sent} forged): open failed: {e}"));
     assert_eq!(
-        tx.capacity(),
-        honest_rx.capacity(),
+        tx.capacity_elements(),
+        honest_rx.capacity_elements(),
         "{forgery:?} ({sent} forged): the client took a ring of {} elements, the service's has {}",
-        tx.capacity(),
-        honest_rx.capacity()
+        tx.capacity_elements(),
+        honest_rx.capacity_elements()
     );
     // The ring is the service's: what the client sends arrives there.
     let marker = [sent as f64 + 0.5];

@@ -76,7 +76,7 @@ fn a_strangers_name_owner_changed_never_ends_a_ring() {
     let server = RingServer::<Receiver<u64>>::serve(
         &server_conn,
         DEFAULT_PATH,
-        &Options::new().capacity(1024),
+        &Options::new().capacity_elements(1024),
     )
     .unwrap();
     let server_name = server_conn.unique_name().unwrap().to_string();
