@@ -1,99 +1,145 @@
 //! Project chores, run as `cargo xtask <task>`.
 //!
-//! - `cargo xtask ci`: the checks that `.ci/run` performs (formatting,
-//!   clippy, docs, the test suite, the loom model checks, and the README's
-//!   demo), in the same order.
+//! - `cargo xtask ci`: the checks that `.ci/run` performs (formatting, the
+//!   README's quick start against `examples/quickstart.rs`, every crate's
+//!   `rust-version` against its dependencies', clippy, docs and links left
+//!   unresolved in them, the test suite, the loom model checks, and the
+//!   README's demo), in the same order.
+//! - `cargo xtask check <quickstart|rust-versions|docs|doc-links>`: one
+//!   of the steps of `ci` that is not a cargo command (see
+//!   [`mod@checks`]); `doc-links` looks at the docs the last `cargo doc`
+//!   wrote.
 //! - `cargo xtask bench [--full]`: every benchmark side by side, then
 //!   `target/bench-report/report.md` and charts (see [`mod@bench`]).
 
 mod bench;
+mod checks;
 
 use std::process::{Command, ExitCode};
 
-/// One step of the CI sequence: a program, its arguments, and extra
-/// environment variables.
+/// One step of the CI sequence: a command, or a step of [`mod@checks`].
 struct Step {
     what: &'static str,
-    program: &'static str,
-    args: &'static [&'static str],
-    env: &'static [(&'static str, &'static str)],
+    action: Action,
 }
 
-/// The CI sequence. `.ci/run` runs exactly these commands (it only adds the
-/// installation of what they need), so keep the two in step.
+enum Action {
+    /// A program, its arguments, and extra environment variables.
+    Run {
+        program: &'static str,
+        args: &'static [&'static str],
+        env: &'static [(&'static str, &'static str)],
+    },
+    /// A step of [`mod@checks`], by the name `cargo xtask check` knows it.
+    Here(&'static str, fn() -> Result<(), String>),
+}
+
+/// The CI sequence. `.ci/run` runs it through `cargo xtask ci` (it only
+/// adds the installation of what the steps need), so keep the two in step.
 const CI_STEPS: &[Step] = &[
     Step {
         what: "formatting",
-        program: "cargo",
-        args: &["fmt", "--all", "--", "--check"],
-        env: &[],
+        action: Action::Run {
+            program: "cargo",
+            args: &["fmt", "--all", "--", "--check"],
+            env: &[],
+        },
+    },
+    Step {
+        what: "the README's quick start is examples/quickstart.rs",
+        action: Action::Here("quickstart", checks::quickstart),
+    },
+    Step {
+        what: "no crate claims a lower rust-version than its dependencies",
+        action: Action::Here("rust-versions", checks::rust_versions),
     },
     Step {
         what: "clippy",
-        program: "cargo",
-        args: &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
-        env: &[],
+        action: Action::Run {
+            program: "cargo",
+            args: &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            env: &[],
+        },
     },
     Step {
         what: "clippy with every feature",
-        program: "cargo",
-        args: &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--all-features",
-            "--",
-            "-D",
-            "warnings",
-        ],
-        env: &[],
+        action: Action::Run {
+            program: "cargo",
+            args: &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            env: &[],
+        },
     },
     Step {
-        what: "docs",
-        program: "cargo",
-        args: &["doc", "--workspace", "--no-deps", "--all-features"],
-        env: &[("RUSTDOCFLAGS", "-D warnings")],
+        what: "docs, every crate after those it links to (`cargo doc --no-deps -p ..`)",
+        action: Action::Here("docs", checks::docs),
+    },
+    Step {
+        what: "no doc link left unresolved as literal text",
+        action: Action::Here("doc-links", checks::doc_links),
     },
     Step {
         what: "test suite (the README's test command)",
-        program: "cargo",
-        args: &["test", "--workspace", "--all-features"],
-        env: &[],
+        action: Action::Run {
+            program: "cargo",
+            args: &["test", "--workspace", "--all-features"],
+            env: &[],
+        },
     },
     Step {
         what: "loom model checks of spsc-core",
-        program: "cargo",
-        args: &["test", "-p", "spsc-core", "--release", "--test", "loom"],
-        env: &[
-            ("RUSTFLAGS", "--cfg loom"),
-            ("CARGO_TARGET_DIR", "target/loom"),
-        ],
+        action: Action::Run {
+            program: "cargo",
+            args: &["test", "-p", "spsc-core", "--release", "--test", "loom"],
+            env: &[
+                ("RUSTFLAGS", "--cfg loom"),
+                ("CARGO_TARGET_DIR", "target/loom"),
+            ],
+        },
     },
     Step {
         what: "the README's demo, on 256 MiB",
-        program: "cargo",
-        args: &["run", "--release", "--example", "demo", "--", "256M"],
-        env: &[],
+        action: Action::Run {
+            program: "cargo",
+            args: &["run", "--release", "--example", "demo", "--", "256M"],
+            env: &[],
+        },
     },
 ];
 
 fn run(step: &Step) -> bool {
-    eprintln!(
-        "==> {}: {} {}",
-        step.what,
-        step.program,
-        step.args.join(" ")
-    );
-    let mut cmd = Command::new(step.program);
-    cmd.args(step.args);
-    for (k, v) in step.env {
+    let (program, args, env) = match step.action {
+        Action::Run { program, args, env } => (program, args, env),
+        Action::Here(name, check) => {
+            eprintln!("==> {}: cargo xtask check {name}", step.what);
+            return match check() {
+                Ok(()) => true,
+                Err(problems) => {
+                    eprintln!("{problems}");
+                    eprintln!("==> {} failed", step.what);
+                    false
+                }
+            };
+        }
+    };
+    eprintln!("==> {}: {} {}", step.what, program, args.join(" "));
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    for (k, v) in env {
         cmd.env(k, v);
     }
     match cmd.status() {
@@ -103,7 +149,7 @@ fn run(step: &Step) -> bool {
             false
         }
         Err(e) => {
-            eprintln!("==> {} could not start `{}`: {e}", step.what, step.program);
+            eprintln!("==> {} could not start `{program}`: {e}", step.what);
             false
         }
     }
@@ -111,7 +157,7 @@ fn run(step: &Step) -> bool {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cargo xtask <task>\n\ntasks:\n  ci               run the checks of .ci/run\n  bench [--full]   run the benchmarks, write target/bench-report/"
+        "usage: cargo xtask <task>\n\ntasks:\n  ci               run the checks of .ci/run\n  check <name>     run one step of ci: quickstart, rust-versions, docs or doc-links\n  bench [--full]   run the benchmarks, write target/bench-report/"
     );
     ExitCode::FAILURE
 }
@@ -127,6 +173,20 @@ fn main() -> ExitCode {
             }
             eprintln!("==> all CI steps passed");
             ExitCode::SUCCESS
+        }
+        Some("check") => {
+            let name = args.get(1).map(String::as_str);
+            let Some(step) = CI_STEPS
+                .iter()
+                .find(|s| matches!(s.action, Action::Here(n, _) if Some(n) == name))
+            else {
+                return usage();
+            };
+            if run(step) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Some("bench") => bench::run(&args[1..]),
         _ => usage(),

@@ -124,7 +124,9 @@
 //! - `tokio`: `AsyncWaiter`, an async `wait()` on `tokio::io::unix::AsyncFd`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs)]
+#![deny(missing_docs, missing_debug_implementations)]
+// docs.rs (nightly, `--cfg docsrs`): label items that need a feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
 mod notify;

@@ -89,6 +89,8 @@
 //! - [`memfd_create(2)`](https://man7.org/linux/man-pages/man2/memfd_create.2.html)
 //! - [`fcntl(2)`, file seals](https://man7.org/linux/man-pages/man2/fcntl.2.html)
 
+#![deny(missing_docs, missing_debug_implementations)]
+
 mod blob;
 mod check;
 mod create;
