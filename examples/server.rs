@@ -1,4 +1,4 @@
-//! The seed's scenario without D-Bus: a server listens on a socket path and
+//! A server with many clients, without D-Bus: a server listens on a socket path and
 //! gives each client its own ring; each client streams `f64` values; the
 //! server prints a sum per client and notices a client that exits or is
 //! killed.

@@ -1,4 +1,4 @@
-//! D-Bus beside sharedring and a Unix socket, as the seed's benchmark had
+//! D-Bus beside sharedring and a Unix socket, as shmem-ipc's benchmark had
 //! it: messages of 64 B, 4 KiB and 64 KiB streamed from one thread to
 //! another, in the criterion group `dbus_throughput` with the rows
 //! `dbus/<size>`, `sharedring/<size>` and `unix-socket/<size>`.

@@ -1,4 +1,4 @@
-//! The seed's scenario over a real session bus: the server owns a bus name
+//! A server with many clients over a real session bus: the server owns a bus name
 //! and gives each client its own ring (keeping the receiving end); each
 //! client streams `f64` values; the server prints a sum per client and
 //! notices a client that exits or is killed (`NameOwnerChanged`).

@@ -12,13 +12,18 @@
 //! # Quick start
 //!
 //! One process creates the ring over a connected Unix socket, the other
-//! accepts it:
+//! accepts it. The README's quick start (`examples/quickstart.rs` in the
+//! repository; `cargo run --example quickstart`) is the two-process
+//! version: one process binds a [`Listener`], starts the other, checks
+//! that the peer is the process it started ([`PeerCredentials`]), and
+//! streams to it. Here is the same in one process, with a socket pair and
+//! a thread:
 //!
 //! ```
 //! use std::os::unix::net::UnixStream;
 //! use sharedring::{Receiver, Sender};
 //!
-//! let (a, b) = UnixStream::pair()?; // in real life: connect / Listener
+//! let (a, b) = UnixStream::pair()?;
 //! let peer = std::thread::spawn(move || -> Result<u64, sharedring::Error> {
 //!     let mut rx = Receiver::<u64>::accept(b)?;
 //!     let mut buf = [0u64; 256];
@@ -69,9 +74,11 @@
 //!
 //! # Element types
 //!
-//! `T: zerocopy::FromBytes + IntoBytes + Immutable`: every bit pattern must
-//! be a valid `T`, because the peer chooses the bits. Derive the traits
-//! with `zerocopy`'s derive macros for your own `#[repr(C)]` structs.
+//! `T:` [`Element`]: every bit pattern must be a valid `T` (zerocopy's
+//! `FromBytes`, because the peer chooses the bits), with no padding, and a
+//! [`TypeTag`] that both programs agree on: the handshake refuses a `u64`
+//! ring offered to an `f64` receiver. Implemented for the numeric types
+//! and arrays; name your own `#[repr(C)]` structs with [`element!`].
 //!
 //! # Building blocks
 //!
