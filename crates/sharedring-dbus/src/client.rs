@@ -19,7 +19,11 @@ use crate::{FLAG_HUGETLB, INTERFACE, METHOD, REPLY_SIGNATURE};
 type Reply = (
     u32,
     u32,
+    u32,
+    u32,
     u64,
+    u64,
+    u32,
     u64,
     u32,
     zvariant::OwnedFd,
@@ -108,8 +112,12 @@ async fn open_inner<E: RingEnd>(
     };
     let mut subscription = Subscription::new(conn, &peer).await?;
     let replier = Replier::Peer(&peer);
-    let call = bus::method_call(replier, path, INTERFACE, METHOD)?
-        .build(&(end::code(E::END), E::ELEM_SIZE as u32))?;
+    let call = bus::method_call(replier, path, INTERFACE, METHOD)?.build(&(
+        E::KIND.code(),
+        end::code(E::END),
+        E::ELEM_SIZE,
+        E::TYPE_TAG,
+    ))?;
     let reply = subscription
         .guard(async { Ok(bus::call(conn, replier, call).await?) })
         .await?;
@@ -142,8 +150,21 @@ fn parse_reply<E: RingEnd>(reply: &zbus::Message) -> Result<(Offer, UnixStream),
         }
         .into());
     }
-    let (creator, elem_size, capacity, region_len, flags, memory, data, room, hangup): Reply =
-        body.deserialize().map_err(Error::ReplyBody)?;
+    let (
+        kind,
+        creator,
+        elem_size,
+        elem_align,
+        type_tag,
+        capacity,
+        max_msg,
+        region_len,
+        flags,
+        memory,
+        data,
+        room,
+        hangup,
+    ): Reply = body.deserialize().map_err(Error::ReplyBody)?;
     // The peer must have kept the other end.
     let creator = match end::from_code(creator) {
         Some(c) if c != E::END => c,
@@ -160,18 +181,16 @@ fn parse_reply<E: RingEnd>(reply: &zbus::Message) -> Result<(Offer, UnixStream),
         return Err(Error::HangupNotSocket);
     }
     let hangup = UnixStream::from(OwnedFd::from(hangup));
-    // The Open reply carries no element type of its own: the request
-    // named our element size, and the service refused any other. The
-    // type tag is not on this bus protocol yet, so the offer is checked
-    // against our own contract.
+    // Every value is the peer's; `from_offer` checks them all against
+    // what `E` expects, as the socket handshake does.
     let offer = Offer {
-        kind: sharedring::RingKind::Elements,
+        kind: sharedring::RingKind::from_code(kind),
         creator,
         elem_size,
-        elem_align: E::ELEM_ALIGN,
-        type_tag: E::TYPE_TAG,
+        elem_align,
+        type_tag,
         capacity,
-        max_msg: 0,
+        max_msg,
         region_len,
         hugetlb: flags & FLAG_HUGETLB != 0,
         fds: PeerFds {

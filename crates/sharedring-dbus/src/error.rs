@@ -17,7 +17,7 @@ pub enum Error {
     /// peer disconnected without replying, ...).
     Bus(zbus::Error),
     /// The peer refused the ring with one of this interface's errors
-    /// (`org.sharedring.Ring1.Error.*`, see [`crate::errors`]).
+    /// (`org.sharedring.Ring2.Error.*`, see [`crate::errors`]).
     Refused {
         /// The D-Bus error name.
         name: String,

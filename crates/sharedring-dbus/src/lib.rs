@@ -40,22 +40,28 @@
 //!
 //! # The interface
 //!
-//! Interface [`INTERFACE`] (`org.sharedring.Ring1`), by default at object
+//! Interface [`INTERFACE`] (`org.sharedring.Ring2`), by default at object
 //! path [`DEFAULT_PATH`] (`/org/sharedring/Ring`), has one method:
 //!
 //! ```text
-//! Open(u end, u elem_size)
-//!   -> (u creator, u elem_size, t capacity, t region_len, u flags,
+//! Open(u kind, u end, u elem_size, t type_tag)
+//!   -> (u kind, u creator, u elem_size, u elem_align, t type_tag,
+//!       t capacity, u max_msg, t region_len, u flags,
 //!       h memory, h data, h room, h hangup)
 //! ```
 //!
-//! - `end`: the end the caller wants, 1 for the sender, 2 for the
-//!   receiver; `elem_size`: its element size in bytes. The service refuses
-//!   a request that does not match what it serves.
+//! - `kind`: 1 for a ring of fixed-size elements, 2 for a message ring;
+//!   `end`: the end the caller wants, 1 for the sender, 2 for the
+//!   receiver; `elem_size` and `type_tag`: its element type (1 and 0 for
+//!   message rings; see `sharedring::Element`). The service refuses a
+//!   request that does not match what it serves.
 //! - `creator`: the end the service kept (the other one); `elem_size`,
-//!   `capacity` (in elements) and `region_len` (in bytes): the ring's
-//!   geometry; `flags`: bit 0 set if the memory uses huge pages, all other
-//!   bits zero.
+//!   `elem_align`, `type_tag`: the element type; `capacity` (elements, or
+//!   bytes for a message ring), `max_msg` (message rings; 0 otherwise) and
+//!   `region_len` (bytes): the ring's geometry; `flags`: bit 0 set if the
+//!   memory uses huge pages, all other bits zero. These are the fields of
+//!   a `sharedring::Offer`, and the caller checks every one of them as the
+//!   socket handshake does.
 //! - `memory`: the sealed memfd holding the ring; `data`: the eventfd the
 //!   receiver waits on; `room`: the eventfd the sender waits on; `hangup`:
 //!   one end of a socket pair whose other end the service keeps for this
@@ -110,7 +116,7 @@ pub use server::{Caller, RingServer, BACKLOG};
 pub use zbus;
 
 /// The D-Bus interface name of the ring service.
-pub const INTERFACE: &str = "org.sharedring.Ring1";
+pub const INTERFACE: &str = "org.sharedring.Ring2";
 
 /// The object path the examples serve rings at.
 pub const DEFAULT_PATH: &str = "/org/sharedring/Ring";
@@ -119,27 +125,27 @@ pub const DEFAULT_PATH: &str = "/org/sharedring/Ring";
 pub const METHOD: &str = "Open";
 
 /// The signature of `Open`'s arguments.
-pub const CALL_SIGNATURE: &str = "uu";
+pub const CALL_SIGNATURE: &str = "uuut";
 
 /// The signature of `Open`'s reply.
-pub const REPLY_SIGNATURE: &str = "uuttuhhhh";
+pub const REPLY_SIGNATURE: &str = "uuuuttutuhhhh";
 
 /// `flags` bit 0: the ring's memory uses huge pages.
 pub const FLAG_HUGETLB: u32 = 1;
 
 /// The prefix of the error names `Open` answers with.
-pub const ERROR_PREFIX: &str = "org.sharedring.Ring1.Error.";
+pub const ERROR_PREFIX: &str = "org.sharedring.Ring2.Error.";
 
 /// The error names `Open` answers with. A client gets them as
 /// [`Error::Refused`].
 pub mod errors {
     /// The caller asked for the end the service keeps, or another element
     /// size.
-    pub const MISMATCH: &str = "org.sharedring.Ring1.Error.Mismatch";
+    pub const MISMATCH: &str = "org.sharedring.Ring2.Error.Mismatch";
     /// Too many rings wait to be accepted ([`crate::BACKLOG`]).
-    pub const BUSY: &str = "org.sharedring.Ring1.Error.Busy";
+    pub const BUSY: &str = "org.sharedring.Ring2.Error.Busy";
     /// The caller left the bus before its ring was made.
-    pub const GONE: &str = "org.sharedring.Ring1.Error.Gone";
+    pub const GONE: &str = "org.sharedring.Ring2.Error.Gone";
     /// Creating the ring failed on the service's side.
-    pub const FAILED: &str = "org.sharedring.Ring1.Error.Failed";
+    pub const FAILED: &str = "org.sharedring.Ring2.Error.Failed";
 }

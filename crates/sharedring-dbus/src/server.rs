@@ -102,7 +102,9 @@ impl<E: RingEnd> RingServer<E> {
             move |liveness: OwnedFd, caller: Caller| make_ring::<E>(&tx, &opts, liveness, caller);
         let object = RingObject {
             end: E::END,
+            kind: E::KIND.code(),
             elem_size: E::ELEM_SIZE,
+            type_tag: E::TYPE_TAG,
             make: Box::new(make),
         };
         if !conn.object_server().at(&path, object)? {
@@ -214,7 +216,7 @@ fn make_ring<E: RingEnd>(
 
 /// The errors `Open` answers with; see [`crate::errors`].
 #[derive(zbus::DBusError, Debug)]
-#[zbus(prefix = "org.sharedring.Ring1.Error")]
+#[zbus(prefix = "org.sharedring.Ring2.Error")]
 enum RingError {
     #[zbus(error)]
     ZBus(zbus::Error),
@@ -231,7 +233,9 @@ enum RingError {
 /// The exported object.
 struct RingObject {
     end: End,
-    elem_size: usize,
+    kind: u32,
+    elem_size: u32,
+    type_tag: u64,
     make: Box<MakeRing>,
 }
 
@@ -239,7 +243,11 @@ struct RingObject {
 type OpenReply = (
     u32,
     u32,
+    u32,
+    u32,
     u64,
+    u64,
+    u32,
     u64,
     u32,
     zvariant::OwnedFd,
@@ -248,14 +256,19 @@ type OpenReply = (
     zvariant::OwnedFd,
 );
 
-#[zbus::interface(name = "org.sharedring.Ring1")]
+#[zbus::interface(name = "org.sharedring.Ring2")]
 impl RingObject {
-    /// Creates a ring for the caller. `end`: the end the caller will hold
-    /// (1 sender, 2 receiver); `elem_size`: its element size in bytes.
+    /// Creates a ring for the caller. `kind`: 1 elements, 2 messages;
+    /// `end`: the end the caller will hold (1 sender, 2 receiver);
+    /// `elem_size`, `type_tag`: its element type (1 and 0 for messages).
     #[zbus(out_args(
+        "kind",
         "creator",
         "elem_size",
+        "elem_align",
+        "type_tag",
         "capacity",
+        "max_msg",
         "region_len",
         "flags",
         "memory",
@@ -267,8 +280,10 @@ impl RingObject {
         &self,
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &zbus::Connection,
+        kind: u32,
         end: u32,
         elem_size: u32,
+        type_tag: u64,
     ) -> Result<OpenReply, RingError> {
         let ours = self.end;
         if end::from_code(end) != Some(end::other(ours)) {
@@ -277,10 +292,17 @@ impl RingObject {
                 end::code(end::other(ours))
             )));
         }
-        if elem_size as usize != self.elem_size {
+        if kind != self.kind {
             return Err(RingError::Mismatch(format!(
-                "this service's elements are {} B, not {elem_size} B",
-                self.elem_size
+                "this service serves rings of kind {} (1 elements, 2 messages), not {kind}",
+                self.kind
+            )));
+        }
+        if elem_size != self.elem_size || type_tag != self.type_tag {
+            return Err(RingError::Mismatch(format!(
+                "this service's elements are {} B with type tag {:#018x}, not {elem_size} B \
+                 with tag {type_tag:#018x}: both sides must use the same element type",
+                self.elem_size, self.type_tag
             )));
         }
         let Some(sender) = header.sender() else {
@@ -309,9 +331,13 @@ impl RingObject {
             .map_err(|e| RingError::Failed(e.to_string()))?;
         let offer = (self.make)(liveness, caller)?;
         Ok((
+            offer.kind.code(),
             end::code(offer.creator),
             offer.elem_size,
+            offer.elem_align,
+            offer.type_tag,
             offer.capacity,
+            offer.max_msg,
             offer.region_len,
             if offer.hugetlb { FLAG_HUGETLB } else { 0 },
             offer.fds.memory.into(),

@@ -56,9 +56,13 @@ fn genuine(capacity: usize) -> Offer {
 /// Replies with the offer's values and the given descriptors.
 fn reply(conn: &Connection, call: &Message, o: &Offer, fds: [&OwnedFd; 4]) {
     let body = (
+        1u32,
         2u32,
         o.elem_size,
+        o.elem_align,
+        o.type_tag,
         o.capacity,
+        o.max_msg,
         o.region_len,
         0u32,
         Fd::from(fds[0].as_fd()),
@@ -135,9 +139,13 @@ fn bad_input_gets_clear_errors_and_leaks_no_descriptors() {
             Box::new(|c, m| {
                 let o = genuine(64);
                 let body = (
+                    1u32,
                     2u32,
                     8u32,
+                    8u32,
+                    o.type_tag,
                     o.capacity,
+                    0u32,
                     o.region_len,
                     0u32,
                     Fd::from(o.fds.memory.as_fd()),
@@ -151,7 +159,7 @@ fn bad_input_gets_clear_errors_and_leaks_no_descriptors() {
                 c.send(&msg).unwrap();
             }),
         ),
-        |e| matches!(e, Error::ReplySignature { found, .. } if found == "uuttuhhh"),
+        |e| matches!(e, Error::ReplySignature { found, .. } if found == "uuuuttutuhhh"),
     );
 
     // Strings where descriptors belong.
@@ -161,7 +169,9 @@ fn bad_input_gets_clear_errors_and_leaks_no_descriptors() {
             &bus,
             &client,
             Box::new(|c, m| {
-                let body = (2u32, 8u32, 64u64, 4096u64, 0u32, "m", "d", "r", "h");
+                let body = (
+                    1u32, 2u32, 8u32, 8u32, 0u64, 64u64, 0u32, 4096u64, 0u32, "m", "d", "r", "h",
+                );
                 let msg = Message::method_return(&m.header())
                     .unwrap()
                     .build(&body)
@@ -169,7 +179,7 @@ fn bad_input_gets_clear_errors_and_leaks_no_descriptors() {
                 c.send(&msg).unwrap();
             }),
         ),
-        |e| matches!(e, Error::ReplySignature { found, .. } if found == "uuttussss"),
+        |e| matches!(e, Error::ReplySignature { found, .. } if found == "uuuuttutussss"),
     );
 
     // One descriptor sent four times: the signature is right but only one
@@ -276,9 +286,13 @@ fn bad_input_gets_clear_errors_and_leaks_no_descriptors() {
                 f(&mut v);
                 let h = socket();
                 let body = (
+                    1u32,
                     v.0,
                     v.1,
+                    o.elem_align,
+                    o.type_tag,
                     v.2,
+                    0u32,
                     v.3,
                     v.4,
                     Fd::from(o.fds.memory.as_fd()),
@@ -364,7 +378,7 @@ fn bad_input_gets_clear_errors_and_leaks_no_descriptors() {
             .unwrap()
             .interface(INTERFACE)
             .unwrap()
-            .build(&(1u32, 8u32))
+            .build(&(1u32, 1u32, 8u32, <f64 as sharedring::Element>::TAG.hash()))
             .unwrap();
         quitter.send(&call).unwrap();
         quitter.close().unwrap();
@@ -392,7 +406,7 @@ fn bad_input_gets_clear_errors_and_leaks_no_descriptors() {
         .unwrap_err();
     assert!(
         matches!(&e, sharedring_dbus::zbus::Error::MethodError(..))
-            && e.to_string().contains("(uu)"),
+            && e.to_string().contains("(uuut)"),
         "{e}"
     );
     // The service still works.

@@ -94,7 +94,25 @@ fn mismatched_requests_are_refused_by_name() {
     match &e {
         Error::Refused { name, message } => {
             assert_eq!(name, errors::MISMATCH);
-            assert!(message.as_deref().unwrap().contains("8 B, not 4 B"), "{e}");
+            let message = message.as_deref().unwrap();
+            assert!(message.contains("8 B with type tag"), "{e}");
+            assert!(message.contains("same element type"), "{e}");
+        }
+        e => panic!("expected a refusal, got {e:?}"),
+    }
+    // Same size, another type: u64 against the service's f64.
+    let e = open::<Sender<u64>>(&client, &name, DEFAULT_PATH, &Options::new()).unwrap_err();
+    assert!(
+        matches!(&e, Error::Refused { name, .. } if name == errors::MISMATCH),
+        "{e:?}"
+    );
+    // Another kind of ring.
+    let e =
+        open::<sharedring::MsgSender>(&client, &name, DEFAULT_PATH, &Options::new()).unwrap_err();
+    match &e {
+        Error::Refused { name, message } => {
+            assert_eq!(name, errors::MISMATCH);
+            assert!(message.as_deref().unwrap().contains("kind 1"), "{e}");
         }
         e => panic!("expected a refusal, got {e:?}"),
     }
@@ -318,4 +336,46 @@ fn examples_stream_and_sum_over_a_real_bus() {
     let got = server.wait_for("left after 1000000 values", Duration::from_secs(60));
     let sum = |line: &str| line.rsplit("sum = ").next().unwrap().to_string();
     assert_eq!(sum(&sent), sum(&got), "client: {sent}\nserver: {got}");
+}
+
+#[test]
+fn message_rings_go_over_dbus() {
+    let bus = bus();
+    let server_conn = bus.connect().unwrap();
+    let server = RingServer::<sharedring::MsgReceiver>::serve(
+        &server_conn,
+        DEFAULT_PATH,
+        &Options::new().capacity_bytes(1 << 14).max_msg(1000),
+    )
+    .unwrap();
+    let name = server_conn.unique_name().unwrap().to_string();
+    let client = bus.connect().unwrap();
+    let mut tx: sharedring::MsgSender =
+        open(&client, &name, DEFAULT_PATH, &Options::new()).unwrap();
+    assert_eq!(tx.max_msg(), 1000);
+    let (mut rx, _caller) = server.accept(Some(Duration::from_secs(10))).unwrap();
+    for len in [0usize, 1, 999, 1000, 7] {
+        let msg: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        tx.send(&msg, Some(Duration::from_secs(10))).unwrap();
+    }
+    let mut buf = Vec::new();
+    for len in [0usize, 1, 999, 1000, 7] {
+        assert_eq!(
+            rx.recv(&mut buf, Some(Duration::from_secs(10))).unwrap(),
+            len
+        );
+        assert!(buf.iter().enumerate().all(|(i, &b)| b == i as u8));
+    }
+    assert!(matches!(
+        tx.send(&[0; 1001], None),
+        Err(sharedring::Error::MessageTooLarge {
+            len: 1001,
+            max: 1000
+        })
+    ));
+    drop(tx);
+    assert!(matches!(
+        rx.recv(&mut buf, Some(Duration::from_secs(10))),
+        Err(sharedring::Error::PeerGone)
+    ));
 }

@@ -123,15 +123,15 @@ struct Stranger {
 }
 
 impl Stranger {
-    fn new(conn: Connection, service: String) -> (Self, RingServer<Receiver<u64>>, Receiver<u64>) {
-        let server = RingServer::<Receiver<u64>>::serve(
+    fn new(conn: Connection, service: String) -> (Self, RingServer<Receiver<f64>>, Receiver<f64>) {
+        let server = RingServer::<Receiver<f64>>::serve(
             &conn,
             DEFAULT_PATH,
             &Options::new().capacity_elements(FORGED_CAPACITY),
         )
         .unwrap();
         let (rx, offer) =
-            Receiver::<u64>::create_offer(&Options::new().capacity_elements(FORGED_CAPACITY), None)
+            Receiver::<f64>::create_offer(&Options::new().capacity_elements(FORGED_CAPACITY), None)
                 .unwrap();
         let hangup = UnixStream::pair().unwrap().0.into();
         let stranger = Self {
@@ -165,9 +165,13 @@ impl Stranger {
             Kind::Ring => {
                 let o = &self.offer;
                 let body = (
+                    1u32,
                     2u32,
                     o.elem_size,
+                    o.elem_align,
+                    o.type_tag,
                     o.capacity,
+                    o.max_msg,
                     o.region_len,
                     0u32,
                     Fd::from(o.fds.memory.as_fd()),
@@ -346,10 +350,10 @@ fn sync(conn: &Connection) {
 /// reaching the service.
 fn check_honest(
     round: u64,
-    result: Result<Sender<u64>, Error>,
-    server: &RingServer<Receiver<u64>>,
-    stranger_server: &RingServer<Receiver<u64>>,
-    stranger_rx: &mut Receiver<u64>,
+    result: Result<Sender<f64>, Error>,
+    server: &RingServer<Receiver<f64>>,
+    stranger_server: &RingServer<Receiver<f64>>,
+    stranger_rx: &mut Receiver<f64>,
     client_name: &str,
 ) {
     let mut tx =
@@ -380,10 +384,10 @@ fn check_honest(
         Some(std::process::id()),
         "round {round}: forged pid reported"
     );
-    tx.send(&[round], Some(LONG)).unwrap();
-    let mut buf = [0u64; 4];
+    tx.send(&[round as f64], Some(LONG)).unwrap();
+    let mut buf = [0f64; 4];
     assert_eq!(rx.recv(&mut buf, Some(LONG)).unwrap(), 1, "round {round}");
-    assert_eq!(buf[0], round, "round {round}");
+    assert_eq!(buf[0], round as f64, "round {round}");
     assert_eq!(
         stranger_rx.try_recv(&mut buf).unwrap(),
         0,
@@ -395,7 +399,7 @@ fn check_honest(
 fn forged_replies_at_pending_serials_are_never_believed() {
     let bus = bus();
     let server_conn = bus.connect().unwrap();
-    let server = RingServer::<Receiver<u64>>::serve(
+    let server = RingServer::<Receiver<f64>>::serve(
         &server_conn,
         DEFAULT_PATH,
         &Options::new().capacity_elements(HONEST_CAPACITY),
@@ -416,7 +420,7 @@ fn forged_replies_at_pending_serials_are_never_believed() {
         &[],
         &AtomicBool::new(true),
     );
-    let warm = open::<Sender<u64>>(&client, HONEST, DEFAULT_PATH, &Options::new());
+    let warm = open::<Sender<f64>>(&client, HONEST, DEFAULT_PATH, &Options::new());
     check_honest(
         0,
         warm,
@@ -442,7 +446,7 @@ fn forged_replies_at_pending_serials_are_never_believed() {
                 )
             });
             let _stop = StopOnDrop(&stop);
-            let result = open::<Sender<u64>>(&client, HONEST, DEFAULT_PATH, &Options::new());
+            let result = open::<Sender<f64>>(&client, HONEST, DEFAULT_PATH, &Options::new());
             drop(_stop);
             sent += flood.join().unwrap();
             result
@@ -505,12 +509,12 @@ fn forged_replies_at_pending_serials_are_never_believed() {
     assert_eq!(caller.uid, Some(our_uid()), "forged uid reported");
     let mut got = 0u64;
     let mut sum = 0f64;
-    let mut buf = vec![0u64; 4096];
+    let mut buf = vec![0f64; 4096];
     loop {
         match rx.recv(&mut buf, Some(LONG)) {
             Ok(n) => {
                 got += n as u64;
-                sum += buf[..n].iter().map(|&v| f64::from_bits(v)).sum::<f64>();
+                sum += buf[..n].iter().sum::<f64>();
             }
             Err(RingError::PeerGone) => break,
             Err(e) => panic!("{e}"),

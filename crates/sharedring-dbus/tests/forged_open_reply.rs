@@ -57,9 +57,13 @@ fn ring_reply(
     hangup: &OwnedFd,
 ) -> Message {
     let body = (
+        1u32,
         2u32,
         offer.elem_size,
+        offer.elem_align,
+        offer.type_tag,
         offer.capacity,
+        offer.max_msg,
         offer.region_len,
         0u32,
         Fd::from(offer.fds.memory.as_fd()),

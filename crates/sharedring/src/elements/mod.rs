@@ -37,6 +37,12 @@ impl<T: Element> Kind for ElemSend<T> {
     type Half = Producer<T>;
     const ROLE: Role = Role::Sender;
     const NAME: &'static str = "Sender";
+    const RING: crate::RingKind = crate::RingKind::Elements;
+    const CONTRACT: (u32, u32, u64) = (
+        std::mem::size_of::<T>() as u32,
+        std::mem::align_of::<T>() as u32,
+        T::TAG.hash(),
+    );
     fn geometry(opts: &Options) -> Result<Geometry, Error> {
         geometry::<T>(opts)
     }
@@ -58,6 +64,12 @@ impl<T: Element> Kind for ElemRecv<T> {
     type Half = Consumer<T>;
     const ROLE: Role = Role::Receiver;
     const NAME: &'static str = "Receiver";
+    const RING: crate::RingKind = crate::RingKind::Elements;
+    const CONTRACT: (u32, u32, u64) = (
+        std::mem::size_of::<T>() as u32,
+        std::mem::align_of::<T>() as u32,
+        T::TAG.hash(),
+    );
     fn geometry(opts: &Options) -> Result<Geometry, Error> {
         geometry::<T>(opts)
     }

@@ -60,6 +60,15 @@ pub(crate) mod sealed {
 pub trait RingEnd: sealed::Sealed + Sized {
     /// Which end this is.
     const END: crate::End;
+    /// Which kind of ring.
+    const KIND: crate::RingKind;
+    /// The element size in bytes (1 for message rings).
+    const ELEM_SIZE: u32;
+    /// The element alignment in bytes (1 for message rings).
+    const ELEM_ALIGN: u32;
+    /// The element type's [`TypeTag`](crate::TypeTag) hash (0 for message
+    /// rings).
+    const TYPE_TAG: u64;
 
     /// Creates a ring and returns this end with the offer for the peer.
     fn create_offer(opts: &Options, liveness: Option<OwnedFd>) -> Result<(Self, Offer), Error>;

@@ -264,6 +264,10 @@ macro_rules! ring_end {
 
         impl<$($gen)*> $crate::RingEnd for $ty {
             const END: $crate::End = $end;
+            const KIND: $crate::RingKind = <$kind as $crate::setup::Kind>::RING;
+            const ELEM_SIZE: u32 = <$kind as $crate::setup::Kind>::CONTRACT.0;
+            const ELEM_ALIGN: u32 = <$kind as $crate::setup::Kind>::CONTRACT.1;
+            const TYPE_TAG: u64 = <$kind as $crate::setup::Kind>::CONTRACT.2;
 
             fn create_offer(
                 opts: &$crate::Options,

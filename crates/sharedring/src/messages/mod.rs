@@ -44,6 +44,8 @@ impl Kind for MsgSend {
     type Half = MsgProducer;
     const ROLE: Role = Role::Sender;
     const NAME: &'static str = "MsgSender";
+    const RING: crate::RingKind = crate::RingKind::Messages;
+    const CONTRACT: (u32, u32, u64) = (1, 1, 0);
     fn geometry(opts: &Options) -> Result<Geometry, Error> {
         geometry(opts)
     }
@@ -65,6 +67,8 @@ impl Kind for MsgRecv {
     type Half = MsgConsumer;
     const ROLE: Role = Role::Receiver;
     const NAME: &'static str = "MsgReceiver";
+    const RING: crate::RingKind = crate::RingKind::Messages;
+    const CONTRACT: (u32, u32, u64) = (1, 1, 0);
     fn geometry(opts: &Options) -> Result<Geometry, Error> {
         geometry(opts)
     }

@@ -99,6 +99,10 @@ pub(crate) trait Kind {
     const ROLE: Role;
     /// The public name of the end, for `Debug`.
     const NAME: &'static str;
+    /// The kind of ring.
+    const RING: crate::RingKind;
+    /// The element's size, alignment and type tag (1, 1, 0 for messages).
+    const CONTRACT: (u32, u32, u64);
     /// The geometry a creating side asks for, from its options.
     fn geometry(opts: &Options) -> Result<Geometry, Error>;
     /// Checks a peer's offer against what this end expects and returns
