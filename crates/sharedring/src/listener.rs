@@ -117,6 +117,16 @@ fn private_dir(dir: &Path, name: &std::ffi::OsStr) -> io::Result<PrivateDir> {
 impl Listener {
     /// Binds `path` with owner-only permissions (0600), whatever the umask.
     ///
+    /// ```
+    /// use std::os::unix::fs::PermissionsExt;
+    /// let path = std::env::temp_dir().join(format!("sr-bind-{}.sock", std::process::id()));
+    /// let listener = sharedring::Listener::bind(&path)?;
+    /// assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o600);
+    /// drop(listener); // removes the socket file
+    /// assert!(!path.exists());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`io::ErrorKind::AddrInUse`] if `path` exists (a stale socket from
@@ -131,6 +141,15 @@ impl Listener {
     /// `path`, given its mode there, and only then moved to `path`
     /// (without replacing anything there), so that no other user can
     /// connect before the mode is set.
+    ///
+    /// ```
+    /// use std::os::unix::fs::PermissionsExt;
+    /// let path = std::env::temp_dir().join(format!("sr-group-{}.sock", std::process::id()));
+    /// let listener = sharedring::Listener::bind_with_mode(&path, 0o660)?; // owner and group
+    /// assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o660);
+    /// # drop(listener);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn bind_with_mode(path: impl AsRef<Path>, mode: u32) -> io::Result<Self> {
         let path = path.as_ref().to_path_buf();
         let dir = match path.parent() {
@@ -156,7 +175,8 @@ impl Listener {
         Ok(Self { inner, path })
     }
 
-    /// Accepts a connection and returns it with the peer's credentials.
+    /// Accepts a connection and returns it with the peer's credentials
+    /// (see the [type's example](Listener)).
     pub fn accept(&self) -> io::Result<(UnixStream, PeerCredentials)> {
         let (stream, _) = self.inner.accept()?;
         let creds = peer_credentials(&stream)?;
@@ -164,6 +184,13 @@ impl Listener {
     }
 
     /// The path the socket is bound to.
+    ///
+    /// ```
+    /// let path = std::env::temp_dir().join(format!("sr-path-{}.sock", std::process::id()));
+    /// let listener = sharedring::Listener::bind(&path)?;
+    /// assert_eq!(listener.path(), path);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }

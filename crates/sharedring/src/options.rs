@@ -69,6 +69,13 @@ impl Options {
     /// no mlock, a [`DEFAULT_SPIN`] spin budget, a
     /// [`DEFAULT_HANDSHAKE_TIMEOUT`], and regions up to
     /// [`DEFAULT_MAX_REGION`] accepted.
+    ///
+    /// ```
+    /// let opts = sharedring::Options::new();
+    /// let (tx, _rx) = sharedring::channel_with::<u64>(&opts)?;
+    /// assert_eq!(tx.capacity_elements(), sharedring::DEFAULT_RING_BYTES / 8);
+    /// # Ok::<(), sharedring::Error>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -106,12 +113,29 @@ impl Options {
     /// Back the ring with huge pages of this size (creating side). The
     /// kernel must have huge pages reserved. The accepting side must allow
     /// it with [`allow_hugetlb`](Self::allow_hugetlb).
+    ///
+    /// ```
+    /// use sharedring::shmem_seal::HugePageSize;
+    /// let opts = sharedring::Options::new().hugetlb(HugePageSize::Size2MiB);
+    /// // Fails clearly where no huge pages are reserved:
+    /// if let Err(e) = sharedring::channel_with::<u64>(&opts) {
+    ///     println!("{e}");
+    /// }
+    /// ```
     pub fn hugetlb(mut self, size: HugePageSize) -> Self {
         self.hugetlb = Some(size);
         self
     }
 
     /// Lock the ring's pages in memory (creating side).
+    ///
+    /// ```
+    /// let opts = sharedring::Options::new().capacity_elements(64).mlock(true);
+    /// // Fails clearly where RLIMIT_MEMLOCK is too low:
+    /// if let Err(e) = sharedring::channel_with::<u64>(&opts) {
+    ///     println!("{e}");
+    /// }
+    /// ```
     pub fn mlock(mut self, lock: bool) -> Self {
         self.mlock = lock;
         self
@@ -121,12 +145,36 @@ impl Options {
     /// wake-up descriptor. A peer that answers within the budget costs no
     /// wake-up at all; `Duration::ZERO` parks at once. Once the budget is
     /// spent, a blocked call uses no CPU.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let opts = sharedring::Options::new().capacity_elements(64).spin(Duration::ZERO);
+    /// let (_tx, mut rx) = sharedring::channel_with::<u64>(&opts)?;
+    /// // Parks at once, without spinning, then times out.
+    /// assert!(rx.recv(&mut [0; 4], Some(Duration::from_millis(1))).is_err());
+    /// # Ok::<(), sharedring::Error>(())
+    /// ```
     pub fn spin(mut self, budget: Duration) -> Self {
         self.spin = budget;
         self
     }
 
     /// How long a handshake waits for the peer (`None`: forever).
+    ///
+    /// The deadline is a total for the whole handshake (the setup message
+    /// and the answer), however the peer paces its bytes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (a, _silent_peer) = std::os::unix::net::UnixStream::pair()?;
+    /// let opts = sharedring::Options::new().handshake_timeout(Some(Duration::from_millis(50)));
+    /// let err = sharedring::Receiver::<u64>::accept_with(a, &opts).unwrap_err();
+    /// assert!(matches!(
+    ///     err,
+    ///     sharedring::Error::Handshake(sharedring::HandshakeError::TimedOut)
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn handshake_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.handshake_timeout = timeout;
         self
@@ -152,6 +200,11 @@ impl Options {
     /// A peer can punch a hole in a hugetlb memfd while the huge page pool
     /// is empty, and our next touch of that spot raises SIGBUS; seals do not
     /// prevent it. Allow this only with a peer you trust not to.
+    ///
+    /// ```
+    /// let opts = sharedring::Options::new().allow_hugetlb(true); // a trusted peer only
+    /// # let _ = opts;
+    /// ```
     pub fn allow_hugetlb(mut self, allow: bool) -> Self {
         self.allow_hugetlb = allow;
         self
@@ -170,6 +223,16 @@ impl Options {
     /// are willing to allocate per message for that peer.
     ///
     /// [`MsgReceiver::recv`]: crate::MsgReceiver::recv
+    ///
+    /// ```
+    /// let opts = sharedring::Options::new().capacity_bytes(1 << 16).max_msg(512);
+    /// let (mut tx, _rx) = sharedring::msg_channel(&opts)?;
+    /// assert!(matches!(
+    ///     tx.send(&[0; 513], None),
+    ///     Err(sharedring::Error::MessageTooLarge { len: 513, max: 512 })
+    /// ));
+    /// # Ok::<(), sharedring::Error>(())
+    /// ```
     pub fn max_msg(mut self, bytes: usize) -> Self {
         self.max_msg = Some(bytes);
         self

@@ -245,6 +245,16 @@ impl<'a, T> std::ops::Deref for RecvChunk<'a, T> {
 impl<T: Element> RecvChunk<'_, T> {
     /// Frees the first `n` slots, and wakes the sender if it waits.
     ///
+    /// ```
+    /// let (mut tx, mut rx) = sharedring::channel::<u32>(64)?;
+    /// tx.send(&[1, 2, 3], None)?;
+    /// let chunk = rx.read_chunk(8)?;
+    /// assert_eq!(chunk.get(0), 1);
+    /// chunk.release(1)?; // 2 and 3 stay
+    /// assert_eq!(rx.try_recv(&mut [0; 8])?, 2);
+    /// # Ok::<(), sharedring::Error>(())
+    /// ```
+    ///
     /// # Panics
     ///
     /// If `n` exceeds the chunk's length.
@@ -256,6 +266,14 @@ impl<T: Element> RecvChunk<'_, T> {
     }
 
     /// Frees every slot of the chunk; see [`release`](Self::release).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = sharedring::channel::<u32>(64)?;
+    /// tx.send(&[1, 2, 3], None)?;
+    /// rx.read_chunk(8)?.release_all()?;
+    /// assert_eq!(rx.try_recv(&mut [0; 8])?, 0);
+    /// # Ok::<(), sharedring::Error>(())
+    /// ```
     pub fn release_all(self) -> Result<(), Error> {
         if self.chunk.release_all() {
             self.wake.notify()?;

@@ -245,6 +245,16 @@ impl<T> std::ops::DerefMut for SendChunk<'_, T> {
 impl<T: Element> SendChunk<'_, T> {
     /// Publishes the first `n` slots, and wakes the receiver if it sleeps.
     ///
+    /// ```
+    /// let (mut tx, mut rx) = sharedring::channel::<u32>(64)?;
+    /// let mut chunk = tx.write_chunk(8)?;
+    /// chunk.set(0, 10);
+    /// chunk.set(1, 20);
+    /// chunk.commit(2)?; // only the two written slots
+    /// assert_eq!(rx.try_recv(&mut [0; 8])?, 2);
+    /// # Ok::<(), sharedring::Error>(())
+    /// ```
+    ///
     /// # Panics
     ///
     /// If `n` exceeds the chunk's length.
@@ -256,6 +266,19 @@ impl<T: Element> SendChunk<'_, T> {
     }
 
     /// Publishes every slot of the chunk; see [`commit`](Self::commit).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = sharedring::channel::<u8>(8)?;
+    /// let mut chunk = tx.write_chunk(3)?;
+    /// for i in 0..chunk.len() {
+    ///     chunk.set(i, b'a' + i as u8);
+    /// }
+    /// chunk.commit_all()?;
+    /// let mut buf = [0u8; 8];
+    /// assert_eq!(rx.try_recv(&mut buf)?, 3);
+    /// assert_eq!(&buf[..3], b"abc");
+    /// # Ok::<(), sharedring::Error>(())
+    /// ```
     pub fn commit_all(self) -> Result<(), Error> {
         if self.chunk.commit_all() {
             self.wake.notify()?;

@@ -141,7 +141,16 @@ pub struct Duplex {
 impl Duplex {
     /// Creates two rings of `bytes` each and offers them over `stream`
     /// (the connecting side, typically). The peer calls
-    /// [`Duplex::accept`]. See the [type's example](Duplex).
+    /// [`Duplex::accept`].
+    ///
+    /// ```
+    /// let (a, b) = std::os::unix::net::UnixStream::pair()?;
+    /// let peer = std::thread::spawn(move || sharedring::Duplex::accept(b));
+    /// let d = sharedring::Duplex::create(a, 4096)?;
+    /// assert_eq!(d.tx.capacity_bytes(), 4096);
+    /// # drop((d, peer.join().unwrap()?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create(stream: UnixStream, bytes: usize) -> Result<Self, Error> {
         Self::create_with(stream, &Options::new().capacity_bytes(bytes))
     }
@@ -163,8 +172,16 @@ impl Duplex {
         Ok(Self { tx, rx })
     }
 
-    /// Accepts both rings that the peer's [`Duplex::create`] offers. See
-    /// the [type's example](Duplex).
+    /// Accepts both rings that the peer's [`Duplex::create`] offers.
+    ///
+    /// ```
+    /// let (a, b) = std::os::unix::net::UnixStream::pair()?;
+    /// let peer = std::thread::spawn(move || sharedring::Duplex::create(b, 4096));
+    /// let d = sharedring::Duplex::accept(a)?;
+    /// assert_eq!(d.rx.capacity_bytes(), 4096);
+    /// # drop((d, peer.join().unwrap()?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn accept(stream: UnixStream) -> Result<Self, Error> {
         Self::accept_with(stream, &Options::new())
     }
@@ -185,7 +202,18 @@ impl Duplex {
     }
 
     /// Sends `request` and waits for one response into `response`; the
-    /// timeout covers both. See the [type's example](Duplex).
+    /// timeout covers both.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (a, b) = std::os::unix::net::UnixStream::pair()?;
+    /// let peer = std::thread::spawn(move || sharedring::Duplex::accept(b));
+    /// let mut d = sharedring::Duplex::create(a, 4096)?;
+    /// let _server = peer.join().unwrap()?; // accepts, never answers
+    /// let err = d.request(b"?", &mut Vec::new(), Some(Duration::from_millis(10))).unwrap_err();
+    /// assert!(matches!(err, sharedring::Error::TimedOut { .. }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn request(
         &mut self,
         request: &[u8],
