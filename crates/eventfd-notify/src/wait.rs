@@ -294,6 +294,25 @@ impl Waiter {
         }
     }
 
+    /// A second waiter on the same eventfd (a duplicate descriptor), for
+    /// example to register with an event loop. No check through `/proc`:
+    /// this waiter's eventfd was made or checked when it was.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let w = eventfd_notify::Waiter::new()?;
+    /// let twin = w.try_clone()?;
+    /// eventfd_notify::Notifier::for_waiter(&w)?.notify()?;
+    /// assert!(twin.try_wait()?); // the same counter
+    /// # Ok::<(), eventfd_notify::Error>(())
+    /// ```
+    pub fn try_clone(&self) -> Result<Self, Error> {
+        Ok(Self {
+            fd: self.try_clone_fd()?,
+        })
+    }
+
     /// Duplicates the eventfd (`F_DUPFD_CLOEXEC`), for example to send it to
     /// the peer that will notify.
     ///

@@ -11,7 +11,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use eventfd_notify::{AsyncWaiter, Waiter};
+use eventfd_notify::AsyncWaiter;
 use spsc_core::{Record, Reservation, WaitCheck};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -37,7 +37,7 @@ struct Reactor {
 
 impl Reactor {
     fn new<K: Kind>(end: &Endpoint<K>) -> Result<Self, Error> {
-        let wake = AsyncWaiter::new(Waiter::from_received(end.parts.wait_own.try_clone_fd()?)?)?;
+        let wake = AsyncWaiter::new(end.parts.wait_own.try_clone()?)?;
         let live = match end.link.sock() {
             Some(sock) => {
                 let dup = sock.as_fd().try_clone_to_owned().map_err(Error::from)?;

@@ -128,7 +128,7 @@ mod tests {
     #[test]
     fn the_deadline_holds_when_every_park_is_woken_at_once() {
         let waiter = Waiter::new().unwrap();
-        let wake = Notifier::from_received(waiter.try_clone_fd().unwrap()).unwrap();
+        let wake = Notifier::for_waiter(&waiter).unwrap();
         let mut side = Flooded { wake };
         let mut link = Link::new(None);
         for spin in [Duration::ZERO, Duration::from_micros(20)] {
