@@ -41,7 +41,8 @@ use crate::wake::WaitCheck;
 /// ```
 pub struct MsgConsumer {
     /// The element ring's consumer over byte slots: read position (always
-    /// a multiple of 8), cached write position, wait word, poisoning.
+    /// a multiple of 8), wait word, poisoning. (Its cached write position
+    /// is unused: a message consumer waits on header words.)
     inner: Consumer<u8>,
     /// Our maximum message size, which the header had to match.
     max_msg: u32,
