@@ -18,6 +18,7 @@
 #![cfg(loom)]
 
 use core::ptr::NonNull;
+use std::collections::VecDeque;
 
 use loom::sync::{Arc, Notify};
 use loom::thread;
@@ -214,15 +215,15 @@ enum Api {
     InPlace,
     /// `push`/`pop`, `needs_wake` after each.
     PushPop,
-    /// `push_many`/`recv_many` with one message per batch, which take the
-    /// batch paths (position published once, one wake check).
+    /// `push_many` of one message, `recv_many` of all there are: the
+    /// batch paths (position published once per batch, one wake check).
     Batch,
 }
 
 /// The message ring, through the API of `Api`, with message lengths from
 /// `lengths`.
 struct MsgTx(MsgProducer, Api, fn(usize) -> Vec<u8>);
-struct MsgRx(MsgConsumer, Api, fn(usize) -> Vec<u8>);
+struct MsgRx(MsgConsumer, Api, fn(usize) -> Vec<u8>, VecDeque<Vec<u8>>);
 
 impl Sender for MsgTx {
     fn try_send(&mut self, i: usize) -> Option<bool> {
@@ -256,7 +257,7 @@ impl Sender for MsgTx {
 
 impl Recv for MsgRx {
     fn try_recv(&mut self, i: usize) -> Option<bool> {
-        let MsgRx(rx, api, message) = self;
+        let MsgRx(rx, api, message, received) = self;
         let mut out = [0u8; 8];
         let (n, wake) = match api {
             Api::InPlace => match rx.read() {
@@ -274,17 +275,25 @@ impl Recv for MsgRx {
                 Err(e) => panic!("{e}"),
             },
             Api::Batch => {
-                let mut n = 0;
-                let batch = rx
-                    .recv_many(1, |record| {
-                        n = record.len();
-                        record.copy_to_slice(&mut out[..n]);
-                    })
-                    .unwrap();
-                if batch.messages == 0 {
-                    return None;
+                // Everything there now in one batch (one position store,
+                // one wake check); the driver takes one message per call.
+                let mut wake = false;
+                if received.is_empty() {
+                    let batch = rx
+                        .recv_many(usize::MAX, |record| {
+                            let mut m = vec![0; record.len()];
+                            record.copy_to_slice(&mut m);
+                            received.push_back(m);
+                        })
+                        .unwrap();
+                    if batch.messages == 0 {
+                        return None;
+                    }
+                    wake = batch.wake;
                 }
-                (n, batch.wake)
+                let m = received.pop_front().unwrap();
+                out[..m.len()].copy_from_slice(&m);
+                (m.len(), wake)
             }
         };
         assert_eq!(out[..n], message(i), "stale or reordered message");
@@ -317,7 +326,11 @@ fn message_stream(messages: usize, api: Api, message: fn(usize) -> Vec<u8>) {
         let region = buf.region();
         let tx = MsgProducer::create(region, CAP, MAX).unwrap();
         let rx = MsgConsumer::attach(region, CAP, MAX).unwrap();
-        stream_pair(messages, MsgTx(tx, api, message), MsgRx(rx, api, message));
+        stream_pair(
+            messages,
+            MsgTx(tx, api, message),
+            MsgRx(rx, api, message, VecDeque::new()),
+        );
         drop(buf);
     });
 }
@@ -348,4 +361,9 @@ fn message_ring_never_takes_the_previous_laps_header_for_a_new_one() {
 #[test]
 fn message_ring_never_takes_the_previous_laps_header_for_a_new_one_in_place() {
     message_stream(3, Api::InPlace, full_message);
+}
+
+#[test]
+fn message_ring_never_takes_the_previous_laps_header_for_a_new_one_in_batches() {
+    message_stream(3, Api::Batch, full_message);
 }
