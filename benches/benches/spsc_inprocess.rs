@@ -6,6 +6,12 @@
 //! both producers copy them in; spsc-core additionally checks after every
 //! chunk commit whether the peer sleeps (one fence), which rtrb has no
 //! notion of.
+//!
+//! One more row, `spsc-core-msg/push_pop`, streams the same `u64` items
+//! as 8-byte messages through the message ring (16-byte records with a
+//! sequence-tagged header word each, layout v2): what an element ring with
+//! a tag per slot would cost, the measurement behind keeping the element
+//! ring's format (`docs/LAYOUT.md`).
 
 use std::hint::black_box;
 use std::thread;
@@ -15,7 +21,9 @@ use criterion::Throughput;
 use sharedring_benches::harness::Harness;
 use sharedring_benches::peer::PeerEnv;
 use sharedring_benches::{pin_to_cpu, probe, HeapRegion};
-use spsc_core::{Consumer, PopError, Producer, PushError};
+use spsc_core::{
+    Consumer, MsgConsumer, MsgPopError, MsgProducer, MsgPushError, PopError, Producer, PushError,
+};
 
 const CAPACITY: usize = 16 * 1024;
 
@@ -75,6 +83,42 @@ fn spsc_core_run(items: u64, batch: usize) -> Duration {
                 if n == 0 {
                     std::hint::spin_loop();
                 }
+            }
+        }
+    });
+    start.elapsed()
+}
+
+/// The same items as 8-byte messages through a message ring of the same
+/// capacity in bytes of data (`CAPACITY` items of 16-byte records).
+fn msg_run(items: u64) -> Duration {
+    let cap = CAPACITY * 16;
+    let mut region = HeapRegion::for_ring::<u8>(cap);
+    let mut tx = MsgProducer::create(region.region(), cap, 64).unwrap();
+    let mut rx = MsgConsumer::attach(region.region(), cap, 64).unwrap();
+    let start = Instant::now();
+    thread::scope(|s| {
+        s.spawn(move || {
+            pin_to_cpu(1);
+            let mut i = 0;
+            while i < items {
+                match tx.push(&i.to_ne_bytes()) {
+                    Ok(()) => i += 1,
+                    Err(MsgPushError::Full) => std::hint::spin_loop(),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        });
+        let mut got = 0;
+        let mut buf = [0u8; 8];
+        while got < items {
+            match rx.pop(&mut buf) {
+                Ok(_) => {
+                    black_box(u64::from_ne_bytes(buf));
+                    got += 1;
+                }
+                Err(MsgPopError::Empty) => std::hint::spin_loop(),
+                Err(e) => panic!("{e}"),
             }
         }
     });
@@ -164,6 +208,9 @@ fn main() {
         group.row(&format!("rtrb/{label}"), |b| {
             b.iter_custom(|iters| rtrb_run(iters.max(batch as u64), batch))
         });
+        if batch == 1 {
+            group.row("spsc-core-msg/push_pop", |b| b.iter_custom(msg_run));
+        }
     }
     group.finish();
     h.finish();

@@ -288,8 +288,47 @@ impl<T> Consumer<T> {
     /// overwrites them.
     #[inline]
     pub(crate) fn release(&mut self, n: usize) {
+        self.advance(n);
+        self.publish_position();
+    }
+
+    /// Moves our private read position by `n` without publishing it (a
+    /// message ring's batch receive publishes once per batch).
+    #[inline]
+    pub(crate) fn advance(&mut self, n: usize) {
         self.read = self.read.wrapping_add(n as u64);
+    }
+
+    /// Stores our private read position in the header. Release: our reads
+    /// of the released slots happen before the producer's Acquire load
+    /// sees it and overwrites them.
+    #[inline]
+    pub(crate) fn publish_position(&mut self) {
         self.shared.read_pos().store(self.read, Ordering::Release);
+    }
+
+    /// The corruption this handle has seen, if any (for wrappers whose
+    /// element type is not `FromBytes`-bounded here).
+    pub(crate) fn poisoned(&self) -> Option<Corruption> {
+        self.poisoned
+    }
+
+    /// Announces sleep in our wait word. The caller follows with a SeqCst
+    /// fence, then re-checks whatever it waits for.
+    pub(crate) fn announce_wait(&mut self) {
+        self.wait.announce(self.shared.consumer_wait());
+    }
+
+    /// Withdraws the announcement (for wrappers).
+    pub(crate) fn withdraw_wait(&mut self) {
+        self.wait.withdraw(self.shared.consumer_wait());
+    }
+
+    /// Whether the producer sleeps and must be woken (fence, then its
+    /// wait word), for wrappers.
+    #[inline]
+    pub(crate) fn check_wake(&mut self) -> bool {
+        self.waker.check(self.shared.producer_wait())
     }
 
     /// Releases `n` slots read through a chunk and says whether the

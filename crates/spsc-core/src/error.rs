@@ -50,6 +50,14 @@ pub enum LayoutError {
         /// The largest allowed for this capacity, in bytes.
         limit: usize,
     },
+    /// A message ring's capacity is above the largest one whose record
+    /// sequence tags tell one lap from the next (16 GiB).
+    MessageCapacityTooLarge {
+        /// The capacity asked for, in bytes.
+        capacity: usize,
+        /// The largest capacity, in bytes.
+        max: usize,
+    },
 }
 
 impl fmt::Display for LayoutError {
@@ -85,6 +93,10 @@ impl fmt::Display for LayoutError {
                 f,
                 "maximum message size {max_msg} B exceeds the limit of {limit} B for this capacity"
             ),
+            Self::MessageCapacityTooLarge { capacity, max } => write!(
+                f,
+                "message ring capacity {capacity} B exceeds the maximum of {max} B"
+            ),
         }
     }
 }
@@ -107,6 +119,11 @@ pub enum Field {
     /// a published record header. `seen` is the number of bytes it would
     /// skip (the whole ring for a marker at offset 0).
     SkipMarker,
+    /// The sequence tag in a message record's header (message rings,
+    /// layout version 2): neither the tag of the position we read at (the
+    /// low 32 bits of `position / 8`) nor the previous lap's. `seen` is the
+    /// tag found, `min` and `max` the tag expected.
+    RecordSequence,
 }
 
 impl fmt::Display for Field {
@@ -116,6 +133,7 @@ impl fmt::Display for Field {
             Self::ReadPosition => "read position",
             Self::RecordLength => "record length",
             Self::SkipMarker => "skip marker",
+            Self::RecordSequence => "record sequence tag",
         })
     }
 }
@@ -245,7 +263,10 @@ impl fmt::Display for SetupError {
             Self::UnsupportedVersion { found } => {
                 write!(
                     f,
-                    "peer's header has layout version {found}, we speak version 1"
+                    "peer's header has layout version {found}, we speak version {} \
+                     (and {} for element rings)",
+                    crate::layout::VERSION,
+                    crate::layout::VERSION_ELEMENTS_V1
                 )
             }
             Self::WrongKind { expected, found } => {
@@ -264,7 +285,7 @@ impl fmt::Display for SetupError {
             Self::DataOffsetMismatch { expected, found } => {
                 write!(
                     f,
-                    "peer's header has data offset {found}, layout v1 requires {expected}"
+                    "peer's header has data offset {found}, the layout requires {expected}"
                 )
             }
             Self::MaxMessageMismatch { expected, found } => write!(

@@ -1,4 +1,4 @@
-//! Layout v1 of the shared region. `docs/LAYOUT.md` at the top of the
+//! Layout v2 of the shared region. `docs/LAYOUT.md` at the top of the
 //! repository is the normative description; this file must match it, and
 //! the `static_assertions` below pin every offset so it cannot drift.
 //!
@@ -14,8 +14,15 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// little-endian `u64`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"shrdring");
 
-/// The layout version this crate writes and accepts.
-pub const VERSION: u32 = 1;
+/// The layout version this crate writes. It accepts this version, and
+/// for rings of fixed-size elements (whose protocol version 2 did not
+/// change) also [`VERSION_ELEMENTS_V1`].
+pub const VERSION: u32 = 2;
+
+/// The older layout version still accepted for rings of fixed-size
+/// elements (`kind` 1): version 2 changed only the message ring's record
+/// format, so a version-1 element ring is a valid version-2 one.
+pub const VERSION_ELEMENTS_V1: u32 = 1;
 
 /// `kind` of a ring of fixed-size elements.
 pub const KIND_ELEMENTS: u32 = 1;
@@ -78,6 +85,15 @@ pub(crate) struct Header {
     /// protocol (a stale read or an overwrite before a read).
     #[cfg(loom)]
     pub(crate) track: [loom::cell::UnsafeCell<()>; LOOM_SLOTS],
+
+    /// Loom only: the 8-byte record header words of a message ring, one
+    /// per 8-byte unit of the data area. In a real region they are the
+    /// data area's own bytes, accessed as `AtomicU64`; loom needs its own
+    /// atomics to model them. (Stale values survive here even where a
+    /// real region would hold payload bytes: the model is, if anything,
+    /// harsher about stale headers.)
+    #[cfg(loom)]
+    pub(crate) record_words: [AtomicU64; LOOM_SLOTS],
 }
 
 #[cfg(not(loom))]
@@ -102,7 +118,7 @@ mod pinned {
     const_assert_eq!(DATA_OFFSET % LINE, 0);
 }
 
-/// Where the data area starts: the v1 offset, or (under loom, whose
+/// Where the data area starts: the layout's offset, or (under loom, whose
 /// atomics are bigger) just past the header.
 pub(crate) const fn data_offset() -> usize {
     #[cfg(loom)]

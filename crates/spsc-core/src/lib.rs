@@ -63,9 +63,12 @@
 //! region: records never wrap (a skip marker fills the tail of the ring
 //! when needed). The maximum message size is fixed at creation, at most
 //! half the ring, and both sides check it in the header. Every record
-//! length the peer wrote is loaded once and checked against that maximum,
-//! the published bytes and the end of the ring; a bad one is a
-//! [`Corruption`], never an access outside the ring.
+//! header word the peer wrote is loaded once, with one atomic load, and
+//! its sequence tag checked against the position and its length against
+//! that maximum and the end of the ring; a bad one is a [`Corruption`],
+//! never an access outside the ring. [`MsgConsumer::recv_many`] and
+//! [`MsgProducer::push_many`] move a batch with one position store and one
+//! wake-up check.
 //!
 //! ```
 //! # let (mut tx, mut rx) = spsc_core::__doc_msg_pair!(4096, 1024);
@@ -96,9 +99,12 @@
 //!
 //! # Layout
 //!
-//! The shared layout (version 1) is specified in `docs/LAYOUT.md` at the
+//! The shared layout (version 2) is specified in `docs/LAYOUT.md` at the
 //! root of the repository, precisely enough to write a compatible peer in
-//! C. Offsets are pinned at compile time.
+//! C. Offsets are pinned at compile time. Version 2 changed the message
+//! ring's records (a sequence-tagged header word that the consumer waits
+//! on, so a small message costs one cache-line transfer); element rings of
+//! version 1 are still accepted.
 //!
 //! # Loom
 //!
@@ -122,10 +128,13 @@ mod wake;
 pub use chunk::{ReadChunk, SharedSlice, SharedSliceMut, WriteChunk};
 pub use consumer::Consumer;
 pub use error::{Corruption, Field, LayoutError, PopError, PushError, SetupError};
-pub use layout::{RingLayout, DATA_OFFSET, KIND_ELEMENTS, LINE, MAGIC, VERSION};
+pub use layout::{
+    RingLayout, DATA_OFFSET, KIND_ELEMENTS, LINE, MAGIC, VERSION, VERSION_ELEMENTS_V1,
+};
 pub use msg::{
-    MsgConsumer, MsgLayout, MsgPopError, MsgProducer, MsgPushError, Record, Reservation,
-    KIND_MESSAGES, MIN_MSG_CAPACITY, RECORD_ALIGN, RECORD_HEADER, SKIP_MARKER,
+    Batch, MsgConsumer, MsgLayout, MsgPopError, MsgProducer, MsgPushError, Record, Reservation,
+    KIND_MESSAGES, MAX_MSG_CAPACITY, MIN_MSG_CAPACITY, PENDING_MARKER, RECORD_ALIGN, RECORD_HEADER,
+    SKIP_MARKER,
 };
 pub use producer::Producer;
 pub use region::RawRegion;

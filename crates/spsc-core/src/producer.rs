@@ -311,11 +311,31 @@ impl<T> Producer<T> {
         self.write
     }
 
+    /// The consumer's read position as last loaded and validated.
+    pub(crate) fn cached_read(&self) -> u64 {
+        self.cached_read
+    }
+
     /// Publishes `n` more elements. Release: the slot writes happen before
     /// the consumer's Acquire load sees the new position.
     #[inline]
     pub(crate) fn publish(&mut self, n: usize) {
+        self.advance(n);
+        self.publish_position();
+    }
+
+    /// Moves our private write position by `n` without publishing it (a
+    /// message ring publishes each record through its header word, and
+    /// its write position once per batch).
+    #[inline]
+    pub(crate) fn advance(&mut self, n: usize) {
         self.write = self.write.wrapping_add(n as u64);
+    }
+
+    /// Stores our private write position in the header. Release: the slot
+    /// writes happen before the consumer's Acquire load sees it.
+    #[inline]
+    pub(crate) fn publish_position(&mut self) {
         self.shared.write_pos().store(self.write, Ordering::Release);
     }
 

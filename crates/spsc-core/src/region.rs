@@ -161,6 +161,33 @@ impl Shared {
         (self.slot(pos), first, n - first)
     }
 
+    /// The 8-byte word at byte `offset` of the data area, as an atomic: a
+    /// message record's header word.
+    ///
+    /// The caller keeps `offset` a multiple of 8 and at least 8 bytes
+    /// before the end of the data area (message positions are multiples
+    /// of 8, masked with our capacity); this is asserted in debug builds.
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) fn record_word(&self, offset: usize) -> &AtomicU64 {
+        debug_assert!(offset % 8 == 0 && offset as u64 + 8 <= self.capacity);
+        // SAFETY: the word lies inside the data area (the caller's
+        // contract) and is 8-aligned: the region's base is 8-aligned
+        // (`check_fits`) and the data area starts at a multiple of 128.
+        // An atomic tolerates the peer's concurrent writes; no
+        // non-atomic reference to these bytes is ever created.
+        unsafe { AtomicU64::from_ptr(self.data.as_ptr().add(offset).cast::<u64>()) }
+    }
+
+    /// Loom only: the loom atomic standing for the header word at byte
+    /// `offset` of the data area.
+    #[cfg(loom)]
+    pub(crate) fn record_word(&self, offset: usize) -> &AtomicU64 {
+        assert!(offset % 8 == 0 && offset / 8 < layout::LOOM_SLOTS);
+        // SAFETY: loom regions hold a whole loom header.
+        unsafe { &*addr_of!((*self.header()).record_words[offset / 8]) }
+    }
+
     /// Start of the data area.
     pub(crate) fn data(&self) -> *mut u8 {
         self.data.as_ptr()
@@ -216,6 +243,7 @@ impl Shared {
                     producer_wait: AtomicU32::new(0),
                     _pad3: [0; layout::LINE - 8],
                     track: core::array::from_fn(|_| loom::cell::UnsafeCell::new(())),
+                    record_words: core::array::from_fn(|_| AtomicU64::new(0)),
                 });
             }
         }
@@ -229,7 +257,11 @@ impl Shared {
             return Err(SetupError::BadMagic { found: magic });
         }
         let version = field!(self, version).load(Ordering::Relaxed);
-        if version != layout::VERSION {
+        // Version 2 changed only the message ring's records: an element
+        // ring of version 1 follows the same protocol.
+        let known = version == layout::VERSION
+            || (kind == layout::KIND_ELEMENTS && version == layout::VERSION_ELEMENTS_V1);
+        if !known {
             return Err(SetupError::UnsupportedVersion { found: version });
         }
         let found_kind = field!(self, kind).load(Ordering::Relaxed);

@@ -14,7 +14,10 @@
 //! fence comes first, the waker's load after its fence sees the
 //! announcement and wakes it; if the waker's fence comes first, the
 //! sleeper's load after its fence sees the new position and does not
-//! sleep. (This is the store-buffering pattern; without the fences both
+//! sleep. For a message ring the "position" the consumer re-checks is the
+//! next record's header word, which the producer stores (Release) before
+//! its fence; the argument is the same. (This is the store-buffering
+//! pattern; without the fences both
 //! loads could miss both stores, since x86 lets a load pass an earlier
 //! store.) The loom model checks in `tests/loom.rs` explore every
 //! interleaving of exactly this code.

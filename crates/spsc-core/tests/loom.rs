@@ -12,10 +12,13 @@
 //! A lost wake-up shows as a deadlock (both sides blocked on their
 //! `Notify`), which loom reports; a stale or racy slot access shows as a
 //! causality violation on the slot's tracking cell; a wrong value fails the
-//! assertions.
+//! assertions. Message-ring header words are loom atomics of their own
+//! (one per 8 bytes), so a header taken from the wrong lap shows as a
+//! stale or reordered message, or as a corruption panic.
 #![cfg(loom)]
 
 use core::ptr::NonNull;
+use std::collections::VecDeque;
 
 use loom::sync::{Arc, Notify};
 use loom::thread;
@@ -205,21 +208,38 @@ fn message(i: usize) -> Vec<u8> {
     (0..len).map(|k| (i * 16 + k) as u8).collect()
 }
 
-/// The message ring, through `reserve`/`read` (in place) or `push`/`pop`.
-struct MsgTx(MsgProducer, bool);
-struct MsgRx(MsgConsumer, bool);
+/// How a message-ring model moves messages.
+#[derive(Clone, Copy, PartialEq)]
+enum Api {
+    /// `reserve`/`commit`, `read`/`release`.
+    InPlace,
+    /// `push`/`pop`, `needs_wake` after each.
+    PushPop,
+    /// `push_many` of one message, `recv_many` of all there are: the
+    /// batch paths (position published once per batch, one wake check).
+    Batch,
+}
+
+/// The message ring, through the API of `Api`, with message lengths from
+/// `lengths`.
+struct MsgTx(MsgProducer, Api, fn(usize) -> Vec<u8>);
+struct MsgRx(MsgConsumer, Api, fn(usize) -> Vec<u8>, VecDeque<Vec<u8>>);
 
 impl Sender for MsgTx {
     fn try_send(&mut self, i: usize) -> Option<bool> {
-        let MsgTx(tx, in_place) = self;
+        let MsgTx(tx, api, message) = self;
         let msg = message(i);
-        let sent = if *in_place {
-            tx.reserve(msg.len()).map(|mut reservation| {
+        let sent = match api {
+            Api::InPlace => tx.reserve(msg.len()).map(|mut reservation| {
                 reservation.copy_from_slice(&msg);
                 reservation.commit()
-            })
-        } else {
-            tx.push(&msg).map(|()| tx.needs_wake())
+            }),
+            Api::PushPop => tx.push(&msg).map(|()| tx.needs_wake()),
+            Api::Batch => match tx.push_many(&[&msg]) {
+                Ok(batch) if batch.messages == 0 => Err(MsgPushError::Full),
+                Ok(batch) => Ok(batch.wake),
+                Err(e) => Err(e),
+            },
         };
         match sent {
             Ok(wake) => Some(wake),
@@ -228,7 +248,7 @@ impl Sender for MsgTx {
         }
     }
     fn prepare_wait(&mut self, i: usize) -> WaitCheck {
-        self.0.prepare_wait(message(i).len()).unwrap()
+        self.0.prepare_wait((self.2)(i).len()).unwrap()
     }
     fn finish_wait(&mut self) {
         self.0.finish_wait()
@@ -237,10 +257,10 @@ impl Sender for MsgTx {
 
 impl Recv for MsgRx {
     fn try_recv(&mut self, i: usize) -> Option<bool> {
-        let MsgRx(rx, in_place) = self;
+        let MsgRx(rx, api, message, received) = self;
         let mut out = [0u8; 8];
-        let (n, wake) = if *in_place {
-            match rx.read() {
+        let (n, wake) = match api {
+            Api::InPlace => match rx.read() {
                 Ok(record) => {
                     let n = record.len();
                     record.copy_to_slice(&mut out[..n]);
@@ -248,12 +268,32 @@ impl Recv for MsgRx {
                 }
                 Err(PopError::Empty) => return None,
                 Err(e) => panic!("{e}"),
-            }
-        } else {
-            match rx.pop(&mut out) {
+            },
+            Api::PushPop => match rx.pop(&mut out) {
                 Ok(n) => (n, rx.needs_wake()),
                 Err(MsgPopError::Empty) => return None,
                 Err(e) => panic!("{e}"),
+            },
+            Api::Batch => {
+                // Everything there now in one batch (one position store,
+                // one wake check); the driver takes one message per call.
+                let mut wake = false;
+                if received.is_empty() {
+                    let batch = rx
+                        .recv_many(usize::MAX, |record| {
+                            let mut m = vec![0; record.len()];
+                            record.copy_to_slice(&mut m);
+                            received.push_back(m);
+                        })
+                        .unwrap();
+                    if batch.messages == 0 {
+                        return None;
+                    }
+                    wake = batch.wake;
+                }
+                let m = received.pop_front().unwrap();
+                out[..m.len()].copy_from_slice(&m);
+                (m.len(), wake)
             }
         };
         assert_eq!(out[..n], message(i), "stale or reordered message");
@@ -267,10 +307,18 @@ impl Recv for MsgRx {
     }
 }
 
+/// Message `i` of the exact-fill models: 8 bytes each, records of 16, so
+/// that two fill the 32-byte ring to the last byte. The producer then
+/// writes no pending word after the second, and the consumer, at position
+/// 32, finds the first record's header (the previous lap's tag) until the
+/// third record is written there.
+fn full_message(i: usize) -> Vec<u8> {
+    (0..8).map(|k| (i * 16 + k + 1) as u8).collect()
+}
+
 /// The message ring's stream: 32 bytes with messages of at most 8 (one
-/// tracking cell per 8 bytes), so that the third message skips the tail
-/// and must wait for the first to be released.
-fn message_stream(messages: usize, in_place: bool) {
+/// tracking cell per 8 bytes).
+fn message_stream(messages: usize, api: Api, message: fn(usize) -> Vec<u8>) {
     const CAP: usize = 32;
     const MAX: usize = 8;
     model(move || {
@@ -278,17 +326,44 @@ fn message_stream(messages: usize, in_place: bool) {
         let region = buf.region();
         let tx = MsgProducer::create(region, CAP, MAX).unwrap();
         let rx = MsgConsumer::attach(region, CAP, MAX).unwrap();
-        stream_pair(messages, MsgTx(tx, in_place), MsgRx(rx, in_place));
+        stream_pair(
+            messages,
+            MsgTx(tx, api, message),
+            MsgRx(rx, api, message, VecDeque::new()),
+        );
         drop(buf);
     });
 }
 
+// With `message`, the third message skips the tail and must wait for the
+// first to be released.
+
 #[test]
 fn message_ring_no_lost_wakeup_or_stale_read_across_a_skip_with_push_pop() {
-    message_stream(3, false);
+    message_stream(3, Api::PushPop, message);
 }
 
 #[test]
 fn message_ring_no_lost_wakeup_or_stale_read_across_a_skip_in_place() {
-    message_stream(3, true);
+    message_stream(3, Api::InPlace, message);
+}
+
+#[test]
+fn message_ring_no_lost_wakeup_or_stale_read_across_a_skip_in_batches() {
+    message_stream(3, Api::Batch, message);
+}
+
+#[test]
+fn message_ring_never_takes_the_previous_laps_header_for_a_new_one() {
+    message_stream(3, Api::PushPop, full_message);
+}
+
+#[test]
+fn message_ring_never_takes_the_previous_laps_header_for_a_new_one_in_place() {
+    message_stream(3, Api::InPlace, full_message);
+}
+
+#[test]
+fn message_ring_never_takes_the_previous_laps_header_for_a_new_one_in_batches() {
+    message_stream(3, Api::Batch, full_message);
 }

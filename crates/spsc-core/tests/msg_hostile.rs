@@ -1,8 +1,10 @@
 //! A hostile peer scribbles over a message ring while an honest producer
 //! and an honest consumer run hundreds of thousands of operations on it:
 //! random record lengths (small, at and around the maximum, huge), skip
-//! markers at random record offsets, plausible-but-wrong positions, and
-//! random header words and bytes.
+//! markers at random record offsets, whole header words with plausible
+//! sequence tags (the right one, the previous lap's, two laps old, off by
+//! one) and pending words, plausible-but-wrong positions, and random
+//! header words and bytes.
 //!
 //! The honest sides must see only valid records (never longer than the
 //! maximum, always inside the data area), full, empty, or the corruption
@@ -15,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use spsc_core::{
     Corruption, Field, MsgConsumer, MsgLayout, MsgPopError, MsgProducer, MsgPushError, PopError,
-    RawRegion, SetupError, DATA_OFFSET, SKIP_MARKER,
+    RawRegion, SetupError, DATA_OFFSET, PENDING_MARKER, SKIP_MARKER,
 };
 
 const CAP: usize = 256;
@@ -60,6 +62,7 @@ struct Tally {
     messages: AtomicU64,
     record_length: AtomicU64,
     skip_marker: AtomicU64,
+    sequence: AtomicU64,
     positions: AtomicU64,
 }
 
@@ -68,6 +71,7 @@ impl Tally {
         let counter = match c.field {
             Field::RecordLength => &self.record_length,
             Field::SkipMarker => &self.skip_marker,
+            Field::RecordSequence => &self.sequence,
             _ => &self.positions,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -76,6 +80,7 @@ impl Tally {
     fn caught(&self) -> u64 {
         self.record_length.load(Ordering::Relaxed)
             + self.skip_marker.load(Ordering::Relaxed)
+            + self.sequence.load(Ordering::Relaxed)
             + self.positions.load(Ordering::Relaxed)
     }
 }
@@ -110,7 +115,14 @@ fn honest_producer(region: RawRegion, tally: &Tally, stop: &AtomicBool) {
         }
         let r = next(&mut state);
         let len = (r >> 8) as usize % (MAX + 1);
-        let result: Result<(), MsgPushError> = match r % 4 {
+        let result: Result<(), MsgPushError> = match r % 5 {
+            4 => tx
+                .push_many(&[&src[..len], &src[..len / 2], &[]])
+                .map(|batch| {
+                    tally
+                        .messages
+                        .fetch_add(batch.messages as u64, Ordering::Relaxed);
+                }),
             0 => tx.push(&src[..len]).map(|()| {
                 tally.messages.fetch_add(1, Ordering::Relaxed);
             }),
@@ -173,7 +185,7 @@ fn honest_consumer(region: RawRegion, tally: &Tally, stop: &AtomicBool) {
     for i in 0.. {
         let enough = tally.record_length.load(Ordering::Relaxed) > 0
             && tally.skip_marker.load(Ordering::Relaxed) > 0
-            && tally.positions.load(Ordering::Relaxed) > 0
+            && tally.sequence.load(Ordering::Relaxed) > 0
             && tally.messages.load(Ordering::Relaxed) > 0;
         if done(i, enough, stop) {
             break;
@@ -186,7 +198,18 @@ fn honest_consumer(region: RawRegion, tally: &Tally, stop: &AtomicBool) {
                 std::hint::spin_loop();
             }
         }
-        let result: Result<(), Corruption> = match r % 4 {
+        let result: Result<(), Corruption> = match r % 5 {
+            4 => rx
+                .recv_many((r >> 8) as usize % 4, |record| {
+                    inside_data(region, record.as_ptr(), record.len());
+                    let len = record.len();
+                    record.copy_to_slice(&mut out[..len]);
+                })
+                .map(|batch| {
+                    tally
+                        .messages
+                        .fetch_add(batch.messages as u64, Ordering::Relaxed);
+                }),
             0 => match rx.read() {
                 Ok(record) => {
                     tally.messages.fetch_add(1, Ordering::Relaxed);
@@ -261,7 +284,32 @@ fn scribble(region: RawRegion, stop: &AtomicBool, started: &AtomicBool) {
     let hot = [0usize, 8, 16, 24, 32, 384, 388];
     while !stop.load(Ordering::Relaxed) {
         let r = next(&mut state);
-        match r % 8 {
+        match r % 10 {
+            8 | 9 => {
+                // A whole header word near the consumer's position, with a
+                // plausible tag: its own, the previous lap's, two laps old,
+                // off by one, or a pending word.
+                let pos = word64(256)
+                    .load(Ordering::Relaxed)
+                    .wrapping_add(((r >> 8) % 8) * 8)
+                    & !7;
+                let tag = (pos >> 3) as u32;
+                let lap = (CAP / 8) as u32;
+                let tag = match (r >> 16) % 5 {
+                    0 => tag,
+                    1 => tag.wrapping_sub(lap),
+                    2 => tag.wrapping_sub(2 * lap),
+                    3 => tag.wrapping_add(1),
+                    _ => tag.wrapping_sub(1),
+                };
+                let len = if (r >> 24) % 4 == 0 {
+                    PENDING_MARKER
+                } else {
+                    length_word(&mut state)
+                };
+                word64(DATA_OFFSET + (pos % CAP as u64) as usize)
+                    .store((u64::from(tag) << 32) | u64::from(len), Ordering::Relaxed);
+            }
             0..=3 => {
                 let at = DATA_OFFSET + ((r >> 8) as usize % (CAP / 8)) * 8;
                 // SAFETY: a record header offset inside the data area.
@@ -320,11 +368,13 @@ fn honest_sides_see_only_valid_records_or_corruption_while_peer_scribbles() {
 
     for (side, t) in ["producer", "consumer"].iter().zip(tally.iter()) {
         eprintln!(
-            "{side}: {} ops, {} messages; caught {} record lengths, {} skip markers, {} positions",
+            "{side}: {} ops, {} messages; caught {} record lengths, {} skip markers, \
+             {} sequence tags, {} positions",
             t.ops.load(Ordering::Relaxed),
             t.messages.load(Ordering::Relaxed),
             t.record_length.load(Ordering::Relaxed),
             t.skip_marker.load(Ordering::Relaxed),
+            t.sequence.load(Ordering::Relaxed),
             t.positions.load(Ordering::Relaxed),
         );
         assert!(t.ops.load(Ordering::Relaxed) >= ops_per_side());
@@ -337,6 +387,6 @@ fn honest_sides_see_only_valid_records_or_corruption_while_peer_scribbles() {
     assert!(tally[0].caught() > 0, "producer never caught the peer");
     assert!(tally[1].record_length.load(Ordering::Relaxed) > 0);
     assert!(tally[1].skip_marker.load(Ordering::Relaxed) > 0);
-    assert!(tally[1].positions.load(Ordering::Relaxed) > 0);
+    assert!(tally[1].sequence.load(Ordering::Relaxed) > 0);
     assert!(buf.guards_intact(), "a write landed outside the region");
 }

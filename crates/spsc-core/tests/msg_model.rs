@@ -4,8 +4,9 @@
 //! small or big enough, wait/wake), over random capacities and maximum
 //! message sizes, checked against a `VecDeque<Vec<u8>>` and against the
 //! record format of `docs/LAYOUT.md`: after every commit the test reads
-//! the record header (and skip marker) from the region's raw bytes at the
-//! offsets the document prescribes.
+//! the record header word (and skip marker) from the region's raw bytes at
+//! the offsets the document prescribes, with its sequence tag, and the
+//! pending word where the next header goes.
 
 mod common;
 
@@ -14,7 +15,7 @@ use std::collections::VecDeque;
 use proptest::prelude::*;
 use spsc_core::{
     MsgConsumer, MsgLayout, MsgPopError, MsgProducer, MsgPushError, PopError, WaitCheck,
-    DATA_OFFSET, SKIP_MARKER,
+    DATA_OFFSET, PENDING_MARKER, SKIP_MARKER,
 };
 
 /// A message length: 0, the maximum, one past it, or anything in between.
@@ -64,6 +65,12 @@ enum Op {
     Read {
         release: bool,
     },
+    /// Receive up to this many messages in one batch.
+    RecvMany(u8),
+    /// `try_recv_into` a buffer of the given length.
+    TryRecvInto(Len),
+    /// Push these in one batch.
+    PushMany(Vec<Len>),
     ConsumerWaits,
     ConsumerChecks,
     ProducerWaits(Len),
@@ -88,6 +95,9 @@ fn op() -> impl Strategy<Value = Op> {
         ),
         4 => len().prop_map(Op::Pop),
         4 => prop::bool::weighted(0.85).prop_map(|release| Op::Read { release }),
+        2 => (0u8..5).prop_map(Op::RecvMany),
+        2 => len().prop_map(Op::TryRecvInto),
+        2 => prop::collection::vec(len(), 0..5).prop_map(Op::PushMany),
         1 => Just(Op::ConsumerWaits),
         1 => Just(Op::ConsumerChecks),
         1 => len().prop_map(Op::ProducerWaits),
@@ -138,11 +148,19 @@ impl Model {
     }
 }
 
-/// Reads a native `u32` from the region's data area, as a C peer would.
-fn peek_u32(base: *mut u8, offset: u64) -> u32 {
-    // SAFETY: the offsets come from the layout and lie in the data area;
-    // the handles only access it volatilely.
-    unsafe { core::ptr::read_volatile(base.add(DATA_OFFSET + offset as usize).cast::<u32>()) }
+/// Reads a native `u64` header word from the region's data area, as a C
+/// peer would, and splits it into (tag, length).
+fn peek_header(base: *mut u8, offset: u64) -> (u32, u32) {
+    // SAFETY: the offsets come from the layout, are 8-aligned and lie in
+    // the data area; the handles only access it atomically or volatilely.
+    let word =
+        unsafe { core::ptr::read_volatile(base.add(DATA_OFFSET + offset as usize).cast::<u64>()) };
+    ((word >> 32) as u32, word as u32)
+}
+
+/// The sequence tag of docs/LAYOUT.md for a header at position `pos`.
+fn tag(pos: u64) -> u32 {
+    (pos / 8) as u32
 }
 
 fn run(capacity: usize, max_frac: u8, ops: &[Op]) -> Result<(), TestCaseError> {
@@ -169,7 +187,11 @@ fn run(capacity: usize, max_frac: u8, ops: &[Op]) -> Result<(), TestCaseError> {
         // A side that acts is awake.
         let producer_op = matches!(
             op,
-            Op::Push(_) | Op::Reserve { .. } | Op::ProducerWaits(_) | Op::ProducerChecks
+            Op::Push(_)
+                | Op::Reserve { .. }
+                | Op::PushMany(_)
+                | Op::ProducerWaits(_)
+                | Op::ProducerChecks
         );
         if tx_asleep && producer_op {
             tx.finish_wait();
@@ -178,7 +200,12 @@ fn run(capacity: usize, max_frac: u8, ops: &[Op]) -> Result<(), TestCaseError> {
         if rx_asleep
             && matches!(
                 op,
-                Op::Pop(_) | Op::Read { .. } | Op::ConsumerWaits | Op::ConsumerChecks
+                Op::Pop(_)
+                    | Op::Read { .. }
+                    | Op::RecvMany(_)
+                    | Op::TryRecvInto(_)
+                    | Op::ConsumerWaits
+                    | Op::ConsumerChecks
             )
         {
             rx.finish_wait();
@@ -246,12 +273,29 @@ fn run(capacity: usize, max_frac: u8, ops: &[Op]) -> Result<(), TestCaseError> {
                 if let Some(msg) = published {
                     // The bytes in the region follow docs/LAYOUT.md.
                     if skip > 0 {
-                        prop_assert_eq!(peek_u32(base, m.write % m.capacity), SKIP_MARKER);
+                        prop_assert_eq!(
+                            peek_header(base, m.write % m.capacity),
+                            (tag(m.write), SKIP_MARKER)
+                        );
                     }
-                    prop_assert_eq!(peek_u32(base, at), msg.len() as u32);
-                    prop_assert_eq!(peek_u32(base, at + 4), 0);
+                    prop_assert_eq!(
+                        peek_header(base, at),
+                        (tag(m.write + skip), msg.len() as u32)
+                    );
                     let advance = skip + 8 + (msg.len() as u64).div_ceil(8) * 8;
                     m.write += advance;
+                    // Where the next header goes: the pending word, or (if
+                    // the producer's cache said the ring is full to the
+                    // last byte) the header of the previous lap.
+                    let next = peek_header(base, m.write % m.capacity);
+                    prop_assert!(
+                        next == (tag(m.write), PENDING_MARKER)
+                            || next.0 == tag(m.write.wrapping_sub(m.capacity)),
+                        "{:?} at position {} (read {})",
+                        next,
+                        m.write,
+                        m.read
+                    );
                     m.queue.push_back((msg, advance));
                 }
             }
@@ -298,6 +342,89 @@ fn run(capacity: usize, max_frac: u8, ops: &[Op]) -> Result<(), TestCaseError> {
                 Err(PopError::Empty) => prop_assert!(m.queue.is_empty()),
                 Err(e) => prop_assert!(false, "unexpected {e:?}"),
             },
+            Op::RecvMany(max) => {
+                let mut got = Vec::new();
+                let batch = rx
+                    .recv_many(max as usize, |record| {
+                        let mut out = vec![0; record.len()];
+                        record.copy_to_slice(&mut out);
+                        got.push(out);
+                    })
+                    .unwrap();
+                prop_assert_eq!(batch.messages, got.len());
+                prop_assert_eq!(got.len(), m.queue.len().min(max as usize));
+                for out in got {
+                    let (msg, advance) = m.queue.pop_front().unwrap();
+                    prop_assert_eq!(out, msg);
+                    m.read += advance;
+                }
+                // One wake-up check, only if something was released.
+                let expect = batch.messages > 0 && tx_asleep && !tx_woken;
+                prop_assert_eq!(batch.wake, expect);
+                tx_woken |= batch.wake;
+            }
+            Op::TryRecvInto(buf_len) => {
+                let mut out = vec![0xEE; buf_len.of(m.max)];
+                match rx.try_recv_into(&mut out) {
+                    Ok(Some(n)) => {
+                        let (msg, advance) = m.queue.pop_front().unwrap();
+                        prop_assert_eq!(&out[..n], &msg[..]);
+                        m.read += advance;
+                    }
+                    Ok(None) => prop_assert!(m.queue.is_empty()),
+                    Err(MsgPopError::BufferTooSmall { len, buf }) => {
+                        prop_assert_eq!(len, m.queue[0].0.len());
+                        prop_assert!(len > buf);
+                    }
+                    Err(e) => prop_assert!(false, "unexpected {e:?}"),
+                }
+            }
+            Op::PushMany(ref lens) => {
+                // What the model says: messages in order while they fit;
+                // a too-large one stops the batch (an error if first).
+                let mut msgs = Vec::new();
+                let mut expect = 0;
+                let mut stopped = false;
+                let mut first_too_large = false;
+                let mut w = m.write;
+                for (k, l) in lens.iter().enumerate() {
+                    let len = l.of(m.max);
+                    m.seq += 1;
+                    msgs.push(message(m.seq, len));
+                    if stopped {
+                        continue;
+                    }
+                    if len > m.max {
+                        first_too_large = k == 0;
+                        stopped = true;
+                        continue;
+                    }
+                    let (_, _, need) = placement(m.capacity, w, len);
+                    if need > m.capacity - (w - m.read) {
+                        stopped = true;
+                        continue;
+                    }
+                    w += need;
+                    expect += 1;
+                }
+                match tx.push_many(&msgs) {
+                    Ok(batch) => {
+                        prop_assert!(!first_too_large);
+                        prop_assert_eq!(batch.messages, expect);
+                        let wake = expect > 0 && rx_asleep && !rx_woken;
+                        prop_assert_eq!(batch.wake, wake);
+                        rx_woken |= batch.wake;
+                        for msg in msgs.into_iter().take(expect) {
+                            let (skip, _, need) = placement(m.capacity, m.write, msg.len());
+                            prop_assert!(need >= skip);
+                            m.write += need;
+                            m.queue.push_back((msg, need));
+                        }
+                    }
+                    Err(MsgPushError::TooLarge { .. }) => prop_assert!(first_too_large),
+                    Err(e) => prop_assert!(false, "unexpected {e:?}"),
+                }
+            }
             Op::ConsumerWaits => match rx.prepare_wait().unwrap() {
                 WaitCheck::Ready => prop_assert!(!m.queue.is_empty()),
                 WaitCheck::Sleep => {

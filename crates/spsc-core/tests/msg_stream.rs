@@ -1,9 +1,9 @@
 //! Two threads stream messages of random sizes (0 and the maximum
-//! included) through a message ring, with every API on both sides, random
-//! stalls, and the sleep/wake protocol (thread park/unpark as the
-//! wake-up). The consumer checks every message's length and bytes, both
-//! sides compare checksums, and no sleep may last until its timeout: a
-//! lost wake-up fails the test.
+//! included) through a message ring, with every API on both sides (batches
+//! included), random stalls, and the sleep/wake protocol (thread park/unpark
+//! as the wake-up). The consumer checks every message's length and bytes,
+//! both sides compare checksums, and no sleep may last until its timeout:
+//! a lost wake-up fails the test.
 
 mod common;
 
@@ -97,6 +97,35 @@ fn two_threads_stream_random_sized_messages_intact_and_in_order() {
                 let len = length(i);
                 fill(i, &mut msg[..len]);
                 let r = next(&mut state);
+                if r % 4 == 3 {
+                    // A batch of up to three messages, none past the end
+                    // of the stream (the consumer stops there).
+                    let mut batch = Vec::new();
+                    let mut end = bytes;
+                    while batch.len() < 3 && end < total_bytes() {
+                        let k = i + batch.len() as u64;
+                        let mut m = vec![0u8; length(k)];
+                        fill(k, &mut m);
+                        end += m.len() as u64;
+                        batch.push(m);
+                    }
+                    let sent = tx.push_many(&batch).unwrap();
+                    if sent.wake {
+                        consumer_thread.wait().unpark();
+                    }
+                    for m in &batch[..sent.messages] {
+                        sum = checksum(sum, m);
+                        bytes += m.len() as u64;
+                        i += 1;
+                    }
+                    if sent.messages == 0 {
+                        if tx.prepare_wait(batch[0].len()).unwrap() == WaitCheck::Sleep {
+                            sleep(&lost);
+                        }
+                        tx.finish_wait();
+                    }
+                    continue;
+                }
                 let sent = match r % 3 {
                     0 => match tx.push(&msg[..len]) {
                         Ok(()) => {
@@ -171,6 +200,31 @@ fn two_threads_stream_random_sized_messages_intact_and_in_order() {
     let (mut i, mut bytes, mut sum) = (0u64, 0u64, 0u64);
     while bytes < total_bytes() {
         let r = next(&mut state);
+        if r % 4 == 3 {
+            // A batch of up to four messages, each checked in place.
+            let batch = rx
+                .recv_many(4, |record| {
+                    let n = record.len();
+                    assert_eq!(n, length(i), "message {i} has the wrong length");
+                    record.copy_to_slice(&mut out[..n]);
+                    fill(i, &mut expected[..n]);
+                    assert!(out[..n] == expected[..n], "message {i} is corrupted");
+                    sum = checksum(sum, &out[..n]);
+                    bytes += n as u64;
+                    i += 1;
+                })
+                .unwrap();
+            if batch.wake {
+                producer.unpark();
+            }
+            if batch.messages == 0 {
+                if rx.prepare_wait().unwrap() == WaitCheck::Sleep {
+                    sleep(&lost);
+                }
+                rx.finish_wait();
+            }
+            continue;
+        }
         let got = match r % 3 {
             0 => match rx.pop(&mut out) {
                 Ok(n) => {

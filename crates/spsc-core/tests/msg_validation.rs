@@ -1,14 +1,18 @@
 //! A message-ring peer that writes records and positions by hand, through
-//! the byte offsets of `docs/LAYOUT.md`, as a peer in C would: honest
-//! records (with a skip marker) are read back exactly; every lie (a bad
-//! record length, a bad skip marker, an odd position, a header that does
-//! not match) is caught, named, and sticky.
+//! the byte offsets of `docs/LAYOUT.md` (layout version 2), as a peer in C
+//! would: honest records (with a skip marker, and the previous lap's
+//! header where the ring was full) are read back exactly; every lie (a
+//! wrong sequence tag, a header two laps old, a bad record length, a bad
+//! skip marker, a lying read position, a header that does not match) is
+//! caught, named, and sticky; stale payload that looks like a header is
+//! never taken for one.
 
 mod common;
 
 use spsc_core::{
     Consumer, Corruption, Field, LayoutError, MsgConsumer, MsgLayout, MsgPopError, MsgProducer,
-    MsgPushError, PopError, Producer, RawRegion, SetupError, DATA_OFFSET, SKIP_MARKER,
+    MsgPushError, PopError, Producer, RawRegion, SetupError, DATA_OFFSET, PENDING_MARKER,
+    SKIP_MARKER,
 };
 
 // One producer and one consumer per ring: movable to another thread, but
@@ -39,18 +43,38 @@ fn peek64(region: RawRegion, offset: usize) -> u64 {
     unsafe { core::ptr::read_volatile(region.as_ptr().add(offset).cast::<u64>()) }
 }
 
-/// Writes a record header (and payload bytes `fill`) at data offset `at`.
-fn record(region: RawRegion, at: usize, len: u32, fill: u8) {
-    poke32(region, DATA_OFFSET + at, len);
-    poke32(region, DATA_OFFSET + at + 4, 0);
-    if len != SKIP_MARKER {
-        for i in 0..len as usize {
-            // SAFETY: the tests keep payloads inside the data area.
-            unsafe {
-                core::ptr::write_volatile(region.as_ptr().add(DATA_OFFSET + at + 8 + i), fill)
-            }
-        }
+/// The sequence tag of a header at position `pos` (docs/LAYOUT.md).
+fn tag(pos: u64) -> u32 {
+    (pos / 8) as u32
+}
+
+/// The 8-byte header word: the tag in the high half, `len` in the low.
+fn word(tag: u32, len: u32) -> u64 {
+    (u64::from(tag) << 32) | u64::from(len)
+}
+
+/// Writes a header word at data offset `pos % CAP` with the tag of `pos`.
+fn header(region: RawRegion, pos: u64, len: u32) {
+    poke64(
+        region,
+        DATA_OFFSET + (pos % CAP as u64) as usize,
+        word(tag(pos), len),
+    );
+}
+
+/// Writes a record as an honest peer in C would: the payload bytes
+/// `fill`, the pending word where the next record goes, then the header.
+/// Returns the position after it.
+fn record(region: RawRegion, pos: u64, len: u32, fill: u8) -> u64 {
+    let at = (pos % CAP as u64) as usize;
+    for i in 0..len as usize {
+        // SAFETY: the tests keep payloads inside the data area.
+        unsafe { core::ptr::write_volatile(region.as_ptr().add(DATA_OFFSET + at + 8 + i), fill) }
     }
+    let end = pos + 8 + u64::from(len).div_ceil(8) * 8;
+    header(region, end, PENDING_MARKER);
+    header(region, pos, len);
+    end
 }
 
 /// A ring created by our consumer, with a peer producer writing by hand.
@@ -66,13 +90,14 @@ fn buffer() -> common::Buffer {
 
 /// Moves the read position to 48 (of 64) with six empty records.
 fn walk_to_48(region: RawRegion, rx: &mut MsgConsumer) {
-    for at in (0..48).step_by(8) {
-        record(region, at, 0, 0);
+    for pos in (0..48).step_by(8) {
+        record(region, pos, 0, 0);
     }
     poke64(region, WRITE_POS, 48);
     for _ in 0..6 {
         assert_eq!(rx.pop(&mut []), Ok(0));
     }
+    assert_eq!(rx.pop(&mut []), Err(MsgPopError::Empty));
 }
 
 /// The consumer reports `expected` now, and on every later call.
@@ -82,8 +107,23 @@ fn assert_sticky(rx: &mut MsgConsumer, expected: Corruption) {
         rx.pop(&mut [0; MAX]).unwrap_err(),
         MsgPopError::Corrupted(expected)
     );
+    assert_eq!(
+        rx.try_recv_into(&mut [0; MAX]),
+        Err(MsgPopError::Corrupted(expected))
+    );
+    assert_eq!(rx.recv_many(4, |_| panic!("no record")), Err(expected));
     assert_eq!(rx.prepare_wait().unwrap_err(), expected);
+    assert_eq!(rx.pending_bytes(), Err(expected));
     assert_eq!(rx.corruption(), Some(expected));
+}
+
+fn sequence(seen: u32, expected: u32) -> Corruption {
+    Corruption {
+        field: Field::RecordSequence,
+        seen: u64::from(seen),
+        min: u64::from(expected),
+        max: u64::from(expected),
+    }
 }
 
 #[test]
@@ -107,6 +147,15 @@ fn layout_rejects_impossible_message_geometry() {
         })
     );
     assert!(MsgLayout::new(16, 0).is_ok());
+    // One lap must change the 32-bit sequence tag: capacity / 8 < 2^32.
+    assert_eq!(
+        MsgLayout::new(1 << 35, 64),
+        Err(LayoutError::MessageCapacityTooLarge {
+            capacity: 1 << 35,
+            max: 1 << 34
+        })
+    );
+    assert_eq!(spsc_core::MAX_MSG_CAPACITY, 1 << 34);
     assert_eq!(MsgLayout::max_msg_limit(1 << 40), 0xFFFF_FFF8);
 }
 
@@ -114,23 +163,29 @@ fn layout_rejects_impossible_message_geometry() {
 fn consumer_reads_hand_written_records_with_a_skip_marker() {
     let mut buf = buffer();
     let (region, mut rx) = consumer_ring(&mut buf);
-    // Records of 24, 0 and 5 bytes at offsets 0, 32 and 40: 56 bytes.
-    record(region, 0, 24, 0xA1);
-    record(region, 32, 0, 0);
-    record(region, 40, 5, 0xA3);
-    poke64(region, WRITE_POS, 56);
+    // The creator left a pending word at position 0.
+    assert_eq!(peek64(region, DATA_OFFSET), word(0, PENDING_MARKER));
+    assert_eq!(rx.pop(&mut []), Err(MsgPopError::Empty));
+    // Records of 24, 0 and 5 bytes at positions 0, 32 and 40: 56 bytes.
+    // The consumer does not need the write position.
+    let mut pos = record(region, 0, 24, 0xA1);
+    pos = record(region, pos, 0, 0);
+    pos = record(region, pos, 5, 0xA3);
+    assert_eq!(pos, 56);
     let mut out = [0u8; MAX];
     assert_eq!(rx.pop(&mut out), Ok(24));
     assert_eq!(out, [0xA1; 24]);
     assert_eq!(rx.pop(&mut out), Ok(0));
     assert_eq!(rx.pop(&mut out), Ok(5));
     assert_eq!(out[..5], [0xA3; 5]);
+    assert_eq!(rx.pop(&mut out), Err(MsgPopError::Empty));
     assert_eq!(peek64(region, READ_POS), 56);
     // A record of 9 bytes (16 padded, 24 in all) does not fit in the 8
-    // bytes left: a skip marker at 56, the record at 0.
-    record(region, 56, SKIP_MARKER, 0);
-    record(region, 0, 9, 0xB0);
-    poke64(region, WRITE_POS, 56 + 8 + 24);
+    // bytes left: the record at position 64 (offset 0) first, then the
+    // skip marker at 56 that leads to it.
+    let end = record(region, 64, 9, 0xB0);
+    header(region, 56, SKIP_MARKER);
+    assert_eq!(rx.pending_bytes(), Ok(8 + 24));
     let r = rx.read().unwrap();
     assert_eq!(r.len(), 9);
     let mut nine = [0u8; 9];
@@ -139,15 +194,120 @@ fn consumer_reads_hand_written_records_with_a_skip_marker() {
     let _ = r.release();
     // The release covers the skip and the record.
     assert_eq!(peek64(region, READ_POS), 88);
+    assert_eq!(end, 88);
     assert_eq!(rx.pop(&mut out), Err(MsgPopError::Empty));
+}
+
+#[test]
+fn consumer_waits_on_the_previous_laps_header_without_taking_it() {
+    let mut buf = buffer();
+    let (region, mut rx) = consumer_ring(&mut buf);
+    // Two records of 24 bytes fill the ring to the last byte; an honest
+    // producer then cannot write a pending word at 64 (offset 0 still
+    // holds the first record's header, tag 0).
+    record(region, 0, 24, 1);
+    header(region, 32, 24);
+    let mut out = [0u8; MAX];
+    assert_eq!(rx.pop(&mut out), Ok(24));
+    assert_eq!(rx.pop(&mut out), Ok(24));
+    assert_eq!(peek64(region, DATA_OFFSET), word(0, 24));
+    // At position 64 the consumer expects tag 8 and finds tag 0: the
+    // previous lap, so not yet; a header that passes for a new one would
+    // hand out the old bytes again.
+    for _ in 0..3 {
+        assert_eq!(rx.pop(&mut out), Err(MsgPopError::Empty));
+        assert_eq!(rx.prepare_wait(), Ok(spsc_core::WaitCheck::Sleep));
+        rx.finish_wait();
+        assert_eq!(rx.pending_bytes(), Ok(0));
+    }
+    record(region, 64, 3, 7);
+    assert_eq!(rx.pop(&mut out), Ok(3));
+    assert_eq!(out[..3], [7; 3]);
+}
+
+#[test]
+fn consumer_rejects_a_header_two_laps_old() {
+    let mut buf = buffer();
+    let (region, mut rx) = consumer_ring(&mut buf);
+    walk_to_48(region, &mut rx);
+    // At 48, the header of position 48 - 128: an honest producer never
+    // leaves one there (it writes a pending word, or the previous lap's
+    // header stays), and its tag is not the previous lap's.
+    let old = tag(48u64.wrapping_sub(128));
+    poke64(region, DATA_OFFSET + 48, word(old, 0));
+    assert_sticky(&mut rx, sequence(old, tag(48)));
+}
+
+#[test]
+fn consumer_rejects_wrong_sequence_tags() {
+    for bad in [tag(48) + 1, tag(48) - 1, tag(48) + 8, 0, u32::MAX] {
+        let mut buf = buffer();
+        let (region, mut rx) = consumer_ring(&mut buf);
+        walk_to_48(region, &mut rx);
+        poke64(region, DATA_OFFSET + 48, word(bad, 8));
+        assert_sticky(&mut rx, sequence(bad, tag(48)));
+    }
+    // The pending word of another position is a lie too.
+    let mut buf = buffer();
+    let (region, mut rx) = consumer_ring(&mut buf);
+    walk_to_48(region, &mut rx);
+    poke64(region, DATA_OFFSET + 48, word(tag(56), PENDING_MARKER));
+    assert_sticky(&mut rx, sequence(tag(56), tag(48)));
+}
+
+#[test]
+fn consumer_treats_the_previous_laps_tag_with_any_length_as_not_yet() {
+    let mut buf = buffer();
+    let (region, mut rx) = consumer_ring(&mut buf);
+    walk_to_48(region, &mut rx);
+    for len in [0, 8, MAX as u32 + 1, SKIP_MARKER, PENDING_MARKER] {
+        poke64(
+            region,
+            DATA_OFFSET + 48,
+            word(tag(48u64.wrapping_sub(64)), len),
+        );
+        assert_eq!(rx.pop(&mut []), Err(MsgPopError::Empty));
+    }
+    assert_eq!(rx.corruption(), None);
+}
+
+#[test]
+fn stale_payload_that_looks_like_the_next_header_is_never_taken_for_it() {
+    // An honest producer, and payload chosen to look exactly like the
+    // headers of positions one lap later: without the pending word the
+    // producer writes after each record, the consumer would take them for
+    // records.
+    let mut buf = buffer();
+    let region = buf.region();
+    let mut tx = MsgProducer::create(region, CAP, MAX).unwrap();
+    let mut rx = MsgConsumer::attach(region, CAP, MAX).unwrap();
+    let mut a = Vec::new();
+    for pos in [72u64, 80, 88] {
+        a.extend_from_slice(&word(tag(pos), 0).to_ne_bytes());
+    }
+    tx.push(&a).unwrap(); // position 0, payload at offsets 8..32
+    tx.push(&[2; 24]).unwrap(); // position 32, ends at 64
+    let mut out = [0u8; MAX];
+    assert_eq!(rx.pop(&mut out), Ok(24));
+    assert_eq!(rx.pop(&mut out), Ok(24));
+    assert_eq!(rx.pop(&mut out), Err(MsgPopError::Empty));
+    tx.push(&[]).unwrap(); // position 64 (offset 0), ends at 72 (offset 8)
+    assert_eq!(rx.pop(&mut out), Ok(0));
+    for _ in 0..3 {
+        assert_eq!(rx.pop(&mut out), Err(MsgPopError::Empty));
+        assert_eq!(rx.pending_bytes(), Ok(0));
+    }
+    tx.push(b"real").unwrap();
+    assert_eq!(rx.pop(&mut out), Ok(4));
+    assert_eq!(&out[..4], b"real");
+    assert_eq!(rx.corruption(), None);
 }
 
 #[test]
 fn consumer_rejects_length_above_the_maximum() {
     let mut buf = buffer();
     let (region, mut rx) = consumer_ring(&mut buf);
-    record(region, 0, MAX as u32 + 1, 0);
-    poke64(region, WRITE_POS, 64);
+    header(region, 0, MAX as u32 + 1);
     assert_sticky(
         &mut rx,
         Corruption {
@@ -160,52 +320,13 @@ fn consumer_rejects_length_above_the_maximum() {
 }
 
 #[test]
-fn consumer_rejects_length_beyond_the_published_bytes() {
-    let mut buf = buffer();
-    let (region, mut rx) = consumer_ring(&mut buf);
-    // 17 bytes need 8 + 24, only 24 are published.
-    record(region, 0, 17, 0);
-    poke64(region, WRITE_POS, 24);
-    assert_sticky(
-        &mut rx,
-        Corruption {
-            field: Field::RecordLength,
-            seen: 17,
-            min: 0,
-            max: 16,
-        },
-    );
-}
-
-#[test]
-fn consumer_rejects_record_whose_padding_is_not_published() {
-    let mut buf = buffer();
-    let (region, mut rx) = consumer_ring(&mut buf);
-    // One payload byte needs a 16-byte record; the peer publishes 12 (an
-    // odd position), which covers the byte but not the padding. Accepting
-    // it would move our read position past the write position.
-    record(region, 0, 1, 0);
-    poke64(region, WRITE_POS, 12);
-    assert_sticky(
-        &mut rx,
-        Corruption {
-            field: Field::RecordLength,
-            seen: 1,
-            min: 0,
-            max: 0,
-        },
-    );
-}
-
-#[test]
 fn consumer_rejects_record_across_the_end_of_the_ring() {
     let mut buf = buffer();
     let (region, mut rx) = consumer_ring(&mut buf);
     walk_to_48(region, &mut rx);
-    // A record of 16 bytes at 48 would end at 72 > 64, although 24 bytes
-    // are published and 16 is below the maximum.
-    record(region, 48, 16, 0);
-    poke64(region, WRITE_POS, 48 + 24);
+    // A record of 16 bytes at 48 would end at 72 > 64, although 16 is
+    // below the maximum.
+    header(region, 48, 16);
     assert_sticky(
         &mut rx,
         Corruption {
@@ -221,8 +342,7 @@ fn consumer_rejects_record_across_the_end_of_the_ring() {
 fn consumer_rejects_skip_marker_at_offset_zero() {
     let mut buf = buffer();
     let (region, mut rx) = consumer_ring(&mut buf);
-    record(region, 0, SKIP_MARKER, 0);
-    poke64(region, WRITE_POS, 64);
+    header(region, 0, SKIP_MARKER);
     assert_sticky(
         &mut rx,
         Corruption {
@@ -235,20 +355,31 @@ fn consumer_rejects_skip_marker_at_offset_zero() {
 }
 
 #[test]
-fn consumer_rejects_skip_marker_without_a_published_record_after_it() {
+fn consumer_rejects_skip_marker_without_a_record_after_it() {
     let mut buf = buffer();
     let (region, mut rx) = consumer_ring(&mut buf);
     walk_to_48(region, &mut rx);
-    // The skip covers 48..64 and is published, but nothing after it.
-    record(region, 48, SKIP_MARKER, 0);
-    poke64(region, WRITE_POS, 64);
+    // The skip covers 48..64; offset 0 still holds the header of
+    // position 0 (tag 0), not that of position 64 (tag 8). An honest
+    // producer stores the record before the marker.
+    header(region, 48, SKIP_MARKER);
+    assert_sticky(&mut rx, sequence(0, tag(64)));
+}
+
+#[test]
+fn consumer_rejects_a_pending_word_after_a_skip() {
+    let mut buf = buffer();
+    let (region, mut rx) = consumer_ring(&mut buf);
+    walk_to_48(region, &mut rx);
+    header(region, 64, PENDING_MARKER);
+    header(region, 48, SKIP_MARKER);
     assert_sticky(
         &mut rx,
         Corruption {
-            field: Field::SkipMarker,
-            seen: 16,
-            min: 8,
-            max: 8,
+            field: Field::RecordLength,
+            seen: u64::from(PENDING_MARKER),
+            min: 0,
+            max: MAX as u64,
         },
     );
 }
@@ -258,52 +389,37 @@ fn consumer_rejects_a_second_skip_marker_after_a_skip() {
     let mut buf = buffer();
     let (region, mut rx) = consumer_ring(&mut buf);
     walk_to_48(region, &mut rx);
-    record(region, 48, SKIP_MARKER, 0);
-    record(region, 0, SKIP_MARKER, 0);
-    poke64(region, WRITE_POS, 48 + 16 + 8);
+    header(region, 64, SKIP_MARKER);
+    header(region, 48, SKIP_MARKER);
     assert_sticky(
         &mut rx,
         Corruption {
             field: Field::RecordLength,
             seen: u64::from(SKIP_MARKER),
             min: 0,
-            max: 0,
+            max: MAX as u64,
         },
     );
 }
 
 #[test]
-fn consumer_rejects_write_position_that_is_not_a_whole_record() {
+fn consumer_does_not_wait_on_the_write_position_and_only_counts_with_it() {
     let mut buf = buffer();
     let (region, mut rx) = consumer_ring(&mut buf);
-    record(region, 0, 0, 0);
-    poke64(region, WRITE_POS, 12);
-    assert_eq!(rx.pop(&mut []), Ok(0));
-    // Four bytes left: less than a record header.
-    assert_sticky(
-        &mut rx,
-        Corruption {
-            field: Field::WritePosition,
-            seen: 12,
-            min: 16,
-            max: 8 + 64,
-        },
-    );
-}
-
-#[test]
-fn consumer_rejects_write_position_beyond_capacity_as_the_element_ring_does() {
-    let mut buf = buffer();
-    let (region, mut rx) = consumer_ring(&mut buf);
-    poke64(region, WRITE_POS, 72);
-    assert!(matches!(
-        rx.read(),
-        Err(PopError::Corrupted(Corruption {
-            field: Field::WritePosition,
-            seen: 72,
-            ..
-        }))
-    ));
+    // A write position beyond the capacity, or off the record grid,
+    // neither delivers a record nor hides one: the header words decide.
+    for lie in [72, 12, u64::MAX] {
+        poke64(region, WRITE_POS, lie);
+        assert_eq!(rx.pop(&mut []), Err(MsgPopError::Empty));
+        assert_eq!(rx.pending_bytes(), Ok(0));
+    }
+    record(region, 0, 1, 9);
+    // Implausible: the count falls back to the next record's size.
+    assert_eq!(rx.pending_bytes(), Ok(16));
+    poke64(region, WRITE_POS, 40);
+    assert_eq!(rx.pending_bytes(), Ok(40));
+    assert_eq!(rx.pop(&mut [0; 1]), Ok(1));
+    assert_eq!(rx.corruption(), None);
 }
 
 #[test]
@@ -413,4 +529,35 @@ fn attach_rejects_own_position_that_is_not_record_aligned() {
     poke64(region, READ_POS, u64::MAX - 7);
     let mut tx = MsgProducer::attach(region, CAP, MAX).unwrap();
     assert_eq!(tx.free_bytes(), Ok(64 - 24));
+}
+
+#[test]
+fn version_2_is_written_and_version_1_accepted_only_for_element_rings() {
+    let mut buf = buffer();
+    let region = buf.region();
+    MsgProducer::create(region, CAP, MAX).unwrap();
+    assert_eq!(spsc_core::VERSION, 2);
+    assert_eq!(peek64(region, 8) as u32, 2);
+    // A version-1 message ring has no sequence tags: refused.
+    poke32(region, 8, 1);
+    assert_eq!(
+        MsgConsumer::attach(region, CAP, MAX).unwrap_err(),
+        SetupError::UnsupportedVersion { found: 1 }
+    );
+    // An element ring's protocol did not change: version 1 is accepted,
+    // and unknown versions are refused.
+    Producer::<u8>::create(region, CAP).unwrap();
+    assert_eq!(peek64(region, 8) as u32, 2);
+    for (version, ok) in [(1, true), (2, true), (0, false), (3, false)] {
+        poke32(region, 8, version);
+        let attached = Consumer::<u8>::attach(region, CAP);
+        if ok {
+            attached.unwrap();
+        } else {
+            assert_eq!(
+                attached.unwrap_err(),
+                SetupError::UnsupportedVersion { found: version }
+            );
+        }
+    }
 }

@@ -55,7 +55,7 @@ fn attach_rejects_each_wrong_header_field() {
             false,
             SetupError::BadMagic { found: 0xdead_beef },
         ),
-        (8, 2, true, SetupError::UnsupportedVersion { found: 2 }),
+        (8, 3, true, SetupError::UnsupportedVersion { found: 3 }),
         (
             12,
             7,

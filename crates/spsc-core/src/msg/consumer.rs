@@ -3,24 +3,27 @@
 
 use core::marker::PhantomData;
 
-use super::{check_aligned, open, record_size, MsgPopError, SKIP_MARKER};
-use super::{ALIGN, HEADER};
+use super::{check_aligned, open, pending_word, record_size, tag, MsgPopError};
+use super::{Batch, ALIGN, HEADER, SKIP_MARKER};
 use crate::consumer::Consumer;
 use crate::copy;
 use crate::error::{Corruption, Field, PopError, SetupError};
 use crate::region::RawRegion;
+use crate::sync::{fence, Ordering};
 use crate::wake::WaitCheck;
 
 /// The consuming half of a message ring.
 ///
-/// It hands out the next message as one contiguous [`Record`]. The length
-/// in each record header (and a skip marker before it, if any) is loaded
-/// from shared memory exactly once and checked against the maximum message
-/// size, the bytes the producer published and the end of the ring; a bad
-/// one is a [`Corruption`] and poisons the handle. The position
-/// bookkeeping is the element ring's: our read position is private and
-/// only published; the producer's write position is loaded once per
-/// refresh, validated and cached.
+/// It hands out the next message as one contiguous [`Record`]. It waits
+/// on the next record's header word (on the same cache line as the start
+/// of the payload), not on the producer's write position. Each header
+/// word (and a skip marker before it, if any) is loaded from shared memory
+/// exactly once, with one atomic load, and its sequence tag and length
+/// are checked: the tag against the position, the length against the
+/// maximum message size and the end of the ring; a bad one is a
+/// [`Corruption`] and poisons the handle. Our read position is private and
+/// only published: after every release, or once per
+/// [batch](Self::recv_many).
 ///
 /// `Send` but not `Clone`: there is exactly one consumer per ring.
 ///
@@ -38,7 +41,8 @@ use crate::wake::WaitCheck;
 /// ```
 pub struct MsgConsumer {
     /// The element ring's consumer over byte slots: read position (always
-    /// a multiple of 8), cached write position, wait word, poisoning.
+    /// a multiple of 8), wait word, poisoning. (Its cached write position
+    /// is unused: a message consumer waits on header words.)
     inner: Consumer<u8>,
     /// Our maximum message size, which the header had to match.
     max_msg: u32,
@@ -126,8 +130,13 @@ impl MsgConsumer {
     }
 
     /// Bytes published and not yet released, record headers, padding and
-    /// skips included (refreshes the producer's position). Zero exactly
-    /// when there is no message.
+    /// skips included; zero exactly when there is no message.
+    ///
+    /// The next record's header decides whether there is a message. The
+    /// count beyond it comes from the producer's write position, which it
+    /// stores after the record headers it publishes: when that lags (or is
+    /// implausible), this is the size of the next record (and the skip
+    /// before it).
     ///
     /// ```
     /// # let (mut tx, mut rx) = spsc_core::__doc_msg_pair!(1024, 64);
@@ -137,57 +146,93 @@ impl MsgConsumer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn pending_bytes(&mut self) -> Result<usize, Corruption> {
-        self.inner.slots()
+        let found = match self.next() {
+            Ok(found) => found,
+            Err(PopError::Empty) => return Ok(0),
+            Err(PopError::Corrupted(c)) => return Err(c),
+        };
+        let shared = self.inner.shared();
+        // Relaxed: only a count, nothing is read on its strength.
+        let write = shared.write_pos().load(Ordering::Relaxed);
+        let ahead = write.wrapping_sub(self.inner.read_position());
+        let pending = if ahead >= found.advance && ahead <= shared.capacity() {
+            ahead
+        } else {
+            found.advance
+        };
+        Ok(pending as usize)
     }
 
-    /// Finds and validates the next record among `avail` published bytes.
-    /// Each header word is loaded exactly once; only the locals are used.
+    /// Finds and validates the next record, if the producer has published
+    /// one. Each header word is loaded exactly once, with one atomic load;
+    /// only the locals are used.
     #[inline]
-    fn locate(&self, avail: u64) -> Result<Found, Corruption> {
+    fn locate(&self) -> Result<Option<Found>, Corruption> {
         let shared = self.inner.shared();
         let capacity = shared.capacity();
         let read = self.inner.read_position();
-        if avail < HEADER {
-            // Only a write position that is not a multiple of 8 leaves
-            // fewer published bytes than a record header.
-            return Err(Corruption {
-                field: Field::WritePosition,
-                seen: read.wrapping_add(avail),
-                min: read.wrapping_add(HEADER),
-                max: read.wrapping_add(capacity),
-            });
-        }
         // Our read position is a multiple of 8 (checked at attach; every
         // advance is one), so a header never straddles the ring's end.
         let index = read & (capacity - 1);
+        // Acquire: pairs with the producer's Release store of this word,
+        // so the payload (and the pending word after the record) that it
+        // wrote before are visible to us.
+        let word = shared.record_word(index as usize).load(Ordering::Acquire);
+        let expected = tag(read);
+        let seen = (word >> 32) as u32;
+        if seen != expected {
+            // The header of the previous lap: the producer filled the ring
+            // to the last byte and has not written here since. Not yet.
+            // (`capacity / 8` is below 2^32 and not 0 mod 2^32, so this
+            // tag differs from the expected one.)
+            if seen == tag(read.wrapping_sub(capacity)) {
+                return Ok(None);
+            }
+            return Err(Corruption {
+                field: Field::RecordSequence,
+                seen: u64::from(seen),
+                min: u64::from(expected),
+                max: u64::from(expected),
+            });
+        }
+        if word == pending_word(read) {
+            return Ok(None);
+        }
+        let mut len = word as u32;
         let mut at = index;
         let mut skip = 0;
-        // SAFETY: `index + 8 <= capacity`, inside the data area.
-        let mut len = unsafe { read_len(shared.data().add(index as usize)) };
         if len == SKIP_MARKER {
-            let to_end = capacity - index;
-            // The skipped tail must be published and followed by a
-            // published record header. This also refuses a marker at
-            // offset 0, which would skip the whole ring (`avail <=
-            // capacity`), so at most one skip precedes a record.
-            if to_end + HEADER > avail {
+            // A marker at offset 0 would skip the whole ring.
+            if index == 0 {
                 return Err(Corruption {
                     field: Field::SkipMarker,
-                    seen: to_end,
+                    seen: capacity,
                     min: HEADER,
-                    max: avail - HEADER,
+                    max: capacity - HEADER,
                 });
             }
-            skip = to_end;
+            skip = capacity - index;
             at = 0;
-            // SAFETY: offset 0 of the data area; capacity >= 16.
-            len = unsafe { read_len(shared.data()) };
+            let pos = read.wrapping_add(skip);
+            // Acquire, as above. The producer stored the record at offset
+            // 0 before the marker: it must be there, with its tag.
+            let word = shared.record_word(0).load(Ordering::Acquire);
+            let expected = tag(pos);
+            let seen = (word >> 32) as u32;
+            if seen != expected {
+                return Err(Corruption {
+                    field: Field::RecordSequence,
+                    seen: u64::from(seen),
+                    min: u64::from(expected),
+                    max: u64::from(expected),
+                });
+            }
+            len = word as u32;
         }
-        // The payload must end before the ring's end and within the
-        // published bytes, both rounded down to the record alignment so
-        // that the padded record fits too; and respect the maximum. A skip
-        // marker here (after a skip) exceeds the maximum.
-        let room = (((avail - skip).min(capacity - at)) - HEADER) & !(ALIGN - 1);
+        // The padded record must end before the ring's end, and the length
+        // respect the maximum. A skip marker or a pending word here (after
+        // a skip) exceeds the maximum.
+        let room = (capacity - at - HEADER) & !(ALIGN - 1);
         let max = room.min(u64::from(self.max_msg));
         if u64::from(len) > max {
             return Err(Corruption {
@@ -197,11 +242,11 @@ impl MsgConsumer {
                 max,
             });
         }
-        Ok(Found {
+        Ok(Some(Found {
             payload: (at + HEADER) as usize,
             len: len as usize,
             advance: skip + record_size(u64::from(len)),
-        })
+        }))
     }
 
     /// The next message, as one contiguous [`Record`] to read in place.
@@ -221,6 +266,12 @@ impl MsgConsumer {
     #[inline]
     pub fn read(&mut self) -> Result<Record<'_>, PopError> {
         let found = self.next()?;
+        Ok(self.record(found))
+    }
+
+    /// The record view of a validated record.
+    #[inline]
+    fn record(&mut self, found: Found) -> Record<'_> {
         let shared = self.inner.shared();
         // Loom: the whole record now (its headers were just read), and the
         // payload bytes again when they are copied, so that a copy after
@@ -229,27 +280,26 @@ impl MsgConsumer {
         // SAFETY: `locate` checked that the payload lies inside the data
         // area.
         let payload = unsafe { shared.data().add(found.payload) };
-        Ok(Record {
+        Record {
             consumer: self,
             payload,
             len: found.len,
             advance: found.advance,
             _borrow: PhantomData,
-        })
+        }
     }
 
     /// The next record, validated; poisons the handle on corruption.
     #[inline]
     fn next(&mut self) -> Result<Found, PopError> {
-        // *Possibly* empty by the cache: `available` refreshes, then we
-        // check whether it is *really* empty.
-        let avail = match self.inner.available(HEADER) {
-            Ok(0) => return Err(PopError::Empty),
-            Ok(n) => n,
-            Err(c) => return Err(PopError::Corrupted(c)),
-        };
-        self.locate(avail)
-            .map_err(|c| PopError::Corrupted(self.inner.poison(c)))
+        if let Some(c) = self.inner.poisoned() {
+            return Err(PopError::Corrupted(c));
+        }
+        match self.locate() {
+            Ok(Some(found)) => Ok(found),
+            Ok(None) => Err(PopError::Empty),
+            Err(c) => Err(PopError::Corrupted(self.inner.poison(c))),
+        }
     }
 
     /// Copies the next message into `buf`, releases it, and returns its
@@ -289,6 +339,85 @@ impl MsgConsumer {
         Ok(len)
     }
 
+    /// [`pop`](Self::pop) with an empty ring as `Ok(None)`: copies the
+    /// next message into `buf`, releases it and returns its length, or
+    /// `None` if there is none yet (no wake-up check: call
+    /// [`needs_wake`](Self::needs_wake) after one or a batch).
+    ///
+    /// ```
+    /// # let (mut tx, mut rx) = spsc_core::__doc_msg_pair!(1024, 64);
+    /// let mut buf = [0; 64];
+    /// assert_eq!(rx.try_recv_into(&mut buf)?, None);
+    /// tx.push(b"hi")?;
+    /// assert_eq!(rx.try_recv_into(&mut buf)?, Some(2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<Option<usize>, MsgPopError> {
+        match self.pop(buf) {
+            Ok(n) => Ok(Some(n)),
+            Err(MsgPopError::Empty) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Receives up to `max` messages that are there now, handing each to
+    /// `each` to read in place (as [`Record::read_at`] and friends allow),
+    /// then publishes the read position once and checks once whether the
+    /// producer sleeps (one fence for the whole batch).
+    ///
+    /// Returns how many messages were received and whether to wake the
+    /// producer. Every message handed to `each` is released. If the peer is
+    /// caught corrupting the ring after some messages were received, those
+    /// are released and returned, and the next call reports the corruption
+    /// (the handle is poisoned).
+    ///
+    /// ```
+    /// # let (mut tx, mut rx) = spsc_core::__doc_msg_pair!(1024, 64);
+    /// tx.push(b"one")?;
+    /// tx.push(b"two")?;
+    /// let mut got = Vec::new();
+    /// let batch = rx.recv_many(16, |record| {
+    ///     let mut buf = [0u8; 3];
+    ///     record.copy_to_slice(&mut buf);
+    ///     got.push(buf);
+    /// })?;
+    /// assert_eq!(batch.messages, 2);
+    /// assert_eq!(got, [*b"one", *b"two"]);
+    /// if batch.wake {
+    ///     // wake the producer
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn recv_many(
+        &mut self,
+        max: usize,
+        mut each: impl FnMut(&Record<'_>),
+    ) -> Result<Batch, Corruption> {
+        let mut received = 0;
+        while received < max {
+            let found = match self.next() {
+                Ok(found) => found,
+                Err(PopError::Empty) => break,
+                Err(PopError::Corrupted(c)) if received == 0 => return Err(c),
+                Err(PopError::Corrupted(_)) => break,
+            };
+            each(&self.record(found));
+            // Released now, published at the end of the batch.
+            self.inner.advance(found.advance as usize);
+            received += 1;
+        }
+        if received == 0 {
+            return Ok(Batch::default());
+        }
+        self.inner.publish_position();
+        Ok(Batch {
+            messages: received,
+            wake: self.inner.check_wake(),
+        })
+    }
+
     /// Whether the producer announced it is waiting for room and has not
     /// yet been woken for that wait: call after [`pop`](Self::pop)s, and if
     /// it returns `true`, wake the producer. One full fence, no syscall.
@@ -322,12 +451,32 @@ impl MsgConsumer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn prepare_wait(&mut self) -> Result<WaitCheck, Corruption> {
-        self.inner.prepare_wait()
+        if let Some(c) = self.inner.poisoned() {
+            return Err(c);
+        }
+        self.inner.announce_wait();
+        // SeqCst fence between our announcement and our re-check of the
+        // next header word, paired with the one in the producer's
+        // `needs_wake` (or commit) between its Release store of that word
+        // and its load of our wait word: at least one side sees the
+        // other's store, so no wake-up is lost. See the `wake` module.
+        fence(Ordering::SeqCst);
+        match self.next() {
+            Ok(_) => {
+                self.finish_wait();
+                Ok(WaitCheck::Ready)
+            }
+            Err(PopError::Empty) => Ok(WaitCheck::Sleep),
+            Err(PopError::Corrupted(c)) => {
+                self.finish_wait();
+                Err(c)
+            }
+        }
     }
 
     /// Withdraws the announcement of [`prepare_wait`](Self::prepare_wait).
     pub fn finish_wait(&mut self) {
-        self.inner.finish_wait()
+        self.inner.withdraw_wait()
     }
 
     /// The corruption this handle has seen, if any.
@@ -491,16 +640,4 @@ impl Record<'_> {
     pub fn release(self) -> bool {
         self.consumer.inner.release_chunk(self.advance as usize)
     }
-}
-
-/// Loads a record header's length word, once.
-///
-/// # Safety
-///
-/// `at` is 4-aligned and valid for reads of 4 bytes.
-#[inline]
-unsafe fn read_len(at: *const u8) -> u32 {
-    // SAFETY: the caller's contract. Volatile: the peer may write the word
-    // concurrently, and the value must be read exactly once.
-    unsafe { core::ptr::read_volatile(at.cast::<u32>()) }
 }

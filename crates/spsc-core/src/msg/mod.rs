@@ -1,20 +1,33 @@
 //! Message rings: variable-size byte records over the same header, positions
 //! and sleep/wake protocol as the element ring (header `kind` 2).
 //!
-//! The ring's capacity counts bytes. Each record is an 8-byte header (the
-//! payload length as a `u32`, then a zero `u32`) followed by the payload,
-//! padded to a multiple of 8 bytes, so every record and every payload
-//! starts 8-aligned. Records never wrap: when a record does not fit before
-//! the end of the ring, a *skip marker* (a record header whose length is
-//! [`SKIP_MARKER`]) fills the tail and the record starts at offset 0.
-//! `docs/LAYOUT.md` specifies the format for a peer in another language.
+//! The ring's capacity counts bytes. Each record is an 8-byte header word
+//! (the payload length in its low half, a sequence *tag* in its high half)
+//! followed by the payload, padded to a multiple of 8 bytes, so every
+//! record and every payload starts 8-aligned. Records never wrap: when a
+//! record does not fit before the end of the ring, a *skip marker* (a
+//! header whose length is [`SKIP_MARKER`]) fills the tail and the record
+//! starts at offset 0. `docs/LAYOUT.md` specifies the format for a peer in
+//! another language.
+//!
+//! Layout version 2: the consumer does not wait for the producer's write
+//! position, it waits for the next record's header word, which shares its
+//! cache line with the start of the payload. The tag is the low 32 bits of
+//! the record's position divided by 8, so a header written one lap earlier
+//! at the same offset carries another tag. With every record the producer
+//! also writes a *pending* word ([`PENDING_MARKER`] with the next
+//! position's tag) where the next header will go, unless that word still
+//! holds the oldest unreleased header (a ring filled to the last byte):
+//! the consumer therefore finds at its position either that pending word,
+//! the header of the previous lap, or the new header, and nothing else
+//! from an honest producer. The argument is in `docs/LAYOUT.md`.
 //!
 //! Both halves wrap the element ring's halves over `u8` slots: the position
-//! bookkeeping, its validation, the cached peer positions and the wait
+//! bookkeeping, its validation, the cached read position and the wait
 //! words are the very same code. What this module adds is placement (skip
-//! or not), the record headers, and the validation of every length the
-//! peer wrote: loaded once, checked against the maximum message size, the
-//! published bytes and the end of the ring.
+//! or not), the header words, and the validation of every header the peer
+//! wrote: loaded once, tag checked, length checked against the maximum
+//! message size and the end of the ring.
 
 use core::fmt;
 
@@ -22,6 +35,7 @@ use crate::error::{Corruption, Field, LayoutError, SetupError};
 use crate::layout::RingLayout;
 use crate::producer::checked_shared;
 use crate::region::{RawRegion, Shared};
+use crate::sync::Ordering;
 
 mod consumer;
 mod producer;
@@ -32,7 +46,8 @@ pub use producer::{MsgProducer, Reservation};
 /// `kind` of a ring of variable-size message records.
 pub const KIND_MESSAGES: u32 = 2;
 
-/// Size of a record header in bytes: a `u32` length and a zero `u32`.
+/// Size of a record header in bytes: one 8-byte word, the `u32` length in
+/// its low half and the `u32` sequence tag in its high half.
 pub const RECORD_HEADER: usize = 8;
 
 /// Every record starts at a multiple of this many bytes from the data
@@ -43,9 +58,51 @@ pub const RECORD_ALIGN: usize = 8;
 /// is padding, and the next record starts at offset 0.
 pub const SKIP_MARKER: u32 = u32::MAX;
 
+/// The length value of a *pending* word: no record has been written at
+/// this position yet. The producer writes one (with the position's tag)
+/// where the next record header will go.
+pub const PENDING_MARKER: u32 = u32::MAX - 1;
+
 /// The smallest capacity of a message ring, in bytes: room for two
 /// records of an empty message.
 pub const MIN_MSG_CAPACITY: usize = 2 * RECORD_HEADER;
+
+/// The largest capacity of a message ring, in bytes (16 GiB): one lap
+/// must change the 32-bit sequence tag, `capacity / 8 < 2^32`, so that a
+/// header from the previous lap never carries the tag of the current one.
+pub const MAX_MSG_CAPACITY: usize = 1 << 34;
+
+/// The sequence tag of a record header at free-running byte position
+/// `pos`: the low 32 bits of `pos / 8`. (Positions wrap modulo 2^64, and
+/// 2^61 is a multiple of 2^32, so the tag wraps consistently with them.)
+#[inline(always)]
+pub(crate) const fn tag(pos: u64) -> u32 {
+    (pos >> 3) as u32
+}
+
+/// The header word of a record of length `len` (or a marker) at `pos`.
+#[inline(always)]
+pub(crate) const fn header_word(pos: u64, len: u32) -> u64 {
+    ((tag(pos) as u64) << 32) | len as u64
+}
+
+/// The pending word at `pos`: nothing written here yet.
+#[inline(always)]
+pub(crate) const fn pending_word(pos: u64) -> u64 {
+    header_word(pos, PENDING_MARKER)
+}
+
+/// What a batch call ([`MsgConsumer::recv_many`],
+/// [`MsgProducer::push_many`]) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[must_use = "if `wake` is true, the peer is asleep and must be woken"]
+pub struct Batch {
+    /// The number of messages received (or sent).
+    pub messages: usize,
+    /// Whether the peer announced it sleeps and must be woken; the fence
+    /// this needs was paid once for the whole batch.
+    pub wake: bool,
+}
 
 /// `RECORD_HEADER` and `RECORD_ALIGN` in position arithmetic.
 const HEADER: u64 = RECORD_HEADER as u64;
@@ -85,6 +142,12 @@ impl MsgLayout {
     /// of at most `max_msg` bytes.
     pub fn new(capacity: usize, max_msg: usize) -> Result<Self, LayoutError> {
         let ring = RingLayout::new::<u8>(capacity)?;
+        if capacity > MAX_MSG_CAPACITY {
+            return Err(LayoutError::MessageCapacityTooLarge {
+                capacity,
+                max: MAX_MSG_CAPACITY,
+            });
+        }
         if capacity < MIN_MSG_CAPACITY {
             return Err(LayoutError::MessageCapacityTooSmall {
                 capacity,
@@ -151,7 +214,20 @@ fn open(
     // `MsgLayout` keeps `max_msg` below `SKIP_MARKER`.
     let max_msg = max_msg as u32;
     if create {
+        // The first record goes at position 0: a pending word there, so
+        // that whatever the data area held is never taken for a record.
+        // Relaxed: the magic's Release store in `init_with` publishes it.
+        // (Under loom, `init_with` builds the header words, so it comes
+        // after.)
+        #[cfg(not(loom))]
+        shared
+            .record_word(0)
+            .store(pending_word(0), Ordering::Relaxed);
         shared.init_with(KIND_MESSAGES, 1, max_msg);
+        #[cfg(loom)]
+        shared
+            .record_word(0)
+            .store(pending_word(0), Ordering::Relaxed);
         return Ok(shared);
     }
     shared.validate(KIND_MESSAGES, 1)?;

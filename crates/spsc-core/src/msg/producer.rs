@@ -2,21 +2,27 @@
 
 use core::marker::PhantomData;
 
-use super::{check_aligned, open, record_size, MsgPushError, SKIP_MARKER};
+use super::SKIP_MARKER;
+use super::{check_aligned, header_word, open, pending_word, record_size, Batch, MsgPushError};
 use crate::copy;
 use crate::error::{Corruption, Field, SetupError};
 use crate::producer::Producer;
 use crate::region::RawRegion;
+use crate::sync::Ordering;
 use crate::wake::WaitCheck;
 
 /// The producing half of a message ring.
 ///
 /// It places each message as one contiguous record: a message that does
 /// not fit before the end of the ring is preceded by a skip marker and
-/// starts at offset 0. The position bookkeeping is the element ring's
-/// (over byte slots): our write position is private and only published;
-/// the consumer's read position is loaded once per refresh, validated and
-/// cached, and refreshed only when the cache says *possibly* full.
+/// starts at offset 0. Each record is published by the Release store of
+/// its header word (which the consumer waits on), after its payload and
+/// the pending word where the next record will go. The position
+/// bookkeeping is the element ring's (over byte slots): our write position
+/// is private; it is also stored in the header after each publication (or
+/// batch), but the consumer does not wait on it. The consumer's read
+/// position is loaded once per refresh, validated and cached, and
+/// refreshed only when the cache says *possibly* full.
 ///
 /// `Send` but not `Clone`: there is exactly one producer per ring.
 ///
@@ -240,6 +246,57 @@ impl MsgProducer {
         reservation.copy_from_slice(msg);
         reservation.publish();
         Ok(())
+    }
+
+    /// Pushes the messages of `msgs` in order, as many as fit, and then
+    /// stores the write position once and checks once whether the consumer
+    /// sleeps (one fence for the whole batch). Stops at the first message
+    /// that does not fit; returns how many were pushed and whether to wake
+    /// the consumer.
+    ///
+    /// A message above the maximum stops the batch too: it is reported as
+    /// [`MsgPushError::TooLarge`] if it is the first, else by the next call.
+    /// A corrupted ring is reported the same way (the handle is poisoned).
+    ///
+    /// ```
+    /// # let (mut tx, mut rx) = spsc_core::__doc_msg_pair!(64, 24);
+    /// let batch = tx.push_many(&[&b"one"[..], b"two", b"three", b"four", b"five"])?;
+    /// // Four records of 16 bytes fill the 64-byte ring.
+    /// assert_eq!(batch.messages, 4);
+    /// let mut buf = [0u8; 24];
+    /// assert_eq!(rx.pop(&mut buf)?, 3);
+    /// assert_eq!(&buf[..3], b"one");
+    /// if batch.wake {
+    ///     // wake the consumer
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn push_many<M: AsRef<[u8]>>(&mut self, msgs: &[M]) -> Result<Batch, MsgPushError> {
+        let mut sent = 0;
+        for msg in msgs {
+            let msg = msg.as_ref();
+            let n = match self.reserve(msg.len()) {
+                Ok(mut reservation) => {
+                    reservation.copy_from_slice(msg);
+                    reservation.write_headers()
+                }
+                Err(MsgPushError::Full) => break,
+                Err(e) if sent == 0 => return Err(e),
+                Err(_) => break,
+            };
+            // Published by its header word; the position waits for the
+            // end of the batch.
+            self.inner.advance(n);
+            sent += 1;
+        }
+        if sent == 0 {
+            return Ok(Batch::default());
+        }
+        self.inner.publish_position();
+        Ok(Batch {
+            messages: sent,
+            wake: self.inner.needs_wake(),
+        })
     }
 
     /// Whether the consumer announced it is going to sleep and has not yet
@@ -471,35 +528,48 @@ impl Reservation<'_> {
         self.producer.inner.publish(n);
     }
 
-    /// Writes the record header, and the skip marker if there is one, and
-    /// returns how far the write position advances.
+    /// Writes the pending word after the record, the record header, and
+    /// the skip marker if there is one (each header word with one atomic
+    /// store), and returns how far the write position advances.
     #[inline]
     fn write_headers(&self) -> usize {
         let Placement { skip, at, .. } = self.placement;
-        let data = self.producer.inner.shared().data();
-        if skip > 0 {
-            // The skipped tail runs to the ring's end.
-            let tail = self.producer.inner.shared().capacity() - skip;
-            // SAFETY: the tail starts 8-aligned at least 8 bytes before the
-            // ring's end, and was reserved with the record.
-            unsafe { write_header(data.add(tail as usize), SKIP_MARKER) };
+        let inner = &self.producer.inner;
+        let shared = inner.shared();
+        let capacity = shared.capacity();
+        let write = inner.write_position();
+        let start = write.wrapping_add(skip);
+        let size = record_size(self.len as u64);
+        let end = start.wrapping_add(size);
+        // The next record's header goes at `end`: mark it pending, so that
+        // the consumer, once it has this record, finds there the pending
+        // word or the next header, never a stale word from an earlier lap
+        // (or payload bytes that look like a header). Skip it only if the
+        // word is not ours: when this record fills the ring to the last
+        // byte by our cache, it holds the header at `end - capacity` (the
+        // oldest the consumer may not have released), whose tag is the
+        // previous lap's. Relaxed: the Release store of the header below
+        // publishes it with the payload.
+        if end.wrapping_sub(inner.cached_read()) < capacity {
+            shared
+                .record_word((end & (capacity - 1)) as usize)
+                .store(pending_word(end), Ordering::Relaxed);
         }
-        // SAFETY: the record header lies inside the reservation.
-        unsafe { write_header(data.add(at), self.len as u32) };
-        (skip + record_size(self.len as u64)) as usize
-    }
-}
-
-/// Writes a record header (`len`, then a zero word) at `at`.
-///
-/// # Safety
-///
-/// `at` is 8-aligned and valid for writes of 8 bytes.
-#[inline]
-unsafe fn write_header(at: *mut u8, len: u32) {
-    // SAFETY: the caller's contract; volatile, as for payload bytes.
-    unsafe {
-        core::ptr::write_volatile(at.cast::<u32>(), len);
-        core::ptr::write_volatile(at.add(4).cast::<u32>(), 0);
+        // Release: the payload and the pending word happen before the
+        // consumer's Acquire load of this header sees it. `at` is
+        // 8-aligned and at least 8 bytes before the ring's end.
+        shared
+            .record_word(at)
+            .store(header_word(start, self.len as u32), Ordering::Release);
+        if skip > 0 {
+            // Release: the record at offset 0 (written above) happens
+            // before the consumer's Acquire load of the skip marker that
+            // leads to it. The skipped tail is at least 8 bytes.
+            let tail = (write & (capacity - 1)) as usize;
+            shared
+                .record_word(tail)
+                .store(header_word(write, SKIP_MARKER), Ordering::Release);
+        }
+        (skip + size) as usize
     }
 }
