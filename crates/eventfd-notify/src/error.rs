@@ -93,18 +93,22 @@ pub enum Error {
     /// (`POLLNVAL`): the caller's fault.
     InvalidLiveness,
     /// A system call failed for a reason not listed above. `op` names it,
-    /// `errno` is what the kernel said.
+    /// `source` is what the kernel said (its errno). The same shape as
+    /// `shmem_seal::Error::Syscall`.
     Syscall {
         /// The operation that failed, e.g. `"eventfd"` or `"poll"`.
         op: &'static str,
-        /// The kernel's error number.
-        errno: Errno,
+        /// The kernel's error (`raw_os_error` is the errno).
+        source: io::Error,
     },
 }
 
 impl Error {
     pub(crate) fn syscall(op: &'static str) -> impl FnOnce(Errno) -> Self {
-        move |errno| Self::Syscall { op, errno }
+        move |errno| Self::Syscall {
+            op,
+            source: errno.into(),
+        }
     }
 }
 
@@ -127,7 +131,7 @@ impl fmt::Display for Error {
             Self::InvalidLiveness => {
                 f.write_str("the liveness descriptor passed by the caller is not open (POLLNVAL)")
             }
-            Self::Syscall { op, errno: _ } => write!(f, "the kernel failed {op}"),
+            Self::Syscall { op, source: _ } => write!(f, "the kernel failed {op}"),
         }
     }
 }
@@ -136,7 +140,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Inspect { source, .. } => Some(source),
-            Self::Syscall { errno, .. } => Some(errno),
+            Self::Syscall { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -145,7 +149,7 @@ impl std::error::Error for Error {
 impl From<Error> for io::Error {
     fn from(e: Error) -> Self {
         match e {
-            Error::Syscall { errno, .. } => io::Error::from(errno),
+            Error::Syscall { source, .. } => source,
             Error::Inspect { source, .. } => source,
             other => io::Error::new(io::ErrorKind::InvalidInput, other),
         }
@@ -161,7 +165,7 @@ mod tests {
         let errors = [
             Error::Syscall {
                 op: "poll",
-                errno: Errno::NOMEM,
+                source: Errno::NOMEM.into(),
             },
             Error::Inspect {
                 path: "/proc/self/fd/3".into(),

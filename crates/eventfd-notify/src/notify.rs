@@ -141,7 +141,7 @@ impl Notifier {
         let ring = match path {
             Some(NotifyPath::Write) => None,
             Some(NotifyPath::IoUring) => {
-                Some(NopRing::new(fd.as_fd()).map_err(|(op, errno)| Error::Syscall { op, errno })?)
+                Some(NopRing::new(fd.as_fd()).map_err(|(op, errno)| Error::syscall(op)(errno))?)
             }
             // Prefer io_uring; fall back quietly where it is unavailable.
             None => NopRing::new(fd.as_fd()).ok(),
@@ -233,9 +233,9 @@ impl Notifier {
     /// # Ok::<(), eventfd_notify::Error>(())
     /// ```
     pub fn try_clone_fd(&self) -> Result<OwnedFd, Error> {
-        self.fd.try_clone().map_err(|e| Error::Syscall {
+        self.fd.try_clone().map_err(|source| Error::Syscall {
             op: "fcntl(F_DUPFD_CLOEXEC)",
-            errno: Errno::from_io_error(&e).unwrap_or(Errno::IO),
+            source,
         })
     }
 }

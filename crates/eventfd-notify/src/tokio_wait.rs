@@ -59,7 +59,7 @@ impl AsyncWaiter {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::Syscall {
                 op: "AsyncWaiter::new outside a tokio runtime",
-                errno: rustix::io::Errno::NXIO,
+                source: rustix::io::Errno::NXIO.into(),
             });
         }
         // SAFETY: `Waiter` owns its eventfd (an `OwnedFd`), never replaces
@@ -67,7 +67,7 @@ impl AsyncWaiter {
         // descriptor; the `AsyncFd` owns the `Waiter` for its whole life.
         unsafe { AsyncFd::register_with_interest(waiter, Interest::READABLE) }
             .map(|inner| Self { inner })
-            .map_err(|e| io_to_error("epoll_ctl(AsyncFd::register)", &e.into_parts().1))
+            .map_err(|e| io_to_error("epoll_ctl(AsyncFd::register)", e.into_parts().1))
     }
 
     /// Waits until notified and consumes the pending notifications.
@@ -79,7 +79,7 @@ impl AsyncWaiter {
                 .inner
                 .readable()
                 .await
-                .map_err(|e| io_to_error("AsyncFd::readable", &e))?;
+                .map_err(|e| io_to_error("AsyncFd::readable", e))?;
             if guard.get_inner().try_wait()? {
                 return Ok(());
             }
@@ -118,9 +118,6 @@ impl AsRawFd for AsyncWaiter {
     }
 }
 
-fn io_to_error(op: &'static str, e: &io::Error) -> Error {
-    Error::Syscall {
-        op,
-        errno: rustix::io::Errno::from_io_error(e).unwrap_or(rustix::io::Errno::IO),
-    }
+fn io_to_error(op: &'static str, source: io::Error) -> Error {
+    Error::Syscall { op, source }
 }

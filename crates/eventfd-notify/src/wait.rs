@@ -325,9 +325,9 @@ impl Waiter {
     /// # Ok::<(), eventfd_notify::Error>(())
     /// ```
     pub fn try_clone_fd(&self) -> Result<OwnedFd, Error> {
-        self.fd.try_clone().map_err(|e| Error::Syscall {
+        self.fd.try_clone().map_err(|source| Error::Syscall {
             op: "fcntl(F_DUPFD_CLOEXEC)",
-            errno: Errno::from_io_error(&e).unwrap_or(Errno::IO),
+            source,
         })
     }
 }

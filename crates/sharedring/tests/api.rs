@@ -189,14 +189,14 @@ fn idle_blocked_receiver_uses_no_cpu_after_the_spin_budget() {
 fn error_chains_print_every_piece_once() {
     let errno = sharedring::eventfd_notify::Error::Syscall {
         op: "poll",
-        errno: rustix::io::Errno::MFILE,
+        source: std::io::Error::from_raw_os_error(24),
     };
     let chains: Vec<Box<dyn std::error::Error>> = vec![
         Box::new(Error::Eventfd(errno)),
         Box::new(Error::Handshake(sharedring::HandshakeError::Eventfd(
             sharedring::eventfd_notify::Error::Syscall {
                 op: "eventfd",
-                errno: rustix::io::Errno::MFILE,
+                source: std::io::Error::from_raw_os_error(24),
             },
         ))),
         Box::new(Error::Handshake(sharedring::HandshakeError::Io(
