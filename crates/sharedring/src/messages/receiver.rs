@@ -297,4 +297,98 @@ impl MsgReceiver {
     ) -> Result<R, Error> {
         self.take(timeout, |record| Taken::Done(read(record)))
     }
+
+    /// Up to `max` messages that are there now, each shown in place to
+    /// `each` and released; one position store and one wake-up check for
+    /// the whole batch (the per-message cost of [`try_recv_with`]
+    /// otherwise). `Ok(0)`: empty.
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;
+    /// for m in [&b"a"[..], b"bc", b"def"] {
+    ///     tx.send(m, None)?;
+    /// }
+    /// let mut lens = Vec::new();
+    /// assert_eq!(rx.try_recv_many(16, |rec| lens.push(rec.len()))?, 3);
+    /// assert_eq!(lens, [1, 2, 3]);
+    /// assert_eq!(rx.try_recv_many(16, |_| ())?, 0);
+    /// # Ok::<(), sharedring::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`try_recv_with`](Self::try_recv_with): [`Error::PeerGone`] once
+    /// the ring is drained and the peer is known to be gone;
+    /// [`Error::Corrupted`].
+    ///
+    /// [`try_recv_with`]: Self::try_recv_with
+    pub fn try_recv_many(
+        &mut self,
+        max: usize,
+        mut each: impl FnMut(&Record<'_>),
+    ) -> Result<usize, Error> {
+        let n = self.batch(max, &mut each)?;
+        if n > 0 || max == 0 {
+            return Ok(n);
+        }
+        if self.end.idle_gone() {
+            // Whatever was published before the hang-up is visible now.
+            return match self.batch(max, &mut each)? {
+                0 => Err(Error::PeerGone),
+                n => Ok(n),
+            };
+        }
+        Ok(0)
+    }
+
+    /// Blocks (spin, then park) until at least one message is there, then
+    /// receives up to `max` as [`try_recv_many`](Self::try_recv_many)
+    /// does. After the peer is gone, delivers what it committed, then
+    /// [`Error::PeerGone`].
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;
+    /// tx.send(b"one", None)?;
+    /// tx.send(b"two", None)?;
+    /// let mut total = 0;
+    /// while total < 2 {
+    ///     total += rx.recv_many(8, None, |rec| assert_eq!(rec.len(), 3))?;
+    /// }
+    /// # Ok::<(), sharedring::Error>(())
+    /// ```
+    pub fn recv_many(
+        &mut self,
+        max: usize,
+        timeout: Option<Duration>,
+        mut each: impl FnMut(&Record<'_>),
+    ) -> Result<usize, Error> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let deadline = park::deadline(timeout);
+        loop {
+            let n = self.batch(max, &mut each)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            if self.end.link.known_gone() {
+                return Err(Error::PeerGone);
+            }
+            match self.end.wait(MsgData, deadline)? {
+                // On PeerGone, loop once more: the ring is drained first.
+                Outcome::Ready | Outcome::PeerGone => {}
+                Outcome::TimedOut => return Err(Error::TimedOut { done: 0 }),
+            }
+        }
+    }
+
+    /// One batch through spsc-core, and its one wake-up.
+    fn batch(&mut self, max: usize, each: &mut impl FnMut(&Record<'_>)) -> Result<usize, Error> {
+        let batch = self.end.half.recv_many(max, each)?;
+        if batch.messages > 0 {
+            self.end.busy();
+            self.end.wake_if(batch.wake)?;
+        }
+        Ok(batch.messages)
+    }
 }
