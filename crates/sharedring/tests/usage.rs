@@ -231,6 +231,17 @@ fn every_non_blocking_receive_reports_peer_gone_after_the_drain() {
         || rx.try_recv_with(|r| r.len()),
         "MsgReceiver::try_recv_with",
     );
+
+    let (mut tx, mut rx) = msg_channel(&opts).unwrap();
+    tx.send(b"a", None).unwrap();
+    tx.send(b"b", None).unwrap();
+    drop(tx);
+    assert_eq!(rx.try_recv_many(8, |_| ()).unwrap(), 2);
+    until_gone(|| rx.try_recv_many(8, |_| ()), "MsgReceiver::try_recv_many");
+    assert!(matches!(
+        rx.recv_many(8, Some(Duration::from_secs(5)), |_| ()),
+        Err(Error::PeerGone)
+    ));
 }
 
 /// Running out of descriptors gives one variant and one message, wherever
