@@ -27,6 +27,7 @@ use crate::setup::{self, Kind, Parts};
 
 pub(crate) mod link;
 pub(crate) mod park;
+pub(crate) mod pending;
 #[macro_use]
 pub(crate) mod surface;
 
@@ -34,8 +35,20 @@ use link::Link;
 use park::{Outcome, Side};
 
 pub(crate) mod sealed {
+    use std::os::unix::net::UnixStream;
+
+    use crate::{Error, Handshake, Options};
+
     /// Only this crate's ends implement [`RingEnd`](crate::RingEnd).
-    pub trait Sealed {}
+    pub trait Sealed: Sized {
+        /// Starts the handshake of this end over `stream`: creating the
+        /// ring if `create`, accepting the peer's otherwise.
+        fn begin(
+            stream: UnixStream,
+            opts: &Options,
+            create: bool,
+        ) -> Result<Handshake<Self>, Error>;
+    }
 }
 
 /// Any ring end: [`Sender`](crate::Sender), [`Receiver`](crate::Receiver),
@@ -88,7 +101,12 @@ pub(crate) struct Endpoint<K: Kind> {
 }
 
 impl<K: Kind> Endpoint<K> {
-    fn new(half: K::Half, parts: Parts, liveness: Option<OwnedFd>, opts: &Options) -> Self {
+    pub(crate) fn new(
+        half: K::Half,
+        parts: Parts,
+        liveness: Option<OwnedFd>,
+        opts: &Options,
+    ) -> Self {
         Self {
             half,
             link: Link::new(liveness),
@@ -100,13 +118,13 @@ impl<K: Kind> Endpoint<K> {
     /// Creates a ring and offers it over `stream`, which stays as the
     /// liveness channel.
     pub(crate) fn create(stream: UnixStream, opts: &Options) -> Result<Self, Error> {
-        let (half, parts) = setup::create_over::<K>(&stream, opts)?;
+        let ((half, parts), stream) = setup::create_over::<K>(stream, opts)?;
         Ok(Self::new(half, parts, Some(stream.into()), opts))
     }
 
     /// Accepts the ring the peer offers over `stream`.
     pub(crate) fn accept(stream: UnixStream, opts: &Options) -> Result<Self, Error> {
-        let (half, parts) = setup::accept_over::<K>(&stream, opts)?;
+        let ((half, parts), stream) = setup::accept_over::<K>(stream, opts)?;
         Ok(Self::new(half, parts, Some(stream.into()), opts))
     }
 
@@ -131,6 +149,11 @@ impl<K: Kind> Endpoint<K> {
         let (setup, fds) = offer.into_setup();
         let (half, parts) = setup::attach_remote::<K>(&setup, fds, opts)?;
         Ok(Self::new(half, parts, liveness, opts))
+    }
+
+    /// Hands the liveness descriptor over once a handshake is done.
+    pub(crate) fn set_liveness(&mut self, liveness: OwnedFd) {
+        self.link = Link::new(Some(liveness));
     }
 
     /// Whether the peer is gone: it hung up, died, or broke the protocol.
