@@ -217,6 +217,24 @@ async_end!(impl[] MsgReceiver => AsyncMsgReceiver,
     example: "let (peer_end, this_end) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;");
 
 impl<T: Element> AsyncSender<T> {
+    /// Closes the stream; see the blocking end's `close`: the receiver
+    /// gets everything sent, then [`Error::Closed`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sharedring::Error> {
+    /// let (tx, rx) = sharedring::channel::<u8>(64)?;
+    /// let (mut tx, mut rx) = (tx.into_async()?, rx.into_async()?);
+    /// tx.send(b"end").await?;
+    /// tx.close()?;
+    /// assert_eq!(rx.recv(&mut [0; 8]).await?, 3);
+    /// assert!(matches!(rx.recv(&mut [0; 8]).await, Err(sharedring::Error::Closed)));
+    /// # Ok(()) }
+    /// ```
+    pub fn close(self) -> Result<(), Error> {
+        self.inner.close()
+    }
+
     /// Sends all of `src`, awaiting room while the ring is full.
     ///
     /// ```
@@ -274,6 +292,24 @@ impl<T: Element> AsyncReceiver<T> {
 }
 
 impl AsyncMsgSender {
+    /// Closes the stream; see the blocking end's `close`: the receiver
+    /// gets everything sent, then [`Error::Closed`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sharedring::Error> {
+    /// let (tx, rx) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;
+    /// let (mut tx, mut rx) = (tx.into_async()?, rx.into_async()?);
+    /// tx.send(b"end").await?;
+    /// tx.close()?;
+    /// assert_eq!(rx.recv(&mut Vec::new()).await?, 3);
+    /// assert!(matches!(rx.recv(&mut Vec::new()).await, Err(sharedring::Error::Closed)));
+    /// # Ok(()) }
+    /// ```
+    pub fn close(self) -> Result<(), Error> {
+        self.inner.close()
+    }
+
     /// Sends `msg`, awaiting room.
     ///
     /// ```

@@ -25,6 +25,7 @@ use crate::offer::Offer;
 use crate::options::Options;
 use crate::setup::{self, Kind, Parts};
 
+pub(crate) mod closed;
 pub(crate) mod link;
 pub(crate) mod park;
 pub(crate) mod pending;
@@ -97,6 +98,8 @@ pub(crate) struct Endpoint<K: Kind> {
     pub(crate) half: K::Half,
     pub(crate) link: Link,
     pub(crate) spin: Duration,
+    /// The sender marked its stream closed (receivers; sticky once seen).
+    pub(crate) closed: bool,
     pub(crate) parts: Parts,
 }
 
@@ -111,6 +114,7 @@ impl<K: Kind> Endpoint<K> {
             half,
             link: Link::new(liveness),
             spin: opts.spin,
+            closed: false,
             parts,
         }
     }
@@ -210,11 +214,47 @@ impl<K: Kind> Endpoint<K> {
     }
 
     /// After a non-blocking call found nothing to do (empty or full):
-    /// whether the peer is now known to be gone (the socket is looked at
-    /// every so often).
+    /// whether the peer is now known to be gone, or (for a receiver) to
+    /// have closed its stream (the socket and the mark are looked at every
+    /// so often).
     #[inline]
     pub(crate) fn idle_gone(&mut self) -> bool {
-        self.link.known_gone() || self.link.idle()
+        if self.link.known_gone() || self.closed {
+            return true;
+        }
+        if !self.link.idle_due() {
+            return false;
+        }
+        self.link.check() || (K::ROLE == setup::Role::Receiver && self.peer_closed())
+    }
+
+    /// Whether the sender marked its stream closed (one `fcntl` until it
+    /// has been seen).
+    pub(crate) fn peer_closed(&mut self) -> bool {
+        if !self.closed {
+            self.closed = closed::is_marked(&self.parts);
+        }
+        self.closed
+    }
+
+    /// What a receiver reports once the ring is drained and the peer is
+    /// gone or closed: [`Error::Closed`] if the sender closed its stream,
+    /// [`Error::PeerGone`] otherwise.
+    pub(crate) fn end_of_stream(&mut self) -> Error {
+        if self.peer_closed() {
+            Error::Closed
+        } else {
+            Error::PeerGone
+        }
+    }
+
+    /// Closes a sending end's stream: marks it closed and wakes the
+    /// receiver, whether it sleeps or not.
+    pub(crate) fn close(self) -> Result<(), Error> {
+        self.usable()?;
+        closed::mark(&self.parts)?;
+        self.parts.wake_peer.notify()?;
+        Ok(())
     }
 
     /// After a call made progress.
