@@ -354,6 +354,12 @@ pub enum Error {
     /// The peer is gone: it closed its end or died. A receiver reports this
     /// only after it has delivered everything the peer committed.
     PeerGone,
+    /// The sender closed its stream ([`Sender::close`](crate::Sender::close),
+    /// [`MsgSender::close`](crate::MsgSender::close)) and everything it
+    /// sent has been received: the end of the stream, as `io::Read`'s
+    /// `Ok(0)`. A sender that is dropped without `close`, or dies, is
+    /// [`Error::PeerGone`] instead.
+    Closed,
     /// The timeout passed. `done` elements were sent (or received) before.
     TimedOut {
         /// Elements moved before the timeout.
@@ -457,6 +463,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::PeerGone => f.write_str("peer is gone"),
+            Self::Closed => {
+                f.write_str("the sender closed its stream and everything it sent was received")
+            }
             Self::TimedOut { done } => write!(f, "timed out after moving {done} elements"),
             Self::Corrupted(c) => write!(f, "{c}; the peer is treated as gone"),
             Self::MessageTooLarge { len, max } => {
@@ -569,6 +578,7 @@ impl From<Error> for io::Error {
     fn from(e: Error) -> Self {
         match e {
             Error::PeerGone => io::Error::new(io::ErrorKind::BrokenPipe, e),
+            Error::Closed => io::Error::new(io::ErrorKind::UnexpectedEof, e),
             Error::TimedOut { .. } => io::Error::new(io::ErrorKind::TimedOut, e),
             Error::Corrupted(_) => io::Error::new(io::ErrorKind::InvalidData, e),
             Error::Io(e) => e,

@@ -112,6 +112,7 @@ pub use self::tokio::{AsyncMsgReceiver, AsyncMsgSender, AsyncReceiver, AsyncSend
 pub use elements::{
     channel, channel_with, Element, Receiver, RecvChunk, SendChunk, Sender, TypeTag,
 };
+pub use endpoint::pending::{Handshake, Progress};
 pub use endpoint::RingEnd;
 pub use error::{Error, HandshakeError, RefusalReason};
 pub use listener::{peer_credentials, Listener, PeerCredentials};
@@ -121,7 +122,7 @@ pub use options::{
     Options, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_MSG, DEFAULT_MAX_REGION, DEFAULT_RING_BYTES,
     DEFAULT_SPIN,
 };
-pub use setup::PeerFds;
+pub use setup::{Interest, PeerFds};
 
 pub use eventfd_notify;
 pub use shmem_seal;

@@ -217,6 +217,24 @@ async_end!(impl[] MsgReceiver => AsyncMsgReceiver,
     example: "let (peer_end, this_end) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;");
 
 impl<T: Element> AsyncSender<T> {
+    /// Closes the stream; see the blocking end's `close`: the receiver
+    /// gets everything sent, then [`Error::Closed`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sharedring::Error> {
+    /// let (tx, rx) = sharedring::channel::<u8>(64)?;
+    /// let (mut tx, mut rx) = (tx.into_async()?, rx.into_async()?);
+    /// tx.send(b"end").await?;
+    /// tx.close()?;
+    /// assert_eq!(rx.recv(&mut [0; 8]).await?, 3);
+    /// assert!(matches!(rx.recv(&mut [0; 8]).await, Err(sharedring::Error::Closed)));
+    /// # Ok(()) }
+    /// ```
+    pub fn close(self) -> Result<(), Error> {
+        self.inner.close()
+    }
+
     /// Sends all of `src`, awaiting room while the ring is full.
     ///
     /// ```
@@ -274,6 +292,24 @@ impl<T: Element> AsyncReceiver<T> {
 }
 
 impl AsyncMsgSender {
+    /// Closes the stream; see the blocking end's `close`: the receiver
+    /// gets everything sent, then [`Error::Closed`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sharedring::Error> {
+    /// let (tx, rx) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;
+    /// let (mut tx, mut rx) = (tx.into_async()?, rx.into_async()?);
+    /// tx.send(b"end").await?;
+    /// tx.close()?;
+    /// assert_eq!(rx.recv(&mut Vec::new()).await?, 3);
+    /// assert!(matches!(rx.recv(&mut Vec::new()).await, Err(sharedring::Error::Closed)));
+    /// # Ok(()) }
+    /// ```
+    pub fn close(self) -> Result<(), Error> {
+        self.inner.close()
+    }
+
     /// Sends `msg`, awaiting room.
     ///
     /// ```
@@ -374,5 +410,64 @@ impl AsyncMsgReceiver {
         self.reactor
             .drive(&mut self.inner, |rx| &mut rx.end, attempt, MsgData)
             .await
+    }
+}
+
+impl<E: crate::RingEnd> crate::Handshake<E> {
+    /// Drives the handshake to its end on tokio's reactor: awaits the
+    /// socket's readiness for what it [wants](Self::interest), never past
+    /// its [deadline](Self::deadline), and advances. Needs a runtime with
+    /// I/O and time enabled. Returns the blocking end; turn it into an
+    /// async one with `into_async`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sharedring::{Handshake, Options, Receiver, Sender};
+    /// let (a, b) = std::os::unix::net::UnixStream::pair()?;
+    /// let peer = std::thread::spawn(move || Sender::<u64>::create(b, 64));
+    /// let rx = Handshake::<Receiver<u64>>::accept(a, &Options::new())?
+    ///     .finish_async()
+    ///     .await?;
+    /// let mut rx = rx.into_async()?;
+    /// peer.join().unwrap()?.send(&[7], None)?;
+    /// assert_eq!(rx.recv(&mut [0; 4]).await?, 1);
+    /// # Ok(()) }
+    /// ```
+    pub async fn finish_async(self) -> Result<E, Error> {
+        use crate::{Interest as Want, Progress};
+        // A duplicate of the socket, registered for both directions; the
+        // handshake keeps its own for the ring.
+        let dup = self.as_fd().try_clone_to_owned().map_err(Error::from)?;
+        // SAFETY: the `AsyncFd` owns `dup` for its whole life and
+        // `OwnedFd::as_raw_fd` always returns that same descriptor.
+        let fd = unsafe {
+            AsyncFd::register_with_interest(dup, Interest::READABLE | Interest::WRITABLE)
+        }
+        .map_err(|e| Error::from(e.into_parts().1))?;
+        let mut pending = self;
+        loop {
+            pending = match pending.advance()? {
+                Progress::Done(end) => return Ok(end),
+                Progress::Pending(p) => p,
+            };
+            // Read before the await: the future borrows only `fd` (a
+            // pending handshake is `Send`, not `Sync`).
+            let (want, deadline) = (pending.interest(), pending.deadline());
+            let ready = async {
+                match want {
+                    Want::Readable => fd.readable().await.map(|mut g| g.clear_ready()),
+                    Want::Writable => fd.writable().await.map(|mut g| g.clear_ready()),
+                }
+            };
+            match deadline {
+                // Past the deadline the next advance fails with `TimedOut`.
+                Some(at) => match tokio::time::timeout_at(at.into(), ready).await {
+                    Ok(r) => r.map_err(Error::from)?,
+                    Err(_elapsed) => {}
+                },
+                None => ready.await.map_err(Error::from)?,
+            }
+        }
     }
 }

@@ -124,7 +124,11 @@ impl<T: Element> Receiver<T> {
         if self.end.idle_gone() {
             // Anything published before the hang-up is visible now.
             let n = self.pop_steps(dst)?;
-            return if n > 0 { Ok(n) } else { Err(Error::PeerGone) };
+            return if n > 0 {
+                Ok(n)
+            } else {
+                Err(self.end.end_of_stream())
+            };
         }
         Ok(0)
     }
@@ -160,12 +164,19 @@ impl<T: Element> Receiver<T> {
                 self.wake_if_needed()?;
                 return Ok(n);
             }
+            if self.end.closed {
+                return Err(Error::Closed);
+            }
             match self.wait_data(deadline)? {
                 Outcome::Ready => {}
                 Outcome::TimedOut => return Err(Error::TimedOut { done: 0 }),
                 Outcome::PeerGone => {
                     let n = self.pop_steps(dst)?;
-                    return if n > 0 { Ok(n) } else { Err(Error::PeerGone) };
+                    return if n > 0 {
+                        Ok(n)
+                    } else {
+                        Err(self.end.end_of_stream())
+                    };
                 }
             }
         }
@@ -199,7 +210,7 @@ impl<T: Element> Receiver<T> {
                     return if self.end.half.slots()? > 0 {
                         Ok(())
                     } else {
-                        Err(Error::PeerGone)
+                        Err(self.end.end_of_stream())
                     };
                 }
             }
@@ -289,7 +300,7 @@ impl std::io::Read for Receiver<u8> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self.recv(buf, None) {
             Ok(n) => Ok(n),
-            Err(Error::PeerGone) => Ok(0),
+            Err(Error::PeerGone | Error::Closed) => Ok(0),
             Err(e) => Err(e.into()),
         }
     }

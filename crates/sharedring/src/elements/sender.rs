@@ -60,6 +60,30 @@ impl<T: Element> Side<Producer<T>> for Room {
 }
 
 impl<T: Element> Sender<T> {
+    /// Closes the stream: the receiver gets everything sent so far, then
+    /// [`Error::Closed`] (the end of the stream) rather than
+    /// [`Error::PeerGone`] (a crash). Dropping a sender without `close`
+    /// stays `PeerGone`: a drop cannot tell a finished stream from an
+    /// abandoned one (an early return, a panic).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = sharedring::channel::<u32>(64)?;
+    /// tx.send(&[1, 2, 3], None)?;
+    /// tx.close()?;
+    /// let mut buf = [0u32; 8];
+    /// assert_eq!(rx.recv(&mut buf, None)?, 3);
+    /// assert!(matches!(rx.recv(&mut buf, None), Err(sharedring::Error::Closed)));
+    /// # Ok::<(), sharedring::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PeerGone`] or [`Error::Corrupted`] if the receiver is
+    /// already gone (what was sent may not have been received).
+    pub fn close(self) -> Result<(), Error> {
+        self.end.close()
+    }
+
     /// The capacity in elements.
     ///
     /// ```

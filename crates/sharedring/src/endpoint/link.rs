@@ -140,15 +140,15 @@ impl Link {
         }
     }
 
-    /// Called when a non-blocking call found nothing to do: every
-    /// `IDLE_CHECK_EVERY` such calls, looks at the socket.
-    pub(crate) fn idle(&mut self) -> bool {
+    /// Called when a non-blocking call found nothing to do: whether it is
+    /// time to look (every `IDLE_CHECK_EVERY` such calls).
+    pub(crate) fn idle_due(&mut self) -> bool {
         self.idle += 1;
         if self.idle >= IDLE_CHECK_EVERY {
             self.idle = 0;
-            return self.check();
+            return true;
         }
-        self.gone
+        false
     }
 
     /// Called when a call made progress.

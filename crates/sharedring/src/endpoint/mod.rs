@@ -25,8 +25,10 @@ use crate::offer::Offer;
 use crate::options::Options;
 use crate::setup::{self, Kind, Parts};
 
+pub(crate) mod closed;
 pub(crate) mod link;
 pub(crate) mod park;
+pub(crate) mod pending;
 #[macro_use]
 pub(crate) mod surface;
 
@@ -34,8 +36,20 @@ use link::Link;
 use park::{Outcome, Side};
 
 pub(crate) mod sealed {
+    use std::os::unix::net::UnixStream;
+
+    use crate::{Error, Handshake, Options};
+
     /// Only this crate's ends implement [`RingEnd`](crate::RingEnd).
-    pub trait Sealed {}
+    pub trait Sealed: Sized {
+        /// Starts the handshake of this end over `stream`: creating the
+        /// ring if `create`, accepting the peer's otherwise.
+        fn begin(
+            stream: UnixStream,
+            opts: &Options,
+            create: bool,
+        ) -> Result<Handshake<Self>, Error>;
+    }
 }
 
 /// Any ring end: [`Sender`](crate::Sender), [`Receiver`](crate::Receiver),
@@ -84,15 +98,23 @@ pub(crate) struct Endpoint<K: Kind> {
     pub(crate) half: K::Half,
     pub(crate) link: Link,
     pub(crate) spin: Duration,
+    /// The sender marked its stream closed (receivers; sticky once seen).
+    pub(crate) closed: bool,
     pub(crate) parts: Parts,
 }
 
 impl<K: Kind> Endpoint<K> {
-    fn new(half: K::Half, parts: Parts, liveness: Option<OwnedFd>, opts: &Options) -> Self {
+    pub(crate) fn new(
+        half: K::Half,
+        parts: Parts,
+        liveness: Option<OwnedFd>,
+        opts: &Options,
+    ) -> Self {
         Self {
             half,
             link: Link::new(liveness),
             spin: opts.spin,
+            closed: false,
             parts,
         }
     }
@@ -100,13 +122,13 @@ impl<K: Kind> Endpoint<K> {
     /// Creates a ring and offers it over `stream`, which stays as the
     /// liveness channel.
     pub(crate) fn create(stream: UnixStream, opts: &Options) -> Result<Self, Error> {
-        let (half, parts) = setup::create_over::<K>(&stream, opts)?;
+        let ((half, parts), stream) = setup::create_over::<K>(stream, opts)?;
         Ok(Self::new(half, parts, Some(stream.into()), opts))
     }
 
     /// Accepts the ring the peer offers over `stream`.
     pub(crate) fn accept(stream: UnixStream, opts: &Options) -> Result<Self, Error> {
-        let (half, parts) = setup::accept_over::<K>(&stream, opts)?;
+        let ((half, parts), stream) = setup::accept_over::<K>(stream, opts)?;
         Ok(Self::new(half, parts, Some(stream.into()), opts))
     }
 
@@ -131,6 +153,11 @@ impl<K: Kind> Endpoint<K> {
         let (setup, fds) = offer.into_setup();
         let (half, parts) = setup::attach_remote::<K>(&setup, fds, opts)?;
         Ok(Self::new(half, parts, liveness, opts))
+    }
+
+    /// Hands the liveness descriptor over once a handshake is done.
+    pub(crate) fn set_liveness(&mut self, liveness: OwnedFd) {
+        self.link = Link::new(Some(liveness));
     }
 
     /// Whether the peer is gone: it hung up, died, or broke the protocol.
@@ -187,11 +214,47 @@ impl<K: Kind> Endpoint<K> {
     }
 
     /// After a non-blocking call found nothing to do (empty or full):
-    /// whether the peer is now known to be gone (the socket is looked at
-    /// every so often).
+    /// whether the peer is now known to be gone, or (for a receiver) to
+    /// have closed its stream (the socket and the mark are looked at every
+    /// so often).
     #[inline]
     pub(crate) fn idle_gone(&mut self) -> bool {
-        self.link.known_gone() || self.link.idle()
+        if self.link.known_gone() || self.closed {
+            return true;
+        }
+        if !self.link.idle_due() {
+            return false;
+        }
+        self.link.check() || (K::ROLE == setup::Role::Receiver && self.peer_closed())
+    }
+
+    /// Whether the sender marked its stream closed (one `fcntl` until it
+    /// has been seen).
+    pub(crate) fn peer_closed(&mut self) -> bool {
+        if !self.closed {
+            self.closed = closed::is_marked(&self.parts);
+        }
+        self.closed
+    }
+
+    /// What a receiver reports once the ring is drained and the peer is
+    /// gone or closed: [`Error::Closed`] if the sender closed its stream,
+    /// [`Error::PeerGone`] otherwise.
+    pub(crate) fn end_of_stream(&mut self) -> Error {
+        if self.peer_closed() {
+            Error::Closed
+        } else {
+            Error::PeerGone
+        }
+    }
+
+    /// Closes a sending end's stream: marks it closed and wakes the
+    /// receiver, whether it sleeps or not.
+    pub(crate) fn close(self) -> Result<(), Error> {
+        self.usable()?;
+        closed::mark(&self.parts)?;
+        self.parts.wake_peer.notify()?;
+        Ok(())
     }
 
     /// After a call made progress.

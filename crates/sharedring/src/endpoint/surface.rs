@@ -27,10 +27,13 @@ macro_rules! ring_end {
             pair: $pair:literal,
         },
     ) => {
-        impl<$($gen)*> $ty {
+        impl<$($gen)*> $crate::endpoint::pending::Wrap<$kind> for $ty {
             fn wrap(end: $crate::endpoint::Endpoint<$kind>) -> Self {
                 Self { end }
             }
+        }
+
+        impl<$($gen)*> $ty {
 
             #[doc = concat!(
                 "Creates a ring of `", stringify!($cap), "` (a power of two), offers it to the peer over ",
@@ -70,7 +73,7 @@ macro_rules! ring_end {
                 "```",
             )]
             pub fn create_with(stream: std::os::unix::net::UnixStream, opts: &$crate::Options) -> Result<Self, $crate::Error> {
-                $crate::endpoint::Endpoint::create(stream, opts).map(Self::wrap)
+                $crate::endpoint::Endpoint::create(stream, opts).map(<Self as $crate::endpoint::pending::Wrap<$kind>>::wrap)
             }
 
             #[doc = concat!(
@@ -105,7 +108,57 @@ macro_rules! ring_end {
                 "```",
             )]
             pub fn accept_with(stream: std::os::unix::net::UnixStream, opts: &$crate::Options) -> Result<Self, $crate::Error> {
-                $crate::endpoint::Endpoint::accept(stream, opts).map(Self::wrap)
+                $crate::endpoint::Endpoint::accept(stream, opts).map(<Self as $crate::endpoint::pending::Wrap<$kind>>::wrap)
+            }
+
+            #[doc = concat!(
+                "[`create_with`](Self::create_with) on tokio's reactor: the handshake awaits the ",
+                "socket instead of blocking the thread (see [`Handshake::finish_async`]",
+                "(crate::Handshake::finish_async)), within the same one deadline. Returns the ",
+                "blocking end; `into_async` makes it an async one. Needs a runtime with I/O and ",
+                "time enabled.\n\n",
+                "```\n",
+                "# #[tokio::main(flavor = \"current_thread\")]\n",
+                "# async fn main() -> Result<(), Box<dyn std::error::Error>> {\n",
+                "let (a, b) = std::os::unix::net::UnixStream::pair()?;\n",
+                "let peer = std::thread::spawn(move || sharedring::", $peer, "::accept(b));\n",
+                "let opts = sharedring::Options::new().", stringify!($setter), "(", $cap_example, ");\n",
+                "let end = sharedring::", $this, "::create_async(a, &opts).await?.into_async()?;\n",
+                "# drop((end, peer.join().unwrap()?));\n",
+                "# Ok(()) }\n",
+                "```",
+            )]
+            #[cfg(feature = "tokio")]
+            #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+            pub async fn create_async(
+                stream: std::os::unix::net::UnixStream,
+                opts: &$crate::Options,
+            ) -> Result<Self, $crate::Error> {
+                $crate::Handshake::<Self>::create(stream, opts)?.finish_async().await
+            }
+
+            #[doc = concat!(
+                "[`accept_with`](Self::accept_with) on tokio's reactor: the handshake awaits the ",
+                "socket instead of blocking the thread, within the same one deadline. Returns the ",
+                "blocking end; `into_async` makes it an async one. Needs a runtime with I/O and ",
+                "time enabled.\n\n",
+                "```\n",
+                "# #[tokio::main(flavor = \"current_thread\")]\n",
+                "# async fn main() -> Result<(), Box<dyn std::error::Error>> {\n",
+                "let (a, b) = std::os::unix::net::UnixStream::pair()?;\n",
+                "let peer = std::thread::spawn(move || sharedring::", $peer, "::create(b, ", $cap_example, "));\n",
+                "let end = sharedring::", $this, "::accept_async(a, &sharedring::Options::new()).await?;\n",
+                "# drop((end, peer.join().unwrap()?));\n",
+                "# Ok(()) }\n",
+                "```",
+            )]
+            #[cfg(feature = "tokio")]
+            #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+            pub async fn accept_async(
+                stream: std::os::unix::net::UnixStream,
+                opts: &$crate::Options,
+            ) -> Result<Self, $crate::Error> {
+                $crate::Handshake::<Self>::accept(stream, opts)?.finish_async().await
             }
 
             #[doc = concat!(
@@ -128,7 +181,7 @@ macro_rules! ring_end {
                 liveness: Option<std::os::fd::OwnedFd>,
             ) -> Result<(Self, $crate::Offer), $crate::Error> {
                 $crate::endpoint::Endpoint::create_offer(opts, liveness)
-                    .map(|(end, offer)| (Self::wrap(end), offer))
+                    .map(|(end, offer)| (<Self as $crate::endpoint::pending::Wrap<$kind>>::wrap(end), offer))
             }
 
             #[doc = concat!(
@@ -148,7 +201,7 @@ macro_rules! ring_end {
                 opts: &$crate::Options,
                 liveness: Option<std::os::fd::OwnedFd>,
             ) -> Result<Self, $crate::Error> {
-                $crate::endpoint::Endpoint::from_offer(offer, opts, liveness).map(Self::wrap)
+                $crate::endpoint::Endpoint::from_offer(offer, opts, liveness).map(<Self as $crate::endpoint::pending::Wrap<$kind>>::wrap)
             }
 
             #[doc = concat!(
@@ -260,7 +313,20 @@ macro_rules! ring_end {
             }
         }
 
-        impl<$($gen)*> $crate::endpoint::sealed::Sealed for $ty {}
+        impl<$($gen)*> $crate::endpoint::sealed::Sealed for $ty {
+            fn begin(
+                stream: std::os::unix::net::UnixStream,
+                opts: &$crate::Options,
+                create: bool,
+            ) -> Result<$crate::Handshake<Self>, $crate::Error> {
+                $crate::endpoint::pending::begin::<$kind, Self>(
+                    stream,
+                    opts,
+                    create,
+                    |end, sock| end.end.set_liveness(sock.into()),
+                )
+            }
+        }
 
         impl<$($gen)*> $crate::RingEnd for $ty {
             const END: $crate::End = $end;

@@ -157,7 +157,7 @@ impl MsgReceiver {
         if self.end.idle_gone() {
             return match self.next(&mut read)? {
                 Some(out) => Ok(Some(out)),
-                None => Err(Error::PeerGone),
+                None => Err(self.end.end_of_stream()),
             };
         }
         Ok(None)
@@ -177,8 +177,8 @@ impl MsgReceiver {
             if let Some(out) = self.next(&mut read)? {
                 return Ok(out);
             }
-            if self.end.link.known_gone() {
-                return Err(Error::PeerGone);
+            if self.end.link.known_gone() || self.end.closed {
+                return Err(self.end.end_of_stream());
             }
             match self.end.wait(MsgData, deadline)? {
                 // On PeerGone, loop once more: the ring is drained first.

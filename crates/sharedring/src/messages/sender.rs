@@ -65,6 +65,30 @@ impl Side<MsgProducer> for MsgRoom {
 }
 
 impl MsgSender {
+    /// Closes the stream: the receiver gets everything sent so far, then
+    /// [`Error::Closed`] (the end of the stream) rather than
+    /// [`Error::PeerGone`] (a crash). Dropping a sender without `close`
+    /// stays `PeerGone`: a drop cannot tell a finished stream from an
+    /// abandoned one (an early return, a panic).
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;
+    /// tx.send(b"last", None)?;
+    /// tx.close()?;
+    /// let mut buf = Vec::new();
+    /// assert_eq!(rx.recv(&mut buf, None)?, 4);
+    /// assert!(matches!(rx.recv(&mut buf, None), Err(sharedring::Error::Closed)));
+    /// # Ok::<(), sharedring::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PeerGone`] or [`Error::Corrupted`] if the receiver is
+    /// already gone (what was sent may not have been received).
+    pub fn close(self) -> Result<(), Error> {
+        self.end.close()
+    }
+
     /// The capacity in bytes.
     ///
     /// ```

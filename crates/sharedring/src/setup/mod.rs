@@ -4,10 +4,11 @@
 //! - [`parts`]: the descriptors we own (creating the memory and wake-ups,
 //!   opening the ones the peer sent);
 //! - [`checks`]: the checks of what the peer sent;
-//! - [`transport`]: the socket I/O, all under one deadline;
+//! - [`transport`]: the socket I/O as resumable steps, under one deadline;
+//! - [`machine`]: the handshake as a state machine over those steps, for
+//!   event loops and for the blocking calls alike;
 //! - [`wire`]: the bytes of the setup message and the answer.
 
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 
 use spsc_core::{MsgLayout, RawRegion, RingLayout, KIND_ELEMENTS, KIND_MESSAGES};
@@ -16,13 +17,15 @@ use crate::error::{Error, HandshakeError};
 use crate::options::Options;
 
 pub(crate) mod checks;
+pub(crate) mod machine;
 pub(crate) mod parts;
 pub(crate) mod transport;
 pub(crate) mod wire;
 
+pub use machine::Interest;
+pub(crate) use machine::Machine;
 pub use parts::PeerFds;
 pub(crate) use parts::{create_parts, open_parts, Parts};
-use transport::Deadline;
 pub(crate) use wire::{Role, Setup};
 
 /// What an element ring's two ends must agree on besides the size: the
@@ -142,43 +145,22 @@ pub(crate) fn attach_remote<K: Kind>(
 
 /// The creating side of the handshake: makes the ring, offers it over
 /// `sock`, and waits for the peer's acceptance, all within one handshake
-/// deadline.
+/// deadline. The blocking driver of [`Machine`].
 pub(crate) fn create_over<K: Kind>(
-    sock: &UnixStream,
+    sock: UnixStream,
     opts: &Options,
-) -> Result<(K::Half, Parts), Error> {
+) -> Result<((K::Half, Parts), UnixStream), Error> {
     let (half, parts, peer, setup) = create_local::<K>(opts)?;
-    let deadline = Deadline::after(opts.handshake_timeout);
-    transport::send_setup(sock.as_fd(), &setup, &peer, deadline)?;
-    // Our copies of the peer's descriptors are no longer needed.
-    drop(peer);
-    transport::recv_ack(sock.as_fd(), deadline)?;
-    Ok((half, parts))
+    Machine::create(sock, opts, (half, parts), &setup, peer).block()
 }
 
 /// The accepting side of the handshake: receives an offer, validates it
 /// against what *we* expect, maps and attaches, and answers (a refusal
 /// names the reason, so the peer gets a clear error), all within one
-/// handshake deadline.
+/// handshake deadline. The blocking driver of [`Machine`].
 pub(crate) fn accept_over<K: Kind>(
-    sock: &UnixStream,
+    sock: UnixStream,
     opts: &Options,
-) -> Result<(K::Half, Parts), Error> {
-    let deadline = Deadline::after(opts.handshake_timeout);
-    let sock = sock.as_fd();
-    let result = transport::recv_setup(sock, deadline)
-        .and_then(|(setup, fds)| attach_remote::<K>(&setup, fds, opts));
-    match result {
-        Ok(v) => {
-            transport::send_ack(sock, 0, deadline)?;
-            Ok(v)
-        }
-        Err(e) => {
-            if let Some(reason) = e.refusal() {
-                // Best effort: the peer may be gone already.
-                let _ = transport::send_ack(sock, reason.code(), deadline);
-            }
-            Err(e.into())
-        }
-    }
+) -> Result<((K::Half, Parts), UnixStream), Error> {
+    Machine::accept(sock, opts, attach_remote::<K>).block()
 }

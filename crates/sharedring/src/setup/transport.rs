@@ -1,13 +1,16 @@
-//! The handshake's bytes and descriptors on the socket, all under one
-//! deadline.
+//! The handshake's bytes and descriptors on the socket, as resumable
+//! steps under one deadline.
 //!
-//! Every socket call is non-blocking (`MSG_DONTWAIT`), preceded by a
-//! `poll` that gets only the time left until the handshake's deadline. A
-//! peer that sends one byte at a time therefore cannot stretch the
-//! handshake: the deadline is a total, not a per-read timeout. The socket's
-//! own flags (`O_NONBLOCK`, `SO_RCVTIMEO`) are neither read nor changed, so
-//! a non-blocking socket (for example from tokio's `into_std()`) works the
-//! same as a blocking one.
+//! Every socket call is non-blocking (`MSG_DONTWAIT`). An [`Outgoing`]
+//! message and an [`Incoming`] one keep what has been sent or received so
+//! far, so a step that would block returns and is resumed when the socket
+//! is ready: by the blocking driver, after a `poll` that gets only the
+//! time left until the handshake's deadline ([`Deadline::wait`]), or by an
+//! event loop ([`crate::Handshake`]). A peer that sends one byte at a time
+//! therefore cannot stretch the handshake: the deadline is a total, not a
+//! per-read timeout. The socket's own flags (`O_NONBLOCK`, `SO_RCVTIMEO`)
+//! are neither read nor changed, so a non-blocking socket (for example
+//! from tokio's `into_std()`) works the same as a blocking one.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -40,8 +43,13 @@ impl Deadline {
         Self(timeout.and_then(|t| Instant::now().checked_add(t)))
     }
 
+    /// When it is (`None`: never).
+    pub(crate) fn instant(self) -> Option<Instant> {
+        self.0
+    }
+
     /// The time left, or `TimedOut` once it is spent.
-    fn left(self) -> Result<Option<Duration>, HandshakeError> {
+    pub(crate) fn left(self) -> Result<Option<Duration>, HandshakeError> {
         match self.0 {
             None => Ok(None),
             Some(d) => match d.checked_duration_since(Instant::now()) {
@@ -53,7 +61,11 @@ impl Deadline {
 
     /// Waits until `sock` has `events` (or an error or hang-up, which the
     /// next socket call reports), or fails with `TimedOut`.
-    fn wait(self, sock: BorrowedFd<'_>, events: PollFlags) -> Result<(), HandshakeError> {
+    pub(crate) fn wait(
+        self,
+        sock: BorrowedFd<'_>,
+        events: PollFlags,
+    ) -> Result<(), HandshakeError> {
         loop {
             let ts = self.left()?.map(|d| Timespec {
                 tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
@@ -73,161 +85,186 @@ fn os(e: Errno) -> HandshakeError {
     HandshakeError::from(std::io::Error::from(e))
 }
 
-/// Sends all of `bytes`, the descriptors (if any) with the first byte.
-fn send_all(
-    sock: BorrowedFd<'_>,
-    mut bytes: &[u8],
-    fds: &[BorrowedFd<'_>],
-    deadline: Deadline,
-) -> Result<(), HandshakeError> {
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(wire::FDS))];
-    let mut with_fds = !fds.is_empty();
-    while !bytes.is_empty() {
-        let mut control = SendAncillaryBuffer::new(&mut space);
-        if with_fds {
-            let pushed = control.push(SendAncillaryMessage::ScmRights(fds));
-            debug_assert!(pushed, "cmsg space is sized for the protocol's descriptors");
-        }
-        match sendmsg(
-            sock,
-            &[IoSlice::new(bytes)],
-            &mut control,
-            SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
-        ) {
-            Ok(n) => {
-                // The descriptors went with the first byte.
-                with_fds = false;
-                bytes = &bytes[n..];
-            }
-            Err(Errno::AGAIN | Errno::INTR) => deadline.wait(sock, PollFlags::OUT)?,
-            Err(e) => return Err(os(e)),
-        }
-    }
-    Ok(())
+/// One message to send: its bytes, how many went out, and the
+/// descriptors that go with the first byte (closed once they went).
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    bytes: [u8; wire::SETUP_LEN],
+    len: usize,
+    sent: usize,
+    fds: Option<PeerFds>,
 }
 
-/// Receives exactly `buf.len()` bytes, keeping every descriptor that came
-/// with them in `fds` (close-on-exec). `Ok(false)`: the peer closed the
-/// socket before the first byte.
-fn recv_exact(
-    sock: BorrowedFd<'_>,
-    buf: &mut [u8],
-    fds: &mut Vec<OwnedFd>,
-    deadline: Deadline,
-) -> Result<bool, HandshakeError> {
-    let mut got = 0;
-    while got < buf.len() {
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(FD_SLOTS))];
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        let r = recvmsg(
-            sock,
-            &mut [IoSliceMut::new(&mut buf[got..])],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
-        );
-        // Take ownership of every descriptor that arrived, whatever happens
-        // next: dropping them closes them.
-        let before = fds.len();
-        for msg in control.drain() {
-            if let RecvAncillaryMessage::ScmRights(iter) = msg {
-                fds.extend(iter);
-            }
-        }
-        let arrived = fds.len() - before;
-        match r {
-            // Truncated with room to spare in our buffer: the kernel could
-            // not install a descriptor in this process (we are out of
-            // them), not a peer that sent too many.
-            Ok(r) if r.flags.contains(ReturnFlags::CTRUNC) && arrived < FD_SLOTS => {
-                return Err(os(Errno::MFILE))
-            }
-            Ok(r) if r.flags.contains(ReturnFlags::CTRUNC) => {
-                return Err(HandshakeError::DescriptorsTruncated)
-            }
-            Ok(r) if r.bytes == 0 => {
-                return if got == 0 {
-                    Ok(false)
-                } else {
-                    Err(HandshakeError::ShortMessage { got })
-                };
-            }
-            Ok(r) => got += r.bytes,
-            Err(Errno::AGAIN | Errno::INTR) => deadline.wait(sock, PollFlags::IN)?,
-            Err(Errno::CONNRESET) => return Err(HandshakeError::PeerClosed),
-            Err(e) => return Err(os(e)),
+impl Outgoing {
+    /// The setup message with the peer's descriptors.
+    pub(crate) fn setup(setup: &Setup, fds: PeerFds) -> Self {
+        Self {
+            bytes: setup.encode(),
+            len: wire::SETUP_LEN,
+            sent: 0,
+            fds: Some(fds),
         }
     }
-    Ok(true)
-}
 
-/// Sends the setup message with the peer's descriptors.
-pub(crate) fn send_setup(
-    sock: BorrowedFd<'_>,
-    setup: &Setup,
-    fds: &PeerFds,
-    deadline: Deadline,
-) -> Result<(), HandshakeError> {
-    let borrowed = [fds.memory.as_fd(), fds.data.as_fd(), fds.room.as_fd()];
-    send_all(sock, &setup.encode(), &borrowed, deadline)
-}
-
-/// Receives a setup message and its descriptors (close-on-exec). Extra
-/// descriptors are closed; a wrong count or a truncation is an error.
-pub(crate) fn recv_setup(
-    sock: BorrowedFd<'_>,
-    deadline: Deadline,
-) -> Result<(Setup, PeerFds), HandshakeError> {
-    let mut bytes = [0u8; wire::SETUP_LEN];
-    let mut fds = Vec::new();
-    if !recv_exact(sock, &mut bytes, &mut fds, deadline)? {
-        return Err(HandshakeError::ClosedBeforeOffer);
+    /// Our answer: 0 accepts, anything else refuses.
+    pub(crate) fn ack(status: u32) -> Self {
+        let mut bytes = [0u8; wire::SETUP_LEN];
+        bytes[..wire::ACK_LEN].copy_from_slice(&wire::encode_ack(status));
+        Self {
+            bytes,
+            len: wire::ACK_LEN,
+            sent: 0,
+            fds: None,
+        }
     }
-    let setup = Setup::decode(&bytes)?;
-    let got = fds.len();
-    let mut it = fds.into_iter();
-    match (it.next(), it.next(), it.next(), it.next()) {
-        (Some(memory), Some(data), Some(room), None) => Ok((setup, PeerFds { memory, data, room })),
-        _ => Err(HandshakeError::DescriptorCount {
-            expected: wire::FDS,
-            got,
-        }),
+
+    /// Sends as much as the socket takes now. `Ok(true)`: all of it went;
+    /// `Ok(false)`: the socket is full, call again once it is writable.
+    pub(crate) fn send(&mut self, sock: BorrowedFd<'_>) -> Result<bool, HandshakeError> {
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(wire::FDS))];
+        while self.sent < self.len {
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            let borrowed;
+            if let Some(fds) = &self.fds {
+                borrowed = [fds.memory.as_fd(), fds.data.as_fd(), fds.room.as_fd()];
+                let pushed = control.push(SendAncillaryMessage::ScmRights(&borrowed));
+                debug_assert!(pushed, "cmsg space is sized for the protocol's descriptors");
+            }
+            match sendmsg(
+                sock,
+                &[IoSlice::new(&self.bytes[self.sent..self.len])],
+                &mut control,
+                SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+            ) {
+                Ok(n) => {
+                    // The descriptors went with the first byte; our copies
+                    // are no longer needed.
+                    self.fds = None;
+                    self.sent += n;
+                }
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => return Ok(false),
+                Err(e) => return Err(os(e)),
+            }
+        }
+        Ok(true)
     }
 }
 
-/// Sends our answer: 0 accepts, anything else refuses.
-pub(crate) fn send_ack(
-    sock: BorrowedFd<'_>,
-    status: u32,
-    deadline: Deadline,
-) -> Result<(), HandshakeError> {
-    send_all(sock, &wire::encode_ack(status), &[], deadline)
+/// What one receive step found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Received {
+    /// The whole message is in.
+    Complete,
+    /// Not yet: call again once the socket is readable.
+    Pending,
+    /// The peer closed the socket before the first byte.
+    Closed,
 }
 
-/// Waits for the peer's answer. Descriptors that come with it are closed.
-pub(crate) fn recv_ack(sock: BorrowedFd<'_>, deadline: Deadline) -> Result<(), HandshakeError> {
-    let mut b = [0u8; wire::ACK_LEN];
-    let mut fds = Vec::new();
-    match recv_exact(sock, &mut b, &mut fds, deadline) {
-        Ok(true) => {}
-        // Closed before or in the middle of its answer.
-        Ok(false) | Err(HandshakeError::ShortMessage { .. }) => {
-            return Err(HandshakeError::PeerClosed)
+/// One message to receive: the bytes so far, and every descriptor that
+/// came with them (close-on-exec; dropping them closes them).
+#[derive(Debug)]
+pub(crate) struct Incoming<const N: usize> {
+    bytes: [u8; N],
+    got: usize,
+    fds: Vec<OwnedFd>,
+}
+
+impl<const N: usize> Incoming<N> {
+    pub(crate) fn new() -> Self {
+        Self {
+            bytes: [0; N],
+            got: 0,
+            fds: Vec::new(),
         }
-        Err(e) => return Err(e),
     }
-    // The magic first: a setup message here (with its descriptors) means
-    // the peer created a ring too.
-    let status = wire::decode_ack(&b)?;
-    if !fds.is_empty() {
-        return Err(HandshakeError::DescriptorCount {
-            expected: 0,
-            got: fds.len(),
-        });
+
+    /// Receives what has arrived, up to the message's end.
+    pub(crate) fn recv(&mut self, sock: BorrowedFd<'_>) -> Result<Received, HandshakeError> {
+        while self.got < N {
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(FD_SLOTS))];
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let r = recvmsg(
+                sock,
+                &mut [IoSliceMut::new(&mut self.bytes[self.got..])],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
+            );
+            // Take ownership of every descriptor that arrived, whatever
+            // happens next: dropping them closes them.
+            let before = self.fds.len();
+            for msg in control.drain() {
+                if let RecvAncillaryMessage::ScmRights(iter) = msg {
+                    self.fds.extend(iter);
+                }
+            }
+            let arrived = self.fds.len() - before;
+            match r {
+                // Truncated with room to spare in our buffer: the kernel
+                // could not install a descriptor in this process (we are
+                // out of them), not a peer that sent too many.
+                Ok(r) if r.flags.contains(ReturnFlags::CTRUNC) && arrived < FD_SLOTS => {
+                    return Err(os(Errno::MFILE))
+                }
+                Ok(r) if r.flags.contains(ReturnFlags::CTRUNC) => {
+                    return Err(HandshakeError::DescriptorsTruncated)
+                }
+                Ok(r) if r.bytes == 0 => {
+                    return if self.got == 0 {
+                        Ok(Received::Closed)
+                    } else {
+                        Err(HandshakeError::ShortMessage { got: self.got })
+                    };
+                }
+                Ok(r) => self.got += r.bytes,
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => return Ok(Received::Pending),
+                Err(Errno::CONNRESET) => return Err(HandshakeError::PeerClosed),
+                Err(e) => return Err(os(e)),
+            }
+        }
+        Ok(Received::Complete)
     }
-    match status {
-        0 => Ok(()),
-        code => Err(HandshakeError::Refused {
-            reason: RefusalReason::from_code(code),
-        }),
+}
+
+impl Incoming<{ wire::SETUP_LEN }> {
+    /// The complete setup message and its descriptors. Extra descriptors
+    /// are closed; a wrong count is an error.
+    pub(crate) fn into_setup(self) -> Result<(Setup, PeerFds), HandshakeError> {
+        let setup = Setup::decode(&self.bytes)?;
+        let got = self.fds.len();
+        let mut it = self.fds.into_iter();
+        match (it.next(), it.next(), it.next(), it.next()) {
+            (Some(memory), Some(data), Some(room), None) => {
+                Ok((setup, PeerFds { memory, data, room }))
+            }
+            _ => Err(HandshakeError::DescriptorCount {
+                expected: wire::FDS,
+                got,
+            }),
+        }
+    }
+}
+
+impl Incoming<{ wire::ACK_LEN }> {
+    /// The peer's complete answer. Descriptors that came with it are
+    /// closed.
+    pub(crate) fn into_ack(self) -> Result<(), HandshakeError> {
+        // The magic first: a setup message here (with its descriptors)
+        // means the peer created a ring too.
+        let status = wire::decode_ack(&self.bytes)?;
+        if !self.fds.is_empty() {
+            return Err(HandshakeError::DescriptorCount {
+                expected: 0,
+                got: self.fds.len(),
+            });
+        }
+        match status {
+            0 => Ok(()),
+            code => Err(HandshakeError::Refused {
+                reason: RefusalReason::from_code(code),
+            }),
+        }
     }
 }
