@@ -142,6 +142,7 @@ impl Harness {
             name: name.to_owned(),
             attempts: self.mode.attempts(),
             mode: self.mode,
+            measured: None,
         }
     }
 
@@ -149,6 +150,23 @@ impl Harness {
     pub fn finish(self) {
         self.criterion.final_summary();
     }
+}
+
+/// What one clock read (`Instant::now`) costs here: the median over
+/// batches of back-to-back reads, ns. It is included in every sample of
+/// [`Group::percentiles`].
+pub fn clock_read_ns() -> f64 {
+    let mut means: Vec<f64> = (0..21)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..1000 {
+                std::hint::black_box(Instant::now());
+            }
+            t.elapsed().as_nanos() as f64 / 1000.0
+        })
+        .collect();
+    means.sort_by(f64::total_cmp);
+    means[means.len() / 2]
 }
 
 /// A criterion group whose rows are probed.
@@ -162,6 +180,8 @@ pub struct Group<'a> {
     name: String,
     attempts: usize,
     mode: Mode,
+    /// The last row criterion actually measured (not filtered out).
+    measured: Option<String>,
 }
 
 impl<'a> Group<'a> {
@@ -221,7 +241,17 @@ impl<'a> Group<'a> {
             } else {
                 format!("{id}~{attempt}")
             };
-            self.group.bench_function(criterion_id, &mut f);
+            let mut ran = false;
+            self.group.bench_function(criterion_id, |b| {
+                ran = true;
+                f(b)
+            });
+            if !ran {
+                // Filtered out on the command line: no probe, no record.
+                self.measured = None;
+                return;
+            }
+            self.measured = Some(id.to_owned());
             let after = self.probe.measure();
             self.note_fastest(after);
             let slow = self.is_slow(before) || self.is_slow(after);
@@ -256,10 +286,11 @@ impl<'a> Group<'a> {
         }
     }
 
-    /// Times `n` round trips one by one for row `id` (already measured
-    /// by [`Group::row`]): `start(n)` readies the peer for `n` round trips,
+    /// Times `n` round trips one by one for row `id`, if it was the last
+    /// row [`Group::row`] measured (not filtered out on the command line): `start(n)` readies the peer for `n` round trips,
     /// then `rt(i)` is one round trip. One clock read per round trip (the
-    /// read's own cost, some 20 ns, is in every sample). Measured between
+    /// read's own cost, [`clock_read_ns`], is in every sample and recorded
+    /// beside the percentiles). Measured between
     /// probes and again while they show the slow mode, like a row; the
     /// percentiles of the kept attempt are appended to `latency.jsonl`.
     pub fn percentiles(
@@ -269,6 +300,9 @@ impl<'a> Group<'a> {
         mut start: impl FnMut(u64),
         mut rt: impl FnMut(u64),
     ) {
+        if self.measured.as_deref() != Some(id) {
+            return;
+        }
         let n = n.max(1);
         let mut samples: Vec<u64> = Vec::with_capacity(n as usize);
         for attempt in 1..=self.attempts {
@@ -290,6 +324,7 @@ impl<'a> Group<'a> {
                 continue;
             }
             samples.sort_unstable();
+            let clock = clock_read_ns();
             let p = |q: f64| samples[((q * n as f64).ceil() as usize).clamp(1, samples.len()) - 1];
             let mean = samples.iter().sum::<u64>() as f64 / n as f64;
             let line = serde_json::json!({
@@ -304,6 +339,7 @@ impl<'a> Group<'a> {
                 "p9999_ns": p(0.9999),
                 "max_ns": samples[samples.len() - 1],
                 "mean_ns": mean,
+                "clock_read_ns": clock,
                 "probe_before_ns": before,
                 "probe_after_ns": after,
                 "slow": slow,

@@ -181,6 +181,8 @@ pub struct Percentiles {
     pub probe: (f64, f64),
     /// Whether the kept attempt was in the slow mode.
     pub slow: bool,
+    /// What one clock read cost, ns (included in every sample).
+    pub clock_read_ns: f64,
 }
 
 /// The percentile records of this run (the last attempt of each row), in
@@ -208,6 +210,7 @@ pub fn percentiles(latency_jsonl: &Path) -> Vec<Percentiles> {
             ],
             probe: (f("probe_before_ns"), f("probe_after_ns")),
             slow: v["slow"].as_bool().unwrap_or(false),
+            clock_read_ns: f("clock_read_ns"),
         };
         match out
             .iter_mut()

@@ -660,9 +660,16 @@ pub fn markdown(
         let _ = writeln!(
             out,
             "Each row's round trips timed one by one (one clock read per round trip, \
-             its cost of some 20 ns included), right after criterion's estimate of the \
-             same row, between probes of their own. p99.99 of fewer than 100 000 round \
-             trips rests on a handful of samples.\n"
+             its cost included: {}), right after criterion's estimate of the same row \
+             (whose median is of per-sample means, so it includes the tail), between \
+             probes of their own. p99.99 of fewer than 100 000 round trips rests on a \
+             handful of samples.\n",
+            pcts.iter()
+                .map(|p| p.clock_read_ns)
+                .find(|c| c.is_finite())
+                .map_or("not recorded".into(), |c| format!(
+                    "{c:.0} ns per read here"
+                ))
         );
         percentile_tables(&mut out, tables, pcts);
     }
