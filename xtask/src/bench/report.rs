@@ -180,13 +180,15 @@ fn ratio_check(key: String, what: String, r: Option<f64>, bound: Bound) -> Check
     }
 }
 
-/// The stream sizes measured in this run, in order.
+/// The stream sizes measured in this run, smallest first.
 fn stream_sizes(tables: &[Table]) -> Vec<String> {
-    tables
+    let mut sizes: Vec<String> = tables
         .iter()
         .filter_map(|t| t.group.strip_prefix("stream_"))
         .map(str::to_owned)
-        .collect()
+        .collect();
+    sizes.sort_by_key(|s| size_bytes(s));
+    sizes
 }
 
 fn size_bytes(label: &str) -> u64 {
@@ -505,7 +507,7 @@ fn host_line(out: &mut String, meta: &Meta) {
 
 /// The hardware's limits measured in this run, and how close sharedring
 /// comes to each.
-fn limits(out: &mut String, tables: &[Table]) {
+fn limits(out: &mut String, tables: &[Table], pcts: &[Percentiles]) {
     let sizes = stream_sizes(tables);
     if !sizes.is_empty() {
         let _ = writeln!(
@@ -540,9 +542,15 @@ fn limits(out: &mut String, tables: &[Table]) {
     if tables.iter().any(|t| t.group == "rtt_8B") {
         let _ = writeln!(
             out,
-            "| round-trip limit | median | sharedring row | median | time ratio |\n\
-             | --- | ---: | --- | ---: | ---: |"
+            "| round-trip limit | median | sharedring row | median | time ratio | \
+             ratio of the p50s |\n\
+             | --- | ---: | --- | ---: | ---: | ---: |"
         );
+        let p50 = |id: &str| {
+            pcts.iter()
+                .find(|p| p.group == "rtt_8B" && p.row == id)
+                .map(|p| p.p[0])
+        };
         for (limit, row) in [
             ("validated-line", "sharedring-busy"),
             ("validated-line", "sharedring-duplex-busy"),
@@ -552,10 +560,13 @@ fn limits(out: &mut String, tables: &[Table]) {
             let ns = |id: &str| find(tables, "rtt_8B", id).map_or("n/a".into(), |r| fmt_ns(r.ns));
             let _ = writeln!(
                 out,
-                "| `{limit}` | {} | `{row}` | {} | {} |",
+                "| `{limit}` | {} | `{row}` | {} | {} | {} |",
                 ns(limit),
                 ns(row),
-                slowdown(tables, "rtt_8B", row, limit).map_or("n/a".into(), fmt_ratio)
+                slowdown(tables, "rtt_8B", row, limit).map_or("n/a".into(), fmt_ratio),
+                p50(row)
+                    .zip(p50(limit))
+                    .map_or("n/a".into(), |(a, b)| fmt_ratio(a / b))
             );
         }
         let _ = writeln!(out);
@@ -651,7 +662,7 @@ pub fn markdown(
     agreement(&mut out, meta, &checks, previous);
     let _ = writeln!(out, "## The limits of this host\n");
     host_line(&mut out, meta);
-    limits(&mut out, tables);
+    limits(&mut out, tables, pcts);
     let _ = writeln!(out, "## Round-trip percentiles\n");
     host_line(&mut out, meta);
     if pcts.is_empty() {
