@@ -5,8 +5,8 @@
 //! both processes: a head (written by the producer) and a tail (written by
 //! the consumer) as atomic `u64` positions on their own 128-byte lines,
 //! and the slots at the same page offset as sharedring's. Each side caches
-//! the other's position and reloads it only when the cached one says full
-//! (empty). Nothing is validated, nobody is woken: both sides spin.
+//! the other's position and reloads it only when the cached one shows
+//! less room (data) than it wants. Nothing is validated, nobody is woken: both sides spin.
 //! [`UncheckedProducer::send`] and [`UncheckedConsumer::recv`] copy in
 //! steps of [`STEP`] bytes (at most a quarter of the ring), publishing
 //! after each step, as sharedring's `send`/`recv` do: a copying ring's
@@ -150,10 +150,11 @@ impl UncheckedProducer {
     }
 
     /// Hands `fill` the free slots known from the cached tail (refreshed
-    /// first if that shows none), up to `max` bytes, and publishes them.
+    /// first if that shows fewer than `max`), up to `max` bytes, and
+    /// publishes them.
     fn fill(&mut self, max: usize, fill: &mut impl FnMut(&mut [u8])) -> usize {
         let cap = self.ring.cap as u64;
-        if self.head - self.tail_cache == cap {
+        if cap - (self.head - self.tail_cache) < max as u64 {
             self.tail_cache = self.ring.tail().load(Ordering::Acquire);
         }
         let k = max.min((cap - (self.head - self.tail_cache)) as usize);
@@ -221,9 +222,10 @@ impl UncheckedConsumer {
     }
 
     /// Hands `read` the filled slots known from the cached head (refreshed
-    /// first if that shows none), up to `max` bytes, and releases them.
+    /// first if that shows fewer than `max`), up to `max` bytes, and
+    /// releases them.
     fn take(&mut self, max: usize, read: &mut impl FnMut(&[u8])) -> usize {
-        if self.head_cache == self.tail {
+        if self.head_cache - self.tail < max as u64 {
             self.head_cache = self.ring.head().load(Ordering::Acquire);
         }
         let k = max.min((self.head_cache - self.tail) as usize);
