@@ -10,23 +10,54 @@
 //! - `shmem-ipc-busy`, `shmem-ipc-blocking`: the original crate 0.3, its
 //!   ring polled, or its `send_raw` / `block_until_readable` /
 //!   `receive_raw`;
+//! - `sharedring-duplex-busy`: a `Duplex` pair of message rings, 8-byte
+//!   messages, `try_send` / `try_recv_into` loops on both sides;
 //! - `atomic-busy`: a raw ping-pong on two atomics in a shared page, the
 //!   physical floor of a busy round trip;
-//! - `futex`: a raw futex ping-pong, the floor of a blocking one.
+//! - `validated-line`: the limit of a *validated* busy round trip: per
+//!   direction one cache line holds a header word (sequence number in the
+//!   high half, length in the low half) and an 8-byte payload; the sender
+//!   stores the payload, then the header (release); the receiver loads the
+//!   header once (acquire), checks that it carries exactly the next
+//!   sequence number and a length of at most 8, then loads the payload.
+//!   The busy-round-trip targets are ratios to this row;
+//! - `futex`: a raw futex ping-pong, the floor of a blocking one (the
+//!   park-at-once target is a ratio to it).
+//!
+//! After criterion's estimate, every row is also timed round trip by round
+//! trip (`Group::percentiles`): p50, p99, p99.9, p99.99.
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::thread::futex;
-use sharedring::{Options, Receiver, Sender};
-use sharedring_benches::harness::Harness;
+use sharedring::{Duplex, Options, Receiver, Sender};
+use sharedring_benches::harness::{Group, Harness, Mode};
 use sharedring_benches::peer::{Peer, PeerEnv};
 use sharedring_benches::{probe, SharedPage};
 
 const RING: usize = 64;
+/// The capacity of each ring of the `Duplex` row.
+const DUPLEX_BYTES: usize = 4096;
+/// The lines of the shared page used by the validated one-line rows.
+const PING_LINE: usize = 4;
+const PONG_LINE: usize = 6;
+/// The largest payload a validated line carries.
+const LINE_PAYLOAD: u64 = 8;
+
+/// How many round trips the percentile pass of a row times: enough for a
+/// meaningful p99.99 on the fast rows, a bounded time on the slow ones.
+fn samples(g: &Group<'_>, fast: bool) -> u64 {
+    match (g.mode(), fast) {
+        (Mode::Quick, true) => 200_000,
+        (Mode::Quick, false) => 20_000,
+        (Mode::Full, true) => 1_000_000,
+        (Mode::Full, false) => 100_000,
+    }
+}
 
 /// How a sharedring row waits.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -72,6 +103,8 @@ fn peer_main(env: PeerEnv) {
         "shmem-ipc" => peer_shmem_ipc(env),
         "atomic" => peer_atomic(env),
         "futex" => peer_futex(env),
+        "line" => peer_line(env),
+        "duplex-busy" => peer_duplex_busy(env),
         other => panic!("unknown peer role {other}"),
     }
 }
@@ -217,6 +250,64 @@ fn peer_futex(mut env: PeerEnv) {
     }
 }
 
+/// Waits for the next message on a validated line and returns its
+/// payload: one acquire load of the header word, then the checks a
+/// receiver that trusts nothing must make (exactly the next sequence
+/// number, a length within bounds), then the payload.
+fn line_recv(header: &AtomicU64, payload: &AtomicU64, last: &mut u32) -> u64 {
+    let next = last.wrapping_add(1);
+    loop {
+        let h = header.load(Ordering::Acquire);
+        let seq = (h >> 32) as u32;
+        if seq == *last {
+            std::hint::spin_loop();
+            continue;
+        }
+        let len = h & 0xffff_ffff;
+        assert!(
+            seq == next && len <= LINE_PAYLOAD,
+            "validated line: bad header {h:#x}"
+        );
+        *last = next;
+        return payload.load(Ordering::Relaxed);
+    }
+}
+
+/// Sends one 8-byte message on a validated line.
+fn line_send(header: &AtomicU64, payload: &AtomicU64, seq: &mut u32, v: u64) {
+    *seq = seq.wrapping_add(1);
+    payload.store(v, Ordering::Relaxed);
+    header.store((u64::from(*seq) << 32) | LINE_PAYLOAD, Ordering::Release);
+}
+
+fn peer_line(mut env: PeerEnv) {
+    let page = SharedPage::map(env.take_fd()).unwrap();
+    let (ping_h, ping_p) = page.line_u64(PING_LINE);
+    let (pong_h, pong_p) = page.line_u64(PONG_LINE);
+    let (mut last, mut seq) = (0u32, 0u32);
+    while let Some(n) = env.next_command() {
+        for _ in 0..n {
+            let v = line_recv(ping_h, ping_p, &mut last);
+            line_send(pong_h, pong_p, &mut seq, v);
+        }
+    }
+}
+
+fn peer_duplex_busy(mut env: PeerEnv) {
+    let mut d = Duplex::accept(UnixStream::from(env.take_fd())).unwrap();
+    let mut b = [0u8; 8];
+    while let Some(n) = env.next_command() {
+        for _ in 0..n {
+            while d.rx.try_recv_into(&mut b).unwrap().is_none() {
+                std::hint::spin_loop();
+            }
+            while !d.tx.try_send(&b).unwrap() {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------- parent
 
 /// Times `n` round trips with `rt`, after commanding the peer to answer
@@ -230,63 +321,77 @@ fn timed(peer: &mut Peer, n: u64, mut rt: impl FnMut(u64)) -> Duration {
     start.elapsed()
 }
 
-fn ring_row(g: &mut sharedring_benches::harness::Group<'_>, wait: Wait) {
+/// Criterion's estimate of row `id`, then its percentiles over a fixed
+/// number of round trips (`fast`: a busy row, so many more of them).
+fn measure(g: &mut Group<'_>, id: &str, peer: &mut Peer, fast: bool, mut rt: impl FnMut(u64)) {
+    g.row(id, |b| b.iter_custom(|n| timed(peer, n, &mut rt)));
+    let n = samples(g, fast);
+    g.percentiles(id, n, |n| peer.command(n), &mut rt);
+}
+
+fn ring_row(g: &mut Group<'_>, wait: Wait) {
     let (ours, theirs) = UnixStream::pair().unwrap();
     let mut peer = Peer::spawn("ring", vec![theirs.into()], &[wait.name().into()]).unwrap();
     let opts = wait.options().capacity_elements(RING);
     let mut ping = Sender::<u64>::create_with(ours.try_clone().unwrap(), &opts).unwrap();
     let mut pong = Receiver::<u64>::create_with(ours, &opts).unwrap();
     let mut one = [0u64; 1];
-    g.row(&format!("sharedring-{}", wait.name()), |b| {
-        b.iter_custom(|n| {
-            timed(&mut peer, n, |i| {
-                if wait == Wait::Busy {
-                    while ping.try_send(&[i]).unwrap() == 0 {
-                        std::hint::spin_loop();
-                    }
-                    while pong.try_recv(&mut one).unwrap() == 0 {
-                        std::hint::spin_loop();
-                    }
-                } else {
-                    ping.send(&[i], None).unwrap();
-                    pong.recv(&mut one, None).unwrap();
-                }
-            })
-        })
+    let id = format!("sharedring-{}", wait.name());
+    measure(g, &id, &mut peer, wait != Wait::Park, |i| {
+        if wait == Wait::Busy {
+            while ping.try_send(&[i]).unwrap() == 0 {
+                std::hint::spin_loop();
+            }
+            while pong.try_recv(&mut one).unwrap() == 0 {
+                std::hint::spin_loop();
+            }
+        } else {
+            ping.send(&[i], None).unwrap();
+            pong.recv(&mut one, None).unwrap();
+        }
     });
     drop((ping, pong));
     peer.finish();
 }
 
-fn socket_row(g: &mut sharedring_benches::harness::Group<'_>) {
+fn duplex_busy_row(g: &mut Group<'_>) {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let mut peer = Peer::spawn("duplex-busy", vec![theirs.into()], &[]).unwrap();
+    let mut d = Duplex::create_with(ours, &Options::new().capacity_bytes(DUPLEX_BYTES)).unwrap();
+    let mut b8 = [0u8; 8];
+    measure(g, "sharedring-duplex-busy", &mut peer, true, |i| {
+        while !d.tx.try_send(&i.to_ne_bytes()).unwrap() {
+            std::hint::spin_loop();
+        }
+        while d.rx.try_recv_into(&mut b8).unwrap().is_none() {
+            std::hint::spin_loop();
+        }
+    });
+    drop(d);
+    peer.finish();
+}
+
+fn socket_row(g: &mut Group<'_>) {
     let (mut ours, theirs) = UnixStream::pair().unwrap();
     let mut peer = Peer::spawn("socket", vec![theirs.into()], &[]).unwrap();
     let mut w = [0u8; 8];
-    g.row("unix-socket", |b| {
-        b.iter_custom(|n| {
-            timed(&mut peer, n, |i| {
-                ours.write_all(&i.to_ne_bytes()).unwrap();
-                ours.read_exact(&mut w).unwrap();
-            })
-        })
+    measure(g, "unix-socket", &mut peer, false, |i| {
+        ours.write_all(&i.to_ne_bytes()).unwrap();
+        ours.read_exact(&mut w).unwrap();
     });
     peer.finish();
 }
 
-fn pipe_row(g: &mut sharedring_benches::harness::Group<'_>) {
+fn pipe_row(g: &mut Group<'_>) {
     let (to_peer_r, to_peer_w) = rustix::pipe::pipe().unwrap();
     let (to_us_r, to_us_w) = rustix::pipe::pipe().unwrap();
     let mut peer = Peer::spawn("pipe", vec![to_peer_r, to_us_w], &[]).unwrap();
     let mut w = std::fs::File::from(to_peer_w);
     let mut r = std::fs::File::from(to_us_r);
     let mut b8 = [0u8; 8];
-    g.row("pipe", |b| {
-        b.iter_custom(|n| {
-            timed(&mut peer, n, |i| {
-                w.write_all(&i.to_ne_bytes()).unwrap();
-                r.read_exact(&mut b8).unwrap();
-            })
-        })
+    measure(g, "pipe", &mut peer, false, |i| {
+        w.write_all(&i.to_ne_bytes()).unwrap();
+        r.read_exact(&mut b8).unwrap();
     });
     peer.finish();
 }
@@ -302,53 +407,61 @@ macro_rules! shmem_fds {
     };
 }
 
-fn shmem_ipc_row(g: &mut sharedring_benches::harness::Group<'_>, busy: bool) {
+fn shmem_ipc_row(g: &mut Group<'_>, busy: bool) {
     let mut ping = ShmemTx::new(RING).unwrap();
     let mut pong = ShmemRx::new(RING).unwrap();
     let mut fds = shmem_fds!(ping);
     fds.extend(shmem_fds!(pong));
     let mode = if busy { "busy" } else { "blocking" };
     let mut peer = Peer::spawn("shmem-ipc", fds, &[mode.into()]).unwrap();
-    g.row(&format!("shmem-ipc-{mode}"), |b| {
-        b.iter_custom(|n| {
-            timed(&mut peer, n, |i| {
-                shmem_send(&mut ping, i, busy);
-                let v = shmem_recv(&mut pong, busy);
-                debug_assert_eq!(v, i);
-            })
-        })
+    measure(g, &format!("shmem-ipc-{mode}"), &mut peer, busy, |i| {
+        shmem_send(&mut ping, i, busy);
+        let v = shmem_recv(&mut pong, busy);
+        debug_assert_eq!(v, i);
     });
     peer.finish();
 }
 
-fn page_row(g: &mut sharedring_benches::harness::Group<'_>, futex_wait: bool) {
+fn page_row(g: &mut Group<'_>, futex_wait: bool) {
     let page = SharedPage::new().unwrap();
     let fd = rustix::io::dup(&page).unwrap();
     let role = if futex_wait { "futex" } else { "atomic" };
     let mut peer = Peer::spawn(role, vec![fd], &[]).unwrap();
     let (ping, pong) = (page.word(1), page.word(2));
     let mut seq = 0u32;
-    g.row(if futex_wait { "futex" } else { "atomic-busy" }, |b| {
-        b.iter_custom(|n| {
-            timed(&mut peer, n, |_| {
-                seq = seq.wrapping_add(1).max(1);
-                ping.store(seq, Ordering::Release);
-                if futex_wait {
-                    futex::wake(ping, futex::Flags::empty(), 1).unwrap();
-                }
-                loop {
-                    let v = pong.load(Ordering::Acquire);
-                    if v == seq {
-                        break;
-                    }
-                    if futex_wait {
-                        let _ = futex::wait(pong, futex::Flags::empty(), v, None);
-                    } else {
-                        std::hint::spin_loop();
-                    }
-                }
-            })
-        })
+    let id = if futex_wait { "futex" } else { "atomic-busy" };
+    measure(g, id, &mut peer, !futex_wait, |_| {
+        seq = seq.wrapping_add(1).max(1);
+        ping.store(seq, Ordering::Release);
+        if futex_wait {
+            futex::wake(ping, futex::Flags::empty(), 1).unwrap();
+        }
+        loop {
+            let v = pong.load(Ordering::Acquire);
+            if v == seq {
+                break;
+            }
+            if futex_wait {
+                let _ = futex::wait(pong, futex::Flags::empty(), v, None);
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    });
+    peer.finish();
+}
+
+fn line_row(g: &mut Group<'_>) {
+    let page = SharedPage::new().unwrap();
+    let fd = rustix::io::dup(&page).unwrap();
+    let mut peer = Peer::spawn("line", vec![fd], &[]).unwrap();
+    let (ping_h, ping_p) = page.line_u64(PING_LINE);
+    let (pong_h, pong_p) = page.line_u64(PONG_LINE);
+    let (mut seq, mut last) = (0u32, 0u32);
+    measure(g, "validated-line", &mut peer, true, |i| {
+        line_send(ping_h, ping_p, &mut seq, i);
+        let v = line_recv(pong_h, pong_p, &mut last);
+        debug_assert_eq!(v, i);
     });
     peer.finish();
 }
@@ -359,8 +472,10 @@ fn main() {
     }
     let mut h = Harness::new("latency");
     let mut g = h.group("rtt_8B");
+    line_row(&mut g);
     page_row(&mut g, false);
     ring_row(&mut g, Wait::Busy);
+    duplex_busy_row(&mut g);
     shmem_ipc_row(&mut g, true);
     ring_row(&mut g, Wait::Blocking);
     page_row(&mut g, true);

@@ -4,18 +4,22 @@
 //! - `msg_stream_<size>`: messages of 64 B, 1 KiB and 64 KiB through
 //!   `sharedring-msg` (a message ring, `send`/`recv`), `seqpacket` (a Unix
 //!   `SOCK_SEQPACKET` socket pair) and `sharedring-elements` (the
-//!   fixed-element ring of `u8` moving the same bytes per call).
+//!   fixed-element ring of `u8` moving the same bytes per call), and
+//!   `shmem-ipc` (the original crate 0.3, a byte ring of the same size,
+//!   busy-polled: its fastest mode).
 //! - `msg_rtt_64B`: a 64-byte request and its 64-byte answer over a
-//!   `Duplex` pair of message rings, against a Unix stream socket.
+//!   `Duplex` pair of message rings, against a Unix stream socket; both
+//!   rows also timed round trip by round trip for their percentiles.
 
 use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use criterion::Throughput;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 use sharedring::{Duplex, MsgReceiver, MsgSender, Options, Receiver, Sender};
-use sharedring_benches::harness::{Group, Harness};
+use sharedring_benches::harness::{Group, Harness, Mode};
 use sharedring_benches::peer::{Peer, PeerEnv};
 use sharedring_benches::probe;
 
@@ -37,6 +41,7 @@ fn peer_main(env: PeerEnv) {
         "elements" => peer_elements(env),
         "duplex" => peer_duplex(env),
         "socket-echo" => peer_socket_echo(env),
+        "shmem-ipc" => peer_shmem_ipc(env),
         other => panic!("unknown peer role {other}"),
     }
 }
@@ -75,6 +80,42 @@ fn peer_elements(mut env: PeerEnv) {
             let want = left.min(size as u64) as usize;
             left -= rx.recv(&mut buf[..want], None).unwrap() as u64;
         }
+        env.answer(n);
+    }
+}
+
+/// Receives `n * size` bytes per command from shmem-ipc's ring,
+/// busy-polling it.
+fn peer_shmem_ipc(mut env: PeerEnv) {
+    let size: usize = env.arg(0);
+    let memfd = std::fs::File::from(env.take_fd());
+    let empty = std::fs::File::from(env.take_fd());
+    let full = std::fs::File::from(env.take_fd());
+    let mut rx = shmem_ipc::sharedring::Receiver::<u8>::open(RING_BYTES, memfd, empty, full)
+        .expect("shmem-ipc open");
+    let mut buf = vec![0u8; size];
+    let dst = buf.as_mut_ptr();
+    while let Some(n) = env.next_command() {
+        let mut left = n * size as u64;
+        while left > 0 {
+            let want = left.min(size as u64) as usize;
+            let mut k = 0;
+            rx.receiver_mut()
+                .recv(|p, avail| {
+                    k = avail.min(want);
+                    // SAFETY: shmem-ipc hands us `avail` readable slots at
+                    // `p`; we copy `k <= want <= size` bytes into our
+                    // buffer of `size` bytes.
+                    unsafe { std::ptr::copy_nonoverlapping(p, dst, k) };
+                    k
+                })
+                .expect("shmem-ipc recv");
+            if k == 0 {
+                std::hint::spin_loop();
+            }
+            left -= k as u64;
+        }
+        std::hint::black_box(&buf);
         env.answer(n);
     }
 }
@@ -152,7 +193,10 @@ fn seqpacket_row(g: &mut Group<'_>, size: usize) {
 fn elements_row(g: &mut Group<'_>, size: usize) {
     let (ours, theirs) = UnixStream::pair().unwrap();
     let mut peer = Peer::spawn("elements", vec![theirs.into()], &[size.to_string()]).unwrap();
-    let mut tx = Sender::<u8>::create_with(ours, &opts()).unwrap();
+    // The same ring size, in elements of one byte (an element ring refuses
+    // `capacity_bytes`).
+    let mut tx =
+        Sender::<u8>::create_with(ours, &Options::new().capacity_elements(RING_BYTES)).unwrap();
     let msg = vec![0x5au8; size];
     g.row("sharedring-elements", |b| {
         b.iter_custom(|n| streamed(&mut peer, n, || tx.send(&msg, None).unwrap()))
@@ -161,22 +205,75 @@ fn elements_row(g: &mut Group<'_>, size: usize) {
     peer.finish();
 }
 
+fn shmem_ipc_row(g: &mut Group<'_>, size: usize) {
+    let mut tx = shmem_ipc::sharedring::Sender::<u8>::new(RING_BYTES).expect("shmem-ipc ring");
+    let fds: Vec<OwnedFd> = vec![
+        tx.memfd().as_file().try_clone().expect("dup").into(),
+        tx.empty_signal().try_clone().expect("dup").into(),
+        tx.full_signal().try_clone().expect("dup").into(),
+    ];
+    let mut peer = Peer::spawn("shmem-ipc", fds, &[size.to_string()]).unwrap();
+    let msg = vec![0x5au8; size];
+    let src = msg.as_ptr();
+    g.row("shmem-ipc", |b| {
+        b.iter_custom(|n| {
+            streamed(&mut peer, n, || {
+                let mut off = 0;
+                while off < size {
+                    let mut k = 0;
+                    tx.sender_mut()
+                        .send(|p, room| {
+                            k = room.min(size - off);
+                            // SAFETY: shmem-ipc hands us `room` writable
+                            // slots at `p`; we write `k <= room` bytes from
+                            // our message of `size` bytes.
+                            unsafe { std::ptr::copy_nonoverlapping(src.add(off), p, k) };
+                            k
+                        })
+                        .expect("shmem-ipc send");
+                    off += k;
+                    if k == 0 {
+                        std::hint::spin_loop();
+                    }
+                }
+            })
+        })
+    });
+    drop(tx);
+    peer.finish();
+}
+
+/// How many round trips the percentile pass of a row times.
+fn samples(g: &Group<'_>, fast: bool) -> u64 {
+    match (g.mode(), fast) {
+        (Mode::Quick, true) => 200_000,
+        (Mode::Quick, false) => 20_000,
+        (Mode::Full, true) => 1_000_000,
+        (Mode::Full, false) => 100_000,
+    }
+}
+
 fn duplex_row(g: &mut Group<'_>) {
     let (ours, theirs) = UnixStream::pair().unwrap();
     let mut peer = Peer::spawn("duplex", vec![theirs.into()], &[]).unwrap();
     let mut d = Duplex::create_with(ours, &opts()).unwrap();
     let req = [7u8; RTT_BYTES];
     let mut resp = Vec::new();
+    let mut rt = |_| {
+        d.request(&req, &mut resp, None).unwrap();
+    };
     g.row("sharedring-duplex", |b| {
         b.iter_custom(|n| {
             peer.command(n);
             let start = Instant::now();
-            for _ in 0..n {
-                d.request(&req, &mut resp, None).unwrap();
+            for i in 0..n {
+                rt(i);
             }
             start.elapsed()
         })
     });
+    let n = samples(g, true);
+    g.percentiles("sharedring-duplex", n, |n| peer.command(n), &mut rt);
     drop(d);
     peer.finish();
 }
@@ -186,17 +283,22 @@ fn socket_rtt_row(g: &mut Group<'_>) {
     let mut peer = Peer::spawn("socket-echo", vec![theirs.into()], &[]).unwrap();
     let req = [7u8; RTT_BYTES];
     let mut resp = [0u8; RTT_BYTES];
+    let mut rt = |_| {
+        ours.write_all(&req).unwrap();
+        ours.read_exact(&mut resp).unwrap();
+    };
     g.row("unix-socket", |b| {
         b.iter_custom(|n| {
             peer.command(n);
             let start = Instant::now();
-            for _ in 0..n {
-                ours.write_all(&req).unwrap();
-                ours.read_exact(&mut resp).unwrap();
+            for i in 0..n {
+                rt(i);
             }
             start.elapsed()
         })
     });
+    let n = samples(g, false);
+    g.percentiles("unix-socket", n, |n| peer.command(n), &mut rt);
     peer.finish();
 }
 
@@ -211,6 +313,7 @@ fn main() {
         msg_row(&mut g, size);
         seqpacket_row(&mut g, size);
         elements_row(&mut g, size);
+        shmem_ipc_row(&mut g, size);
         g.finish();
     }
     let mut g = h.group(&format!("msg_rtt_{RTT_BYTES}B"));

@@ -1,7 +1,8 @@
 //! Cross-process streaming throughput: a peer process (CPU 1) sends
 //! messages with one send call each; this process (CPU 0) receives them,
 //! at most one message per receive call. Side by side, per message size
-//! (8 B, 64 B, 4 KiB, 64 KiB, 1 MiB), in the groups `stream_<size>`:
+//! (8 B, 64 B, 1 KiB, 4 KiB, 64 KiB, 1 MiB), in the groups
+//! `stream_<size>`:
 //!
 //! - `sharedring-copy`: `Sender<u8>::send` / `Receiver<u8>::recv`, default
 //!   options (1 MiB ring, spin then park), caller buffers at the ring
@@ -12,8 +13,17 @@
 //! - `unix-socket`, `pipe`: `write_all` / `read`, blocking;
 //! - `shmem-ipc`: the original crate 0.3, busy-polling its ring (its
 //!   fastest mode: no eventfd write or read at all), same ring size;
+//! - `unchecked-copy`: the limit of the copying rows: a plain SPSC byte
+//!   ring of the same size between the same two pinned processes over a
+//!   shared memfd ([`sharedring_benches::unchecked`]: atomic positions,
+//!   nothing validated, no wake-ups, both sides spinning), memcpy in and
+//!   out with the same buffer placement as `sharedring-copy`;
+//! - `unchecked-inplace`: the limit of the in-place row: the same ring,
+//!   its slots filled in place by the same memset and read in place by
+//!   the same checksum;
 //! - `memcpy`, `memcpy-skew8`: one thread copying each message into a
-//!   1 MiB ring-sized buffer, the physical reference.
+//!   1 MiB ring-sized buffer (single-thread memcpy: no cross-core transfer
+//!   can reach it; shown for scale, no target refers to it).
 //!
 //! The group `ring_capacity_64KiB` streams 64 KiB messages through rings of
 //! 64 KiB to 16 MiB, beside memcpy into buffers of those sizes: how the
@@ -33,9 +43,10 @@ use criterion::Throughput;
 use sharedring::{Options, Receiver, Sender};
 use sharedring_benches::harness::{Harness, Mode};
 use sharedring_benches::peer::{Peer, PeerEnv};
+use sharedring_benches::unchecked::{UncheckedConsumer, UncheckedRing};
 use sharedring_benches::{probe, PlacedBuf, Placement};
 
-const SIZES: [usize; 5] = [8, 64, 4 << 10, 64 << 10, 1 << 20];
+const SIZES: [usize; 6] = [8, 64, 1 << 10, 4 << 10, 64 << 10, 1 << 20];
 const RING_BYTES: usize = sharedring::DEFAULT_RING_BYTES;
 const SHMEM_IPC_SLOT_PAGE_OFFSET: usize = 64;
 
@@ -72,6 +83,8 @@ fn peer_main(env: PeerEnv) {
         "socket" => peer_fd_writer(env, true),
         "pipe" => peer_fd_writer(env, false),
         "shmem-ipc" => peer_shmem_ipc(env),
+        "unchecked-copy" => peer_unchecked(env, false),
+        "unchecked-inplace" => peer_unchecked(env, true),
         other => panic!("unknown peer role {other}"),
     }
 }
@@ -169,6 +182,35 @@ fn peer_shmem_ipc(mut env: PeerEnv) {
                 if k == 0 {
                     std::hint::spin_loop();
                 }
+            }
+        }
+    }
+}
+
+/// The unchecked ring's producer: copies its message in (from a buffer
+/// placed like `peer_ring_copy`'s), or fills the slots in place with the
+/// same memset as `peer_ring_inplace`.
+fn peer_unchecked(mut env: PeerEnv, inplace: bool) {
+    let size: usize = env.arg(0);
+    let placement = parse_placement(&env.args[1]);
+    let cap: usize = env.arg(2);
+    let ring = UncheckedRing::map(env.take_fd(), cap).expect("map unchecked ring");
+    let mut tx = ring.producer();
+    let msg = PlacedBuf::new(size, placement.source_offset(), 0xA5);
+    while let Some(n) = env.next_command() {
+        for _ in 0..n {
+            if inplace {
+                let mut left = size;
+                while left > 0 {
+                    left -= tx.write_runs(left, |run| {
+                        // SAFETY: the run is valid for `len()` bytes of free
+                        // slots that are ours until published (a memset,
+                        // exactly as `peer_ring_inplace` does).
+                        unsafe { std::ptr::write_bytes(run.as_mut_ptr(), 0xA5, run.len()) }
+                    });
+                }
+            } else {
+                tx.send(msg.as_slice());
             }
         }
     }
@@ -276,6 +318,47 @@ impl Receive for RingInPlace {
     }
 }
 
+struct UncheckedCopy {
+    rx: UncheckedConsumer,
+    buf: PlacedBuf,
+    size: usize,
+}
+
+impl Receive for UncheckedCopy {
+    fn receive(&mut self, n: u64) {
+        let total = n * self.size as u64;
+        let mut got = 0u64;
+        let buf = self.buf.as_mut_slice();
+        while got < total {
+            let want = (total - got).min(self.size as u64) as usize;
+            got += self.rx.recv(&mut buf[..want]) as u64;
+        }
+        black_box(&buf[..8.min(self.size)]);
+    }
+}
+
+struct UncheckedInPlace {
+    rx: UncheckedConsumer,
+    size: usize,
+}
+
+impl Receive for UncheckedInPlace {
+    fn receive(&mut self, n: u64) {
+        let total = n * self.size as u64;
+        let mut got = 0u64;
+        let mut sum = 0u64;
+        while got < total {
+            let want = (total - got).min(self.size as u64) as usize;
+            got += self.rx.read_runs(want, |run| {
+                // SAFETY: the run is valid for `len()` filled bytes until
+                // released (the same checksum as `RingInPlace`).
+                sum ^= unsafe { checksum(run.as_ptr(), run.len()) };
+            }) as u64;
+        }
+        black_box(sum);
+    }
+}
+
 struct FdReader<R> {
     input: R,
     buf: Vec<u8>,
@@ -357,6 +440,48 @@ fn inplace_row(size: usize) -> Row<RingInPlace> {
     Row {
         peer,
         rx: RingInPlace { rx, size },
+    }
+}
+
+/// An unchecked ring of `RING_BYTES` and its producer peer.
+fn unchecked_ring(size: usize, inplace: bool) -> (Peer, UncheckedConsumer) {
+    let ring = UncheckedRing::new(RING_BYTES).expect("unchecked ring");
+    let fd = rustix::io::dup(&ring).expect("dup");
+    let role = if inplace {
+        "unchecked-inplace"
+    } else {
+        "unchecked-copy"
+    };
+    let peer = Peer::spawn(
+        role,
+        vec![fd],
+        &[
+            size.to_string(),
+            placement_arg(Placement::Aligned),
+            RING_BYTES.to_string(),
+        ],
+    )
+    .expect("spawn peer");
+    (peer, ring.consumer())
+}
+
+fn unchecked_copy_row(size: usize) -> Row<UncheckedCopy> {
+    let (peer, rx) = unchecked_ring(size, false);
+    Row {
+        peer,
+        rx: UncheckedCopy {
+            rx,
+            buf: PlacedBuf::new(size, Placement::Aligned.dest_offset(), 0),
+            size,
+        },
+    }
+}
+
+fn unchecked_inplace_row(size: usize) -> Row<UncheckedInPlace> {
+    let (peer, rx) = unchecked_ring(size, true);
+    Row {
+        peer,
+        rx: UncheckedInPlace { rx, size },
     }
 }
 
@@ -470,6 +595,8 @@ fn criterion_main() {
             ring_row(size, RING_BYTES, Placement::Skew8)
         );
         cross_process_row!(g, "sharedring-inplace", inplace_row(size));
+        cross_process_row!(g, "unchecked-copy", unchecked_copy_row(size));
+        cross_process_row!(g, "unchecked-inplace", unchecked_inplace_row(size));
         cross_process_row!(g, "shmem-ipc", shmem_ipc_row(size));
         cross_process_row!(g, "unix-socket", socket_row(size));
         cross_process_row!(g, "pipe", pipe_row(size));

@@ -10,13 +10,19 @@
 //! it was slow), which `cargo xtask bench` joins with criterion's
 //! estimates.
 //!
+//!
+//! A round-trip row also gets [`Group::percentiles`]: a fixed number of
+//! round trips timed one by one (outside criterion's estimate, right after
+//! it, between probes of their own), whose p50, p99, p99.9, p99.99 and
+//! maximum go to `target/bench-report/latency.jsonl`.
+//!
 //! `SHAREDRING_BENCH_MODE=full` selects the long settings; anything else
 //! (and plain `cargo bench`) the quick ones.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{Bencher, BenchmarkGroup, Criterion, Throughput};
@@ -72,6 +78,7 @@ pub struct Harness {
     probe: Probe,
     fastest: f64,
     log: File,
+    latency_log: File,
     bench: String,
     mode: Mode,
 }
@@ -102,11 +109,17 @@ impl Harness {
             .append(true)
             .open(dir.join("rows.jsonl"))
             .expect("open rows.jsonl");
+        let latency_log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("latency.jsonl"))
+            .expect("open latency.jsonl");
         Self {
             criterion,
             probe,
             fastest,
             log,
+            latency_log,
             bench: bench.to_owned(),
             mode,
         }
@@ -124,9 +137,12 @@ impl Harness {
             probe: &mut self.probe,
             fastest: &mut self.fastest,
             log: &mut self.log,
+            latency_log: &mut self.latency_log,
             bench: &self.bench,
             name: name.to_owned(),
             attempts: self.mode.attempts(),
+            mode: self.mode,
+            measured: None,
         }
     }
 
@@ -136,21 +152,47 @@ impl Harness {
     }
 }
 
+/// What one clock read (`Instant::now`) costs here: the median over
+/// batches of back-to-back reads, ns. It is included in every sample of
+/// [`Group::percentiles`].
+pub fn clock_read_ns() -> f64 {
+    let mut means: Vec<f64> = (0..21)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..1000 {
+                std::hint::black_box(Instant::now());
+            }
+            t.elapsed().as_nanos() as f64 / 1000.0
+        })
+        .collect();
+    means.sort_by(f64::total_cmp);
+    means[means.len() / 2]
+}
+
 /// A criterion group whose rows are probed.
 pub struct Group<'a> {
     group: BenchmarkGroup<'a, WallTime>,
     probe: &'a mut Probe,
     fastest: &'a mut f64,
     log: &'a mut File,
+    latency_log: &'a mut File,
     bench: &'a str,
     name: String,
     attempts: usize,
+    mode: Mode,
+    /// The last row criterion actually measured (not filtered out).
+    measured: Option<String>,
 }
 
 impl<'a> Group<'a> {
     /// The criterion group, for its settings.
     pub fn settings(&mut self) -> &mut BenchmarkGroup<'a, WallTime> {
         &mut self.group
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 
     /// Sets the throughput of the following rows.
@@ -199,7 +241,17 @@ impl<'a> Group<'a> {
             } else {
                 format!("{id}~{attempt}")
             };
-            self.group.bench_function(criterion_id, &mut f);
+            let mut ran = false;
+            self.group.bench_function(criterion_id, |b| {
+                ran = true;
+                f(b)
+            });
+            if !ran {
+                // Filtered out on the command line: no probe, no record.
+                self.measured = None;
+                return;
+            }
+            self.measured = Some(id.to_owned());
             let after = self.probe.measure();
             self.note_fastest(after);
             let slow = self.is_slow(before) || self.is_slow(after);
@@ -231,6 +283,77 @@ impl<'a> Group<'a> {
             if !slow {
                 break;
             }
+        }
+    }
+
+    /// Times `n` round trips one by one for row `id`, if it was the last
+    /// row [`Group::row`] measured (not filtered out on the command line): `start(n)` readies the peer for `n` round trips,
+    /// then `rt(i)` is one round trip. One clock read per round trip (the
+    /// read's own cost, [`clock_read_ns`], is in every sample and recorded
+    /// beside the percentiles). Measured between
+    /// probes and again while they show the slow mode, like a row; the
+    /// percentiles of the kept attempt are appended to `latency.jsonl`.
+    pub fn percentiles(
+        &mut self,
+        id: &str,
+        n: u64,
+        mut start: impl FnMut(u64),
+        mut rt: impl FnMut(u64),
+    ) {
+        if self.measured.as_deref() != Some(id) {
+            return;
+        }
+        let n = n.max(1);
+        let mut samples: Vec<u64> = Vec::with_capacity(n as usize);
+        for attempt in 1..=self.attempts {
+            let before = self.settled_probe();
+            samples.clear();
+            start(n);
+            let mut prev = Instant::now();
+            for i in 0..n {
+                rt(i);
+                let now = Instant::now();
+                samples.push(now.duration_since(prev).as_nanos() as u64);
+                prev = now;
+            }
+            let after = self.probe.measure();
+            self.note_fastest(after);
+            let slow = self.is_slow(before) || self.is_slow(after);
+            if slow && attempt < self.attempts {
+                eprintln!("    percentiles of {id}: slow mode, measuring again");
+                continue;
+            }
+            samples.sort_unstable();
+            let clock = clock_read_ns();
+            let p = |q: f64| samples[((q * n as f64).ceil() as usize).clamp(1, samples.len()) - 1];
+            let mean = samples.iter().sum::<u64>() as f64 / n as f64;
+            let line = serde_json::json!({
+                "bench": self.bench,
+                "group": self.name,
+                "row": id,
+                "round_trips": n,
+                "attempt": attempt,
+                "p50_ns": p(0.50),
+                "p99_ns": p(0.99),
+                "p999_ns": p(0.999),
+                "p9999_ns": p(0.9999),
+                "max_ns": samples[samples.len() - 1],
+                "mean_ns": mean,
+                "clock_read_ns": clock,
+                "probe_before_ns": before,
+                "probe_after_ns": after,
+                "slow": slow,
+            });
+            let _ = writeln!(self.latency_log, "{line}");
+            eprintln!(
+                "    {id}: {n} round trips, p50 {} ns, p99 {} ns, p99.9 {} ns, p99.99 {} ns, max {} ns",
+                p(0.50),
+                p(0.99),
+                p(0.999),
+                p(0.9999),
+                samples[samples.len() - 1]
+            );
+            break;
         }
     }
 

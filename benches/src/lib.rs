@@ -6,11 +6,14 @@
 //! - [`peer`]: peers are this same bench binary, re-executed with a role
 //!   in the environment, so a bench may spawn one per row at any time
 //!   (also after criterion or a thread has started).
-//! - [`SharedPage`]: a page of a memfd mapped in two processes, for the
-//!   raw atomic and futex references and the probe.
+//! - [`SharedPage`], [`SharedMap`]: memfd mappings shared by two
+//!   processes, for the raw atomic, futex and validated one-line
+//!   references and the probe; [`unchecked`]: the unchecked ring, the
+//!   reference for streaming.
 //! - [`probe`]: the raw cross-core atomic ping-pong run before and after
 //!   every row, and [`harness`]: criterion rows wrapped with that probe,
-//!   rerun in the slow mode, and recorded in `target/bench-report/`.
+//!   rerun in the slow mode, and recorded in `target/bench-report/`, with
+//!   the latency percentiles of round-trip rows.
 
 use core::ptr::NonNull;
 
@@ -20,8 +23,9 @@ pub mod harness;
 pub mod peer;
 pub mod probe;
 mod shared_page;
+pub mod unchecked;
 
-pub use shared_page::SharedPage;
+pub use shared_page::{SharedMap, SharedPage};
 
 /// A heap buffer standing in for a shared mapping in in-process benches,
 /// aligned to 128 bytes like a mapping's start.

@@ -25,6 +25,20 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
+/// The host, under the chart: its figures hold for that host only.
+fn host_footer(
+    root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    host: &str,
+) -> std::io::Result<()> {
+    let (_, h) = root.dim_in_pixel();
+    root.draw(&Text::new(
+        format!("Measured on {host}, one run"),
+        (16, h as i32 - 18),
+        ("sans-serif", 13),
+    ))
+    .map_err(err)
+}
+
 fn size_label(b: f64) -> String {
     let b = b.round() as u64;
     match b {
@@ -36,7 +50,7 @@ fn size_label(b: f64) -> String {
 
 /// Throughput (GB/s, log) against message size (log), one line per row id
 /// across the `stream_*` groups.
-pub fn throughput(tables: &[Table], path: &Path) -> std::io::Result<()> {
+pub fn throughput(tables: &[Table], host: &str, path: &Path) -> std::io::Result<()> {
     let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for t in tables.iter().filter(|t| t.group.starts_with("stream_")) {
         for r in &t.rows {
@@ -62,7 +76,7 @@ pub fn throughput(tables: &[Table], path: &Path) -> std::io::Result<()> {
         ymin = 0.1;
         ymax = 1.0;
     }
-    let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
+    let root = SVGBackend::new(path, (960, 620)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
@@ -110,12 +124,13 @@ pub fn throughput(tables: &[Table], path: &Path) -> std::io::Result<()> {
         .border_style(BLACK)
         .draw()
         .map_err(err)?;
+    host_footer(&root, host)?;
     root.present().map_err(err)
 }
 
 /// Round-trip times as horizontal bars on a log axis, for the `rtt_*`
 /// groups.
-pub fn latency(tables: &[Table], path: &Path) -> std::io::Result<()> {
+pub fn latency(tables: &[Table], host: &str, path: &Path) -> std::io::Result<()> {
     let rows: Vec<(String, f64)> = tables
         .iter()
         .filter(|t| t.group.starts_with("rtt"))
@@ -139,7 +154,7 @@ pub fn latency(tables: &[Table], path: &Path) -> std::io::Result<()> {
     } else {
         (lo / 2.0, hi * 3.0)
     };
-    let root = SVGBackend::new(path, (960, 120 + 36 * n as u32)).into_drawing_area();
+    let root = SVGBackend::new(path, (960, 140 + 36 * n as u32)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let labels: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
     let mut chart = ChartBuilder::on(&root)
@@ -190,5 +205,6 @@ pub fn latency(tables: &[Table], path: &Path) -> std::io::Result<()> {
             )
         }))
         .map_err(err)?;
+    host_footer(&root, host)?;
     root.present().map_err(err)
 }

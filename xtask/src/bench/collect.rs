@@ -165,3 +165,60 @@ pub fn tables(criterion: &Path, rows_jsonl: &Path, since: SystemTime) -> Vec<Tab
     }
     tables
 }
+
+/// The latency percentiles of one round-trip row, from `latency.jsonl`.
+#[derive(Debug, Clone)]
+pub struct Percentiles {
+    /// The criterion group.
+    pub group: String,
+    /// The row id.
+    pub row: String,
+    /// Round trips timed.
+    pub round_trips: u64,
+    /// p50, p99, p99.9, p99.99 and the maximum, ns.
+    pub p: [f64; 5],
+    /// Probe before and after, ns.
+    pub probe: (f64, f64),
+    /// Whether the kept attempt was in the slow mode.
+    pub slow: bool,
+    /// What one clock read cost, ns (included in every sample).
+    pub clock_read_ns: f64,
+}
+
+/// The percentile records of this run (the last attempt of each row), in
+/// the order the rows were measured.
+pub fn percentiles(latency_jsonl: &Path) -> Vec<Percentiles> {
+    let mut out: Vec<Percentiles> = Vec::new();
+    for line in std::fs::read_to_string(latency_jsonl)
+        .unwrap_or_default()
+        .lines()
+    {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        let rec = Percentiles {
+            group: v["group"].as_str().unwrap_or("?").to_owned(),
+            row: v["row"].as_str().unwrap_or("?").to_owned(),
+            round_trips: v["round_trips"].as_u64().unwrap_or(0),
+            p: [
+                f("p50_ns"),
+                f("p99_ns"),
+                f("p999_ns"),
+                f("p9999_ns"),
+                f("max_ns"),
+            ],
+            probe: (f("probe_before_ns"), f("probe_after_ns")),
+            slow: v["slow"].as_bool().unwrap_or(false),
+            clock_read_ns: f("clock_read_ns"),
+        };
+        match out
+            .iter_mut()
+            .find(|p| p.group == rec.group && p.row == rec.row)
+        {
+            Some(earlier) => *earlier = rec,
+            None => out.push(rec),
+        }
+    }
+    out
+}

@@ -1,10 +1,24 @@
-//! `cargo xtask bench [--full]`: runs every criterion bench of the
-//! `sharedring-benches` crate (each row between two probes) and the D-Bus
-//! comparison of `sharedring-dbus`, counts the
-//! syscalls per streamed message and an idle receiver's CPU use, then
-//! writes `target/bench-report/report.md`, `throughput.svg` and
-//! `latency.svg`, prints the tables, and refreshes the committed copies in
+//! `cargo xtask bench [--full] [--compare <ratios.json>]`: runs every
+//! criterion bench of the `sharedring-benches` crate (each row between two
+//! probes; round-trip rows also timed one by one for their percentiles)
+//! and the D-Bus comparison of `sharedring-dbus`, counts the syscalls per
+//! streamed message and an idle receiver's CPU use, then writes
+//! `target/bench-report/report.md`, `throughput.svg`, `latency.svg` and
+//! `ratios.json`, prints the tables, and refreshes the committed copies in
 //! `docs/bench/` and the table in the README's "Results" section.
+//!
+//! Every target is a ratio to a limit of the host measured in the same run
+//! (the unchecked ring, copying or in place; the validated one-line round
+//! trip; the futex ping-pong) or to shmem-ipc beside it. `ratios.json`
+//! keeps those ratios: the next run compares its own with them (the copy
+//! in `docs/bench/` as it was before the run, or the file given with
+//! `--compare`) and the report says which targets moved by more than
+//! 15 %.
+//!
+//! `--report-only` runs nothing: it renders `target/bench-report/` from
+//! the criterion results and probe records already there (any age, e.g.
+//! from single groups run with `cargo bench`), without the counts, and
+//! leaves `docs/bench/` and the README alone.
 
 mod charts;
 mod collect;
@@ -18,17 +32,44 @@ use std::time::SystemTime;
 /// Entry point of `cargo xtask bench`.
 pub fn run(args: &[String]) -> ExitCode {
     let full = args.iter().any(|a| a == "--full");
+    let report_only = args.iter().any(|a| a == "--report-only");
     let root = workspace_root();
+    let compare_with = match args.iter().position(|a| a == "--compare") {
+        Some(i) => match args.get(i + 1) {
+            Some(f) => PathBuf::from(f),
+            None => {
+                eprintln!("==> --compare needs a file (a ratios.json of an earlier run)");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => root.join("docs/bench/ratios.json"),
+    };
+    // Read before this run overwrites it.
+    let previous = std::fs::read_to_string(&compare_with)
+        .ok()
+        .and_then(|t| report::Ratios::from_json(&t));
+    if previous.is_none() {
+        eprintln!(
+            "==> no earlier ratios in {}: the report will not compare runs",
+            compare_with.display()
+        );
+    }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let out = target.join("bench-report");
-    let _ = std::fs::remove_dir_all(&out);
+    if !report_only {
+        let _ = std::fs::remove_dir_all(&out);
+    }
     if let Err(e) = std::fs::create_dir_all(&out) {
         eprintln!("==> cannot create {}: {e}", out.display());
         return ExitCode::FAILURE;
     }
-    let started = SystemTime::now();
+    let started = if report_only {
+        SystemTime::UNIX_EPOCH
+    } else {
+        SystemTime::now()
+    };
     let load_before = loadavg();
     let mode = if full { "full" } else { "quick" };
     // The project's own benches, then D-Bus beside sharedring and a Unix
@@ -43,7 +84,7 @@ pub fn run(args: &[String]) -> ExitCode {
             "dbus_throughput",
         ],
     ];
-    for args in runs {
+    for &args in runs.iter().filter(|_| !report_only) {
         eprintln!(
             "==> cargo {} ({mode} mode); load average {}",
             args.join(" "),
@@ -67,38 +108,51 @@ pub fn run(args: &[String]) -> ExitCode {
             }
         }
     }
-    let counts = counts::measure(&root, full);
+    let counts = if report_only {
+        counts::Counts::default()
+    } else {
+        counts::measure(&root, full)
+    };
     let load_after = loadavg();
     let tables = collect::tables(&target.join("criterion"), &out.join("rows.jsonl"), started);
     if tables.is_empty() {
         eprintln!("==> no criterion results newer than this run were found");
         return ExitCode::FAILURE;
     }
+    let pcts = collect::percentiles(&out.join("latency.jsonl"));
     let meta = report::Meta {
         mode: mode.to_owned(),
         date: date(),
-        cpu: cpu_model(),
-        kernel: kernel(),
+        host: host(),
         load: format!("{load_before} before, {load_after} after"),
     };
-    let md = report::markdown(&meta, &tables, &counts);
-    let summary = report::readme_summary(&meta, &tables, &counts);
+    let md = report::markdown(&meta, &tables, &pcts, &counts, previous.as_ref());
+    let summary = report::readme_summary(&meta, &tables, &counts, previous.as_ref());
+    let ratios = report::Ratios::of(&meta, &report::checks(&tables, &counts));
     let written = (|| -> std::io::Result<()> {
         std::fs::write(out.join("report.md"), &md)?;
-        charts::throughput(&tables, &out.join("throughput.svg"))?;
-        charts::latency(&tables, &out.join("latency.svg"))?;
+        std::fs::write(out.join("ratios.json"), ratios.to_json())?;
+        charts::throughput(&tables, &meta.host, &out.join("throughput.svg"))?;
+        charts::latency(&tables, &meta.host, &out.join("latency.svg"))?;
+        if report_only {
+            return Ok(());
+        }
         let docs = root.join("docs/bench");
         std::fs::create_dir_all(&docs)?;
-        for f in ["report.md", "throughput.svg", "latency.svg"] {
+        for f in ["report.md", "throughput.svg", "latency.svg", "ratios.json"] {
             std::fs::copy(out.join(f), docs.join(f))?;
         }
         report::update_readme(&root.join("README.md"), &summary)
     })();
     println!("{md}");
     match written {
+        Ok(()) if report_only => {
+            eprintln!("==> wrote {} (report only)", out.display());
+            ExitCode::SUCCESS
+        }
         Ok(()) => {
             eprintln!(
-                "==> wrote {} (report.md, throughput.svg, latency.svg), copied to docs/bench/, README results refreshed",
+                "==> wrote {} (report.md, throughput.svg, latency.svg, ratios.json), copied to docs/bench/, README results refreshed",
                 out.display()
             );
             ExitCode::SUCCESS
@@ -123,21 +177,27 @@ fn loadavg() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-fn cpu_model() -> String {
+/// The host as the report names it: CPU model with its family, model and
+/// stepping numbers (from /proc/cpuinfo), the CPU count and the kernel.
+fn host() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = info
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown CPU".to_owned(), |(_, m)| m.trim().to_owned());
+    let field = |name: &str| {
+        info.lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim() == name)
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    let model = field("model name").unwrap_or_else(|| "unknown CPU".into());
+    let numbers = match (field("cpu family"), field("model"), field("stepping")) {
+        (Some(f), Some(m), Some(st)) => format!(" (family {f}, model {m}, stepping {st})"),
+        (Some(f), Some(m), None) => format!(" (family {f}, model {m})"),
+        _ => String::new(),
+    };
     let cpus = info.lines().filter(|l| l.starts_with("processor")).count();
-    format!("{model}, {cpus} CPUs")
-}
-
-fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| format!("Linux {}", s.trim()))
-        .unwrap_or_else(|_| "Linux".into())
+        .unwrap_or_else(|_| "Linux".into());
+    format!("{model}{numbers}, {cpus} CPUs, {kernel}")
 }
 
 fn date() -> String {

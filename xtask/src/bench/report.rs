@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::collect::{Row, Table};
+use super::collect::{Percentiles, Row, Table};
 use super::counts::Counts;
 
 /// Where and when the figures were taken.
@@ -15,10 +15,8 @@ pub struct Meta {
     pub mode: String,
     /// UTC date.
     pub date: String,
-    /// CPU model and count.
-    pub cpu: String,
-    /// Kernel.
-    pub kernel: String,
+    /// The host: CPU model, family/model/stepping, CPU count, kernel.
+    pub host: String,
     /// Load averages around the run.
     pub load: String,
 }
@@ -128,9 +126,25 @@ fn group_table(out: &mut String, t: &Table) {
     let _ = writeln!(out);
 }
 
-/// One target: a description, the measured value and whether it holds.
-struct Check {
+/// How a target bounds its ratio.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    /// The ratio must be at least this.
+    AtLeast(f64),
+    /// The ratio must be above this.
+    Above(f64),
+    /// The ratio must be at most this.
+    AtMost(f64),
+}
+
+/// One target: a stable key (for comparing runs), a description, the
+/// measured ratio or figure, and whether it holds.
+pub struct Check {
+    /// Stable name of the target, the key in `ratios.json`.
+    pub key: String,
     what: String,
+    /// The ratio, for ratio targets (compared run to run).
+    pub ratio: Option<f64>,
     measured: String,
     met: Option<bool>,
 }
@@ -139,93 +153,159 @@ fn find<'a>(tables: &'a [Table], group: &str, id: &str) -> Option<&'a Row> {
     tables.iter().find(|t| t.group == group)?.row(id)
 }
 
-/// `a` is how many times faster than `b` (time of b / time of a).
+/// Time of `b` over time of `a`: above 1 when `a` is faster (for a
+/// throughput row, `a`'s throughput as a multiple of `b`'s).
 fn speedup(tables: &[Table], group: &str, a: &str, b: &str) -> Option<f64> {
     Some(find(tables, group, b)?.ns / find(tables, group, a)?.ns)
 }
 
-fn checks(tables: &[Table], counts: &Counts) -> Vec<Check> {
-    let mut v = Vec::new();
-    let mut at_least = |what: String, r: Option<f64>, min: f64| {
-        v.push(Check {
-            what,
-            measured: r.map_or("n/a".into(), fmt_ratio),
-            met: r.map(|r| r >= min),
-        });
-    };
-    at_least(
-        "64 B streaming, copy: ≥ 4x shmem-ipc 0.3".into(),
-        speedup(tables, "stream_64B", "sharedring-copy", "shmem-ipc"),
-        4.0,
-    );
-    at_least(
-        "64 B streaming, copy: ≥ 50x Unix socket".into(),
-        speedup(tables, "stream_64B", "sharedring-copy", "unix-socket"),
-        50.0,
-    );
-    for size in ["4KiB", "64KiB", "1MiB"] {
-        let g = format!("stream_{size}");
-        at_least(
-            format!("{size} streaming, copy: ≥ 0.9x memcpy"),
-            speedup(tables, &g, "sharedring-copy", "memcpy"),
-            0.9,
-        );
-        at_least(
-            format!("{size} streaming, copy: ≥ 1.0x shmem-ipc 0.3"),
-            speedup(tables, &g, "sharedring-copy", "shmem-ipc"),
-            1.0,
-        );
-        at_least(
-            format!("{size} streaming, in place: ≥ 1.0x memcpy"),
-            speedup(tables, &g, "sharedring-inplace", "memcpy"),
-            1.0,
-        );
-    }
-    let mut at_most = |what: &str, a: &str, b: &str, max: f64| {
-        let r = speedup(tables, "rtt_8B", b, a);
-        v.push(Check {
-            what: what.into(),
-            measured: r.map_or("n/a".into(), fmt_ratio),
-            met: r.map(|r| r <= max),
-        });
-    };
-    at_most(
-        "busy round trip: ≤ 1.2x the raw atomic ping-pong",
-        "sharedring-busy",
-        "atomic-busy",
-        1.2,
-    );
-    at_most(
-        "default blocking round trip: ≤ 3x the raw atomic ping-pong",
-        "sharedring-blocking",
-        "atomic-busy",
-        3.0,
-    );
-    at_most(
-        "park-at-once round trip: ≤ 1.1x the raw futex ping-pong",
-        "sharedring-park",
-        "futex",
-        1.1,
-    );
-    let r = speedup(tables, "rtt_8B", "sharedring-blocking", "unix-socket");
-    v.push(Check {
-        what: "default blocking round trip: ≥ 20x better than the Unix socket".into(),
-        measured: r.map_or("n/a".into(), fmt_ratio),
-        met: r.map(|r| r >= 20.0),
+/// Time of `a` over time of `b` (for round trips: `a`'s round trip as a
+/// multiple of `b`'s).
+fn slowdown(tables: &[Table], group: &str, a: &str, b: &str) -> Option<f64> {
+    speedup(tables, group, a, b).map(|r| 1.0 / r)
+}
+
+fn ratio_check(key: String, what: String, r: Option<f64>, bound: Bound) -> Check {
+    let met = r.map(|r| match bound {
+        Bound::AtLeast(x) => r >= x,
+        Bound::Above(x) => r > x,
+        Bound::AtMost(x) => r <= x,
     });
+    Check {
+        key,
+        what,
+        ratio: r,
+        measured: r.map_or("n/a".into(), fmt_ratio),
+        met,
+    }
+}
+
+/// The stream sizes measured in this run, smallest first.
+fn stream_sizes(tables: &[Table]) -> Vec<String> {
+    let mut sizes: Vec<String> = tables
+        .iter()
+        .filter_map(|t| t.group.strip_prefix("stream_"))
+        .map(str::to_owned)
+        .collect();
+    sizes.sort_by_key(|s| size_bytes(s));
+    sizes
+}
+
+fn size_bytes(label: &str) -> u64 {
+    let (num, mult) = if let Some(n) = label.strip_suffix("MiB") {
+        (n, 1 << 20)
+    } else if let Some(n) = label.strip_suffix("KiB") {
+        (n, 1 << 10)
+    } else {
+        (label.trim_end_matches('B'), 1)
+    };
+    num.parse::<u64>().unwrap_or(0) * mult
+}
+
+/// Every target, each a ratio to a limit (or a peer) measured in the
+/// same run, then the syscall and idle counts.
+pub fn checks(tables: &[Table], counts: &Counts) -> Vec<Check> {
+    let mut v = Vec::new();
+    // Round trips.
+    for (id, name) in [
+        ("sharedring-busy", "element ring"),
+        ("sharedring-duplex-busy", "`Duplex`"),
+    ] {
+        v.push(ratio_check(
+            format!("rtt_8B/{id}:validated-line"),
+            format!(
+                "8 B busy round trip, {name}: ≤ 1.1x the validated one-line round trip \
+                 (time ratio)"
+            ),
+            slowdown(tables, "rtt_8B", id, "validated-line"),
+            Bound::AtMost(1.1),
+        ));
+        v.push(ratio_check(
+            format!("rtt_8B/{id}:shmem-ipc-busy"),
+            format!("8 B busy round trip, {name}: faster than shmem-ipc 0.3 busy (speed-up)"),
+            speedup(tables, "rtt_8B", id, "shmem-ipc-busy"),
+            Bound::Above(1.0),
+        ));
+    }
+    v.push(ratio_check(
+        "rtt_8B/sharedring-park:futex".into(),
+        "park-at-once round trip: ≤ 1.1x the futex ping-pong (time ratio)".into(),
+        slowdown(tables, "rtt_8B", "sharedring-park", "futex"),
+        Bound::AtMost(1.1),
+    ));
+    v.push(ratio_check(
+        "rtt_8B/sharedring-blocking:shmem-ipc-blocking".into(),
+        "default blocking round trip: faster than shmem-ipc 0.3 blocking (speed-up)".into(),
+        speedup(
+            tables,
+            "rtt_8B",
+            "sharedring-blocking",
+            "shmem-ipc-blocking",
+        ),
+        Bound::Above(1.0),
+    ));
+    // Streaming.
+    for size in stream_sizes(tables) {
+        let g = format!("stream_{size}");
+        if size_bytes(&size) >= 1 << 10 {
+            v.push(ratio_check(
+                format!("{g}/sharedring-copy:unchecked-copy"),
+                format!("{size} streaming, copy: ≥ 0.95x the unchecked ring (throughput ratio)"),
+                speedup(tables, &g, "sharedring-copy", "unchecked-copy"),
+                Bound::AtLeast(0.95),
+            ));
+        }
+        v.push(ratio_check(
+            format!("{g}/sharedring-inplace:unchecked-inplace"),
+            format!(
+                "{size} streaming, in place: ≥ 0.9x the unchecked ring in place \
+                 (throughput ratio)"
+            ),
+            speedup(tables, &g, "sharedring-inplace", "unchecked-inplace"),
+            Bound::AtLeast(0.9),
+        ));
+        v.push(ratio_check(
+            format!("{g}/sharedring-copy:shmem-ipc"),
+            format!("{size} streaming, copy: faster than shmem-ipc 0.3 (throughput ratio)"),
+            speedup(tables, &g, "sharedring-copy", "shmem-ipc"),
+            Bound::Above(1.0),
+        ));
+    }
+    // Message rings.
+    for t in tables.iter().filter(|t| t.group.starts_with("msg_stream_")) {
+        let size = t.group.trim_start_matches("msg_stream_");
+        v.push(ratio_check(
+            format!("{}/sharedring-msg:sharedring-elements", t.group),
+            format!("{size} messages: ≥ 0.9x the element ring (throughput ratio)"),
+            speedup(tables, &t.group, "sharedring-msg", "sharedring-elements"),
+            Bound::AtLeast(0.9),
+        ));
+        if size == "64B" {
+            v.push(ratio_check(
+                format!("{}/sharedring-msg:shmem-ipc", t.group),
+                format!("{size} messages: ≥ 1.5x shmem-ipc 0.3 (throughput ratio)"),
+                speedup(tables, &t.group, "sharedring-msg", "shmem-ipc"),
+                Bound::AtLeast(1.5),
+            ));
+        }
+    }
     for w in &counts.wakeups {
         v.push(Check {
+            key: format!("syscalls/{}", w.size),
             what: format!(
                 "streaming {} B, consumer keeping up: ≤ 1 syscall per 1000 messages",
                 w.size
             ),
+            ratio: None,
             measured: format!("{:.2} per 1000 ({})", w.per_1000, w.tool),
             met: Some(w.per_1000 <= 1.0),
         });
     }
     if let Some((cpu, secs)) = counts.idle_cpu {
         v.push(Check {
+            key: "idle".into(),
             what: "idle receiver blocked in `recv`: < 1 % of one CPU".into(),
+            ratio: None,
             measured: format!("{cpu:.3} % over {secs:.1} s"),
             met: Some(cpu < 1.0),
         });
@@ -233,32 +313,321 @@ fn checks(tables: &[Table], counts: &Counts) -> Vec<Check> {
     v
 }
 
-fn checks_table(out: &mut String, tables: &[Table], counts: &Counts) {
-    let _ = writeln!(out, "| target | measured | met |\n| --- | ---: | :---: |");
-    for c in checks(tables, counts) {
+/// The ratios of a run, kept next to the report so the next run can say
+/// whether the two agree.
+pub struct Ratios {
+    /// When.
+    pub date: String,
+    /// The host, as named in the report.
+    pub host: String,
+    /// `quick` or `full`.
+    pub mode: String,
+    /// Target key and ratio.
+    pub ratios: Vec<(String, f64)>,
+}
+
+impl Ratios {
+    /// This run's ratios.
+    pub fn of(meta: &Meta, checks: &[Check]) -> Self {
+        Self {
+            date: meta.date.clone(),
+            host: meta.host.clone(),
+            mode: meta.mode.clone(),
+            ratios: checks
+                .iter()
+                .filter_map(|c| {
+                    c.ratio
+                        .filter(|r| r.is_finite())
+                        .map(|r| (c.key.clone(), r))
+                })
+                .collect(),
+        }
+    }
+
+    /// As JSON.
+    pub fn to_json(&self) -> String {
+        let ratios: serde_json::Map<String, serde_json::Value> = self
+            .ratios
+            .iter()
+            .map(|(k, r)| (k.clone(), serde_json::json!(r)))
+            .collect();
+        let v = serde_json::json!({
+            "date": self.date,
+            "host": self.host,
+            "mode": self.mode,
+            "ratios": ratios,
+        });
+        serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+    }
+
+    /// Parses what [`Ratios::to_json`] wrote.
+    pub fn from_json(text: &str) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        let s = |k: &str| v[k].as_str().unwrap_or("?").to_owned();
+        Some(Self {
+            date: s("date"),
+            host: s("host"),
+            mode: s("mode"),
+            ratios: v["ratios"]
+                .as_object()?
+                .iter()
+                .filter_map(|(k, r)| Some((k.clone(), r.as_f64()?)))
+                .collect(),
+        })
+    }
+
+    fn get(&self, key: &str) -> Option<f64> {
+        self.ratios.iter().find(|(k, _)| k == key).map(|(_, r)| *r)
+    }
+}
+
+/// How far apart two runs' ratios may be and still agree.
+pub const AGREEMENT: f64 = 0.15;
+
+/// The relative change of a ratio from the previous run.
+fn change(now: f64, before: f64) -> f64 {
+    now / before - 1.0
+}
+
+fn agreement_cell(c: &Check, previous: Option<&Ratios>) -> String {
+    match (c.ratio, previous.and_then(|p| p.get(&c.key))) {
+        (Some(now), Some(before)) if now.is_finite() && before > 0.0 => {
+            let d = change(now, before);
+            if d.abs() <= AGREEMENT {
+                format!("{} ({:+.0} %)", fmt_ratio(before), 100.0 * d)
+            } else {
+                format!("{} (**{:+.0} %**)", fmt_ratio(before), 100.0 * d)
+            }
+        }
+        (Some(_), _) => "–".into(),
+        (None, _) => "".into(),
+    }
+}
+
+fn checks_table(out: &mut String, checks: &[Check], previous: Option<&Ratios>) {
+    let _ = writeln!(
+        out,
+        "| target | measured | met | previous run (change) |\n| --- | ---: | :---: | ---: |"
+    );
+    for c in checks {
         let met = match c.met {
             Some(true) => "yes",
             Some(false) => "**no**",
             None => "n/a",
         };
-        let _ = writeln!(out, "| {} | {} | {} |", c.what, c.measured, met);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            c.what,
+            c.measured,
+            met,
+            agreement_cell(c, previous)
+        );
     }
     let _ = writeln!(out);
 }
 
+/// The paragraph on run-to-run agreement.
+fn agreement(out: &mut String, meta: &Meta, checks: &[Check], previous: Option<&Ratios>) {
+    let Some(p) = previous else {
+        let _ = writeln!(
+            out,
+            "No previous run to compare with (`cargo xtask bench` compares with the \
+             `ratios.json` kept next to the report, or with `--compare <file>`).\n"
+        );
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "Compared with the previous run ({}, `{}` mode, on {}): a target ratio agrees \
+         when it is within {:.0} % of that run's.",
+        p.date,
+        p.mode,
+        p.host,
+        100.0 * AGREEMENT
+    );
+    if p.host != meta.host {
+        let _ = writeln!(
+            out,
+            "**The previous run was on another host**: its ratios are shown, but two \
+             hosts are not expected to agree."
+        );
+    }
+    if p.date.get(..10) != meta.date.get(..10) {
+        let _ = writeln!(out, "The previous run was not on the same day.");
+    }
+    if p.mode != meta.mode {
+        let _ = writeln!(out, "The previous run used the other mode (`{}`).", p.mode);
+    }
+    let compared: Vec<(&Check, f64, f64)> = checks
+        .iter()
+        .filter_map(|c| {
+            let now = c.ratio.filter(|r| r.is_finite())?;
+            Some((c, now, p.get(&c.key)?))
+        })
+        .collect();
+    let off: Vec<&(&Check, f64, f64)> = compared
+        .iter()
+        .filter(|(_, now, before)| change(*now, *before).abs() > AGREEMENT)
+        .collect();
+    if off.is_empty() {
+        let _ = writeln!(
+            out,
+            "All {} target ratios found in both runs agree.\n",
+            compared.len()
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "**{} of {} target ratios do not agree** with the previous run:\n",
+            off.len(),
+            compared.len()
+        );
+        for (c, now, before) in off {
+            let _ = writeln!(
+                out,
+                "- {}: {} now, {} then ({:+.0} %)",
+                c.what,
+                fmt_ratio(*now),
+                fmt_ratio(*before),
+                100.0 * change(*now, *before)
+            );
+        }
+        let _ = writeln!(out);
+    }
+}
+
+fn host_line(out: &mut String, meta: &Meta) {
+    let _ = writeln!(
+        out,
+        "*Figures from one host: {}; they hold for that host only.*\n",
+        meta.host
+    );
+}
+
+/// The hardware's limits measured in this run, and how close sharedring
+/// comes to each.
+fn limits(out: &mut String, tables: &[Table], pcts: &[Percentiles]) {
+    let sizes = stream_sizes(tables);
+    if !sizes.is_empty() {
+        let _ = writeln!(
+            out,
+            "| size | `unchecked-copy` | `sharedring-copy` | of the limit | \
+             `unchecked-inplace` | `sharedring-inplace` | of the limit | \
+             `memcpy` (one thread, for scale) |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
+        for size in &sizes {
+            let g = format!("stream_{size}");
+            let rate = |id: &str| {
+                find(tables, &g, id)
+                    .and_then(Row::bytes_per_sec)
+                    .map_or("n/a".into(), fmt_rate)
+            };
+            let of = |a: &str, b: &str| speedup(tables, &g, a, b).map_or("n/a".into(), fmt_ratio);
+            let _ = writeln!(
+                out,
+                "| {size} | {} | {} | {} | {} | {} | {} | {} |",
+                rate("unchecked-copy"),
+                rate("sharedring-copy"),
+                of("sharedring-copy", "unchecked-copy"),
+                rate("unchecked-inplace"),
+                rate("sharedring-inplace"),
+                of("sharedring-inplace", "unchecked-inplace"),
+                rate("memcpy"),
+            );
+        }
+        let _ = writeln!(out);
+    }
+    if tables.iter().any(|t| t.group == "rtt_8B") {
+        let _ = writeln!(
+            out,
+            "| round-trip limit | median | sharedring row | median | time ratio | \
+             ratio of the p50s |\n\
+             | --- | ---: | --- | ---: | ---: | ---: |"
+        );
+        let p50 = |id: &str| {
+            pcts.iter()
+                .find(|p| p.group == "rtt_8B" && p.row == id)
+                .map(|p| p.p[0])
+        };
+        for (limit, row) in [
+            ("validated-line", "sharedring-busy"),
+            ("validated-line", "sharedring-duplex-busy"),
+            ("atomic-busy", "sharedring-busy"),
+            ("futex", "sharedring-park"),
+        ] {
+            let ns = |id: &str| find(tables, "rtt_8B", id).map_or("n/a".into(), |r| fmt_ns(r.ns));
+            let _ = writeln!(
+                out,
+                "| `{limit}` | {} | `{row}` | {} | {} | {} |",
+                ns(limit),
+                ns(row),
+                slowdown(tables, "rtt_8B", row, limit).map_or("n/a".into(), fmt_ratio),
+                p50(row)
+                    .zip(p50(limit))
+                    .map_or("n/a".into(), |(a, b)| fmt_ratio(a / b))
+            );
+        }
+        let _ = writeln!(out);
+    }
+}
+
+fn percentile_tables(out: &mut String, tables: &[Table], pcts: &[Percentiles]) {
+    let mut groups: Vec<&str> = Vec::new();
+    for p in pcts {
+        if !groups.contains(&p.group.as_str()) {
+            groups.push(&p.group);
+        }
+    }
+    for g in groups {
+        let _ = writeln!(
+            out,
+            "### `{g}`\n\n| row | round trips | p50 | p99 | p99.9 | p99.99 | max | criterion median | probe before / after |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+        );
+        for p in pcts.iter().filter(|p| p.group == g) {
+            let median = find(tables, g, &p.row).map_or("n/a".into(), |r| fmt_ns(r.ns));
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {} | {} | {} | {} | {} | {:.0} / {:.0} ns{} |",
+                p.row,
+                p.round_trips,
+                fmt_ns(p.p[0]),
+                fmt_ns(p.p[1]),
+                fmt_ns(p.p[2]),
+                fmt_ns(p.p[3]),
+                fmt_ns(p.p[4]),
+                median,
+                p.probe.0,
+                p.probe.1,
+                if p.slow { ", **slow mode**" } else { "" }
+            );
+        }
+        let _ = writeln!(out);
+    }
+}
+
 /// The whole report.
-pub fn markdown(meta: &Meta, tables: &[Table], counts: &Counts) -> String {
+pub fn markdown(
+    meta: &Meta,
+    tables: &[Table],
+    pcts: &[Percentiles],
+    counts: &Counts,
+    previous: Option<&Ratios>,
+) -> String {
+    let checks = checks(tables, counts);
     let mut out = String::new();
     let _ = writeln!(out, "# sharedring benchmark report\n");
     let _ = writeln!(
         out,
-        "`cargo xtask bench{}` on {}, {}, {} (load average {}). Every figure \
-         below was measured in this one run, side by side. The two sides of every \
-         cross-process or cross-thread row run on CPUs 0 and 1.\n",
+        "`cargo xtask bench{}` on {}. **Host**: {} (load average {}). Every figure \
+         below was measured on this host in this one run, side by side, and holds for \
+         this host only. The two sides of every cross-process or cross-thread row run \
+         on CPUs 0 and 1.\n",
         if meta.mode == "full" { " --full" } else { "" },
         meta.date,
-        meta.cpu,
-        meta.kernel,
+        meta.host,
         meta.load
     );
     let _ = writeln!(
@@ -272,8 +641,51 @@ pub fn markdown(meta: &Meta, tables: &[Table], counts: &Counts) -> String {
          is than B (B's time / A's time); above 1 means A is faster.\n"
     );
     let _ = writeln!(out, "## Targets\n");
-    checks_table(&mut out, tables, counts);
+    host_line(&mut out, meta);
+    let _ = writeln!(
+        out,
+        "Every target is a ratio to a limit of this host measured in this same run \
+         (never to single-thread memcpy, which no cross-core transfer can reach), or \
+         to shmem-ipc 0.3 measured beside it. The limits: `unchecked-copy` and \
+         `unchecked-inplace` (a plain SPSC ring of the same size between the same two \
+         pinned processes, no validation, no wake-ups; copied in and out, or written \
+         and read in place), `validated-line` (a busy ping-pong whose sequence \
+         number, length and 8-byte payload share one cache line, the header loaded \
+         once and checked), `futex` (a futex ping-pong). A throughput ratio is \
+         sharedring's throughput over the reference's; a time ratio is sharedring's \
+         round trip over the reference's. The last column is the previous run's \
+         ratio and the change from it; a change beyond {:.0} % is in bold.\n",
+        100.0 * AGREEMENT
+    );
+    checks_table(&mut out, &checks, previous);
+    let _ = writeln!(out, "## Run-to-run agreement\n");
+    agreement(&mut out, meta, &checks, previous);
+    let _ = writeln!(out, "## The limits of this host\n");
+    host_line(&mut out, meta);
+    limits(&mut out, tables, pcts);
+    let _ = writeln!(out, "## Round-trip percentiles\n");
+    host_line(&mut out, meta);
+    if pcts.is_empty() {
+        let _ = writeln!(out, "Not measured.\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "Each row's round trips timed one by one (one clock read per round trip, \
+             its cost included: {}), right after criterion's estimate of the same row \
+             (whose median is of per-sample means, so it includes the tail), between \
+             probes of their own. p99.99 of fewer than 100 000 round trips rests on a \
+             handful of samples.\n",
+            pcts.iter()
+                .map(|p| p.clock_read_ns)
+                .find(|c| c.is_finite())
+                .map_or("not recorded".into(), |c| format!(
+                    "{c:.0} ns per read here"
+                ))
+        );
+        percentile_tables(&mut out, tables, pcts);
+    }
     let _ = writeln!(out, "## Wake-up syscalls and idle CPU\n");
+    host_line(&mut out, meta);
     if counts.wakeups.is_empty() && counts.idle_cpu.is_none() {
         let _ = writeln!(out, "Not measured.\n");
     }
@@ -303,30 +715,36 @@ pub fn markdown(meta: &Meta, tables: &[Table], counts: &Counts) -> String {
         let _ = writeln!(out, "- {n}");
     }
     let _ = writeln!(out, "\n## All groups\n");
+    host_line(&mut out, meta);
     for t in tables {
         group_table(&mut out, t);
     }
     let _ = writeln!(
         out,
         "Charts: `throughput.svg` (the `stream_*` groups) and `latency.svg` (the \
-         `rtt_*` groups), next to this file."
+         `rtt_*` groups), next to this file; from the same host and run."
     );
     out
 }
 
 /// The short table for the README: streaming at each size and the round
 /// trips, with the key ratios.
-pub fn readme_summary(meta: &Meta, tables: &[Table], counts: &Counts) -> String {
+pub fn readme_summary(
+    meta: &Meta,
+    tables: &[Table],
+    counts: &Counts,
+    previous: Option<&Ratios>,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "From `cargo xtask bench{}` on {} ({}, {}); every figure from one run, \
-         the two processes pinned to CPUs 0 and 1. Full tables, probes and \
-         every ratio: [`docs/bench/report.md`](docs/bench/report.md).\n",
+        "From `cargo xtask bench{}` on {}, on one host: {}. Every figure from one \
+         run on that host (they hold for it only), the two processes pinned to CPUs \
+         0 and 1. Full tables, limits, percentiles, probes and every ratio: \
+         [`docs/bench/report.md`](docs/bench/report.md).\n",
         if meta.mode == "full" { " --full" } else { "" },
         meta.date,
-        meta.cpu,
-        meta.kernel
+        meta.host
     );
     let streams: Vec<&Table> = tables
         .iter()
@@ -335,7 +753,9 @@ pub fn readme_summary(meta: &Meta, tables: &[Table], counts: &Counts) -> String 
     if !streams.is_empty() {
         let ids = [
             "sharedring-copy",
+            "unchecked-copy",
             "sharedring-inplace",
+            "unchecked-inplace",
             "shmem-ipc",
             "unix-socket",
             "pipe",
@@ -376,8 +796,12 @@ pub fn readme_summary(meta: &Meta, tables: &[Table], counts: &Counts) -> String 
         }
         let _ = writeln!(out);
     }
-    let _ = writeln!(out, "Targets:\n");
-    checks_table(&mut out, tables, counts);
+    let _ = writeln!(
+        out,
+        "Targets (each a ratio to a limit of the host measured in the same run; see the \
+         report):\n"
+    );
+    checks_table(&mut out, &checks(tables, counts), previous);
     let _ = writeln!(
         out,
         "![throughput](docs/bench/throughput.svg)\n\n![latency](docs/bench/latency.svg)"
