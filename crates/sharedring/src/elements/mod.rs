@@ -33,59 +33,41 @@ pub(crate) struct ElemSend<T>(PhantomData<fn() -> T>);
 /// The receiving end of an element ring, as set-up sees it.
 pub(crate) struct ElemRecv<T>(PhantomData<fn() -> T>);
 
-impl<T: Element> Kind for ElemSend<T> {
-    type Half = Producer<T>;
-    const ROLE: Role = Role::Sender;
-    const NAME: &'static str = "Sender";
-    const RING: crate::RingKind = crate::RingKind::Elements;
-    const CONTRACT: (u32, u32, u64) = (
-        std::mem::size_of::<T>() as u32,
-        std::mem::align_of::<T>() as u32,
-        T::TAG.hash(),
-    );
-    fn geometry(opts: &Options) -> Result<Geometry, Error> {
-        geometry::<T>(opts)
-    }
-    fn check(setup: &Setup, opts: &Options) -> Result<Geometry, HandshakeError> {
-        check_elements::<T>(setup, Self::ROLE, opts)
-    }
-    fn create(region: RawRegion, g: &Geometry) -> Result<Producer<T>, SetupError> {
-        Producer::create(region, g.capacity())
-    }
-    fn attach(region: RawRegion, g: &Geometry) -> Result<Producer<T>, SetupError> {
-        Producer::attach(region, g.capacity())
-    }
-    fn corruption(half: &Producer<T>) -> Option<Corruption> {
-        half.corruption()
-    }
+/// The `Kind` of one end of an element ring: only the half, the role and
+/// the name differ between the two ends.
+macro_rules! element_kind {
+    ($marker:ident, $half:ident, $role:ident, $name:literal) => {
+        impl<T: Element> Kind for $marker<T> {
+            type Half = $half<T>;
+            const ROLE: Role = Role::$role;
+            const NAME: &'static str = $name;
+            const RING: crate::RingKind = crate::RingKind::Elements;
+            const CONTRACT: (u32, u32, u64) = (
+                std::mem::size_of::<T>() as u32,
+                std::mem::align_of::<T>() as u32,
+                T::TAG.hash(),
+            );
+            fn geometry(opts: &Options) -> Result<Geometry, Error> {
+                geometry::<T>(opts)
+            }
+            fn check(setup: &Setup, opts: &Options) -> Result<Geometry, HandshakeError> {
+                check_elements::<T>(setup, Self::ROLE, opts)
+            }
+            fn create(region: RawRegion, g: &Geometry) -> Result<$half<T>, SetupError> {
+                $half::create(region, g.capacity())
+            }
+            fn attach(region: RawRegion, g: &Geometry) -> Result<$half<T>, SetupError> {
+                $half::attach(region, g.capacity())
+            }
+            fn corruption(half: &$half<T>) -> Option<Corruption> {
+                half.corruption()
+            }
+        }
+    };
 }
 
-impl<T: Element> Kind for ElemRecv<T> {
-    type Half = Consumer<T>;
-    const ROLE: Role = Role::Receiver;
-    const NAME: &'static str = "Receiver";
-    const RING: crate::RingKind = crate::RingKind::Elements;
-    const CONTRACT: (u32, u32, u64) = (
-        std::mem::size_of::<T>() as u32,
-        std::mem::align_of::<T>() as u32,
-        T::TAG.hash(),
-    );
-    fn geometry(opts: &Options) -> Result<Geometry, Error> {
-        geometry::<T>(opts)
-    }
-    fn check(setup: &Setup, opts: &Options) -> Result<Geometry, HandshakeError> {
-        check_elements::<T>(setup, Self::ROLE, opts)
-    }
-    fn create(region: RawRegion, g: &Geometry) -> Result<Consumer<T>, SetupError> {
-        Consumer::create(region, g.capacity())
-    }
-    fn attach(region: RawRegion, g: &Geometry) -> Result<Consumer<T>, SetupError> {
-        Consumer::attach(region, g.capacity())
-    }
-    fn corruption(half: &Consumer<T>) -> Option<Corruption> {
-        half.corruption()
-    }
-}
+element_kind!(ElemSend, Producer, Sender, "Sender");
+element_kind!(ElemRecv, Consumer, Receiver, "Receiver");
 
 /// How many elements `send` and `recv` move per step: 64 KiB, or a quarter
 /// of a smaller ring. Measured on the project's 2-vCPU machine, 1 MiB

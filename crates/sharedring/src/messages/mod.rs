@@ -40,51 +40,37 @@ pub(crate) struct MsgSend;
 /// The receiving end of a message ring, as set-up sees it.
 pub(crate) struct MsgRecv;
 
-impl Kind for MsgSend {
-    type Half = MsgProducer;
-    const ROLE: Role = Role::Sender;
-    const NAME: &'static str = "MsgSender";
-    const RING: crate::RingKind = crate::RingKind::Messages;
-    const CONTRACT: (u32, u32, u64) = (1, 1, 0);
-    fn geometry(opts: &Options) -> Result<Geometry, Error> {
-        geometry(opts)
-    }
-    fn check(setup: &Setup, opts: &Options) -> Result<Geometry, HandshakeError> {
-        check_messages(setup, Self::ROLE, opts)
-    }
-    fn create(region: RawRegion, g: &Geometry) -> Result<MsgProducer, SetupError> {
-        MsgProducer::create(region, g.capacity(), g.max_msg())
-    }
-    fn attach(region: RawRegion, g: &Geometry) -> Result<MsgProducer, SetupError> {
-        MsgProducer::attach(region, g.capacity(), g.max_msg())
-    }
-    fn corruption(half: &MsgProducer) -> Option<Corruption> {
-        half.corruption()
-    }
+/// The `Kind` of one end of a message ring: only the half, the role and
+/// the name differ between the two ends.
+macro_rules! message_kind {
+    ($marker:ident, $half:ident, $role:ident, $name:literal) => {
+        impl Kind for $marker {
+            type Half = $half;
+            const ROLE: Role = Role::$role;
+            const NAME: &'static str = $name;
+            const RING: crate::RingKind = crate::RingKind::Messages;
+            const CONTRACT: (u32, u32, u64) = (1, 1, 0);
+            fn geometry(opts: &Options) -> Result<Geometry, Error> {
+                geometry(opts)
+            }
+            fn check(setup: &Setup, opts: &Options) -> Result<Geometry, HandshakeError> {
+                check_messages(setup, Self::ROLE, opts)
+            }
+            fn create(region: RawRegion, g: &Geometry) -> Result<$half, SetupError> {
+                $half::create(region, g.capacity(), g.max_msg())
+            }
+            fn attach(region: RawRegion, g: &Geometry) -> Result<$half, SetupError> {
+                $half::attach(region, g.capacity(), g.max_msg())
+            }
+            fn corruption(half: &$half) -> Option<Corruption> {
+                half.corruption()
+            }
+        }
+    };
 }
 
-impl Kind for MsgRecv {
-    type Half = MsgConsumer;
-    const ROLE: Role = Role::Receiver;
-    const NAME: &'static str = "MsgReceiver";
-    const RING: crate::RingKind = crate::RingKind::Messages;
-    const CONTRACT: (u32, u32, u64) = (1, 1, 0);
-    fn geometry(opts: &Options) -> Result<Geometry, Error> {
-        geometry(opts)
-    }
-    fn check(setup: &Setup, opts: &Options) -> Result<Geometry, HandshakeError> {
-        check_messages(setup, Self::ROLE, opts)
-    }
-    fn create(region: RawRegion, g: &Geometry) -> Result<MsgConsumer, SetupError> {
-        MsgConsumer::create(region, g.capacity(), g.max_msg())
-    }
-    fn attach(region: RawRegion, g: &Geometry) -> Result<MsgConsumer, SetupError> {
-        MsgConsumer::attach(region, g.capacity(), g.max_msg())
-    }
-    fn corruption(half: &MsgConsumer) -> Option<Corruption> {
-        half.corruption()
-    }
-}
+message_kind!(MsgSend, MsgProducer, Sender, "MsgSender");
+message_kind!(MsgRecv, MsgConsumer, Receiver, "MsgReceiver");
 
 /// An in-process message ring pair over a real memfd and eventfds, with a
 /// socket pair as the liveness channel (for tests and threads); see
