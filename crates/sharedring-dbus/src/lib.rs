@@ -92,9 +92,10 @@
 //!
 //! # Testing with a private bus
 //!
-//! [`PrivateBus`] starts a `dbus-daemon` on a socket in a fresh temporary
-//! directory and stops it when dropped; this crate's tests, examples and
-//! benchmark use it or a session bus.
+//! With the `test-bus` feature, `PrivateBus` starts a `dbus-daemon` on a
+//! socket in a fresh temporary directory and stops it when dropped; this
+//! crate's tests and benchmark use it. It is a testing aid, not part of the
+//! stable API, and is off by default.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -103,6 +104,7 @@ mod bus;
 mod client;
 mod end;
 mod error;
+#[cfg(feature = "test-bus")]
 mod private_bus;
 mod server;
 mod watch;
@@ -110,6 +112,7 @@ mod watch;
 pub use client::{open, open_async};
 pub use end::RingEnd;
 pub use error::Error;
+#[cfg(feature = "test-bus")]
 pub use private_bus::PrivateBus;
 pub use server::{Caller, RingServer, BACKLOG};
 

@@ -80,6 +80,8 @@ pub fn run(args: &[String]) -> ExitCode {
             "bench",
             "-p",
             "sharedring-dbus",
+            "--features",
+            "test-bus",
             "--bench",
             "dbus_throughput",
         ],
