@@ -305,26 +305,6 @@ fn loop_driven_handshakes_complete_against_blocking_peers_in_every_role() {
     }
 }
 
-/// Sends `bytes` one at a time, `gap` apart, the descriptors with the
-/// first byte; stops quietly when the other side hangs up.
-fn drip(
-    sock: &std::os::unix::net::UnixStream,
-    bytes: &[u8],
-    fds: &[BorrowedFd<'_>],
-    gap: Duration,
-) {
-    use std::io::Write;
-    if testkit::send_fds(sock, &bytes[..1], fds).is_err() {
-        return;
-    }
-    for b in &bytes[1..] {
-        std::thread::sleep(gap);
-        if (&mut &*sock).write_all(std::slice::from_ref(b)).is_err() {
-            return;
-        }
-    }
-}
-
 #[test]
 fn a_slow_drip_and_a_stalled_peer_do_not_delay_another_client_in_the_same_loop() {
     let _serial = serial();
@@ -337,7 +317,7 @@ fn a_slow_drip_and_a_stalled_peer_do_not_delay_another_client_in_the_same_loop()
                 let memfd = common::sealed_memfd(512 + 64 * 8);
                 let (data, room) = (common::eventfd_fd(), common::eventfd_fd());
                 // 64 bytes, 100 ms apart: 6.4 s in all, past the deadline.
-                drip(
+                testkit::drip(
                     &sock,
                     &setup,
                     &[memfd.as_fd(), data.as_fd(), room.as_fd()],

@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -59,20 +58,6 @@ fn cpus() -> usize {
 // 1. One deadline for the whole handshake
 // ---------------------------------------------------------------------
 
-/// Sends `bytes` one at a time, `gap` apart, the descriptors (if any)
-/// with the first byte. Stops quietly when the other side hangs up.
-fn drip(sock: &UnixStream, bytes: &[u8], fds: &[std::os::fd::BorrowedFd<'_>], gap: Duration) {
-    if testkit::send_fds(sock, &bytes[..1], fds).is_err() {
-        return;
-    }
-    for b in &bytes[1..] {
-        std::thread::sleep(gap);
-        if (&mut &*sock).write_all(std::slice::from_ref(b)).is_err() {
-            return;
-        }
-    }
-}
-
 #[test]
 fn accept_ends_by_one_deadline_against_a_slow_drip_setup() {
     let _serial = serial();
@@ -82,7 +67,7 @@ fn accept_ends_by_one_deadline_against_a_slow_drip_setup() {
         let (data, room) = (common::eventfd_fd(), common::eventfd_fd());
         // 64 bytes, 150 ms apart: 9.6 s in all. Each gap is far below the
         // 1 s timeout, so a per-read timeout would never fire.
-        drip(
+        testkit::drip(
             &sock,
             &setup,
             &[memfd.as_fd(), data.as_fd(), room.as_fd()],
@@ -127,7 +112,7 @@ fn create_ends_by_one_deadline_against_a_slow_drip_answer() {
         let mut b = [0u8; common::SETUP_LEN];
         let (_, _fds) = testkit::recv_fds(&sock, &mut b, 8).unwrap();
         // 16 bytes, 300 ms apart: 4.5 s for an answer that is due in 1 s.
-        drip(&sock, &common::ack(0), &[], Duration::from_millis(300));
+        testkit::drip(&sock, &common::ack(0), &[], Duration::from_millis(300));
         std::process::exit(0);
     }
     let (mut child, sock) = testkit::spawn_peer(

@@ -64,6 +64,22 @@ pub fn send_fds(sock: &UnixStream, payload: &[u8], fds: &[BorrowedFd<'_>]) -> io
     Ok(())
 }
 
+/// Sends `bytes` one at a time, `gap` apart, with `fds` attached to the
+/// first byte: a peer that paces its messages to stretch the other side's
+/// timeouts. Stops quietly when the other side hangs up.
+pub fn drip(sock: &UnixStream, bytes: &[u8], fds: &[BorrowedFd<'_>], gap: Duration) {
+    use std::io::Write;
+    if bytes.is_empty() || send_fds(sock, &bytes[..1], fds).is_err() {
+        return;
+    }
+    for b in &bytes[1..] {
+        std::thread::sleep(gap);
+        if (&mut &*sock).write_all(std::slice::from_ref(b)).is_err() {
+            return;
+        }
+    }
+}
+
 /// Receives one message into `buf` and up to `max_fds` descriptors
 /// (close-on-exec). Returns the number of bytes and the descriptors.
 pub fn recv_fds(
