@@ -55,21 +55,7 @@ fn genuine(capacity: usize) -> Offer {
 
 /// Replies with the offer's values and the given descriptors.
 fn reply(conn: &Connection, call: &Message, o: &Offer, fds: [&OwnedFd; 4]) {
-    let body = (
-        1u32,
-        2u32,
-        o.elem_size,
-        o.elem_align,
-        o.type_tag,
-        o.capacity,
-        o.max_msg,
-        o.region_len,
-        0u32,
-        Fd::from(fds[0].as_fd()),
-        Fd::from(fds[1].as_fd()),
-        Fd::from(fds[2].as_fd()),
-        Fd::from(fds[3].as_fd()),
-    );
+    let body = common::open_reply(o, fds.map(|f| f.as_fd()));
     let msg = Message::method_return(&call.header())
         .unwrap()
         .build(&body)

@@ -35,7 +35,7 @@ use sharedring::{Error as RingError, Offer, Options, Receiver, Sender};
 use sharedring_dbus::zbus::blocking::fdo::MonitoringProxy;
 use sharedring_dbus::zbus::blocking::Connection;
 use sharedring_dbus::zbus::message::Type;
-use sharedring_dbus::zbus::zvariant::{Fd, Value};
+use sharedring_dbus::zbus::zvariant::Value;
 use sharedring_dbus::zbus::{Message, MessageStream};
 use sharedring_dbus::{errors, open, Error, RingServer, DEFAULT_PATH};
 
@@ -164,20 +164,14 @@ impl Stranger {
             }
             Kind::Ring => {
                 let o = &self.offer;
-                let body = (
-                    1u32,
-                    2u32,
-                    o.elem_size,
-                    o.elem_align,
-                    o.type_tag,
-                    o.capacity,
-                    o.max_msg,
-                    o.region_len,
-                    0u32,
-                    Fd::from(o.fds.memory.as_fd()),
-                    Fd::from(o.fds.data.as_fd()),
-                    Fd::from(o.fds.room.as_fd()),
-                    Fd::from(self.hangup.as_fd()),
+                let body = common::open_reply(
+                    o,
+                    [
+                        o.fds.memory.as_fd(),
+                        o.fds.data.as_fd(),
+                        o.fds.room.as_fd(),
+                        self.hangup.as_fd(),
+                    ],
                 );
                 r(&self.service).build(&body).unwrap()
             }

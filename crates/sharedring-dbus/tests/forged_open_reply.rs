@@ -21,7 +21,6 @@ use common::{assert_back_to, bus, forge, quiet_baseline, thread_names};
 use sharedring::{Offer, Options, Receiver, Sender};
 use sharedring_dbus::zbus::blocking::{Connection, MessageIterator};
 use sharedring_dbus::zbus::message::Type;
-use sharedring_dbus::zbus::zvariant::Fd;
 use sharedring_dbus::zbus::Message;
 use sharedring_dbus::{errors, open, DEFAULT_PATH};
 
@@ -56,20 +55,14 @@ fn ring_reply(
     offer: &Offer,
     hangup: &OwnedFd,
 ) -> Message {
-    let body = (
-        1u32,
-        2u32,
-        offer.elem_size,
-        offer.elem_align,
-        offer.type_tag,
-        offer.capacity,
-        offer.max_msg,
-        offer.region_len,
-        0u32,
-        Fd::from(offer.fds.memory.as_fd()),
-        Fd::from(offer.fds.data.as_fd()),
-        Fd::from(offer.fds.room.as_fd()),
-        Fd::from(hangup.as_fd()),
+    let body = common::open_reply(
+        offer,
+        [
+            offer.fds.memory.as_fd(),
+            offer.fds.data.as_fd(),
+            offer.fds.room.as_fd(),
+            hangup.as_fd(),
+        ],
     );
     forge::method_return(template, serial, claimed)
         .build(&body)

@@ -228,3 +228,50 @@ pub mod forge {
 pub fn client_value(i: u64) -> f64 {
     (i % 1024) as f64 * 0.5
 }
+
+/// The values of an `Open` reply, in the order of `REPLY_SIGNATURE`.
+pub type OpenReply<'a> = (
+    u32,
+    u32,
+    u32,
+    u32,
+    u64,
+    u64,
+    u32,
+    u64,
+    u32,
+    sharedring_dbus::zbus::zvariant::Fd<'a>,
+    sharedring_dbus::zbus::zvariant::Fd<'a>,
+    sharedring_dbus::zbus::zvariant::Fd<'a>,
+    sharedring_dbus::zbus::zvariant::Fd<'a>,
+);
+
+/// The `Open` reply body for `offer`'s values with the descriptors `fds`
+/// (memory, data, room, hang-up), encoded field by field as a peer in
+/// another language would: the one place the tests spell out the format.
+pub fn open_reply<'a>(
+    o: &sharedring::Offer,
+    fds: [std::os::fd::BorrowedFd<'a>; 4],
+) -> OpenReply<'a> {
+    use sharedring_dbus::zbus::zvariant::Fd;
+    let creator = match o.creator {
+        sharedring::End::Sender => 1,
+        sharedring::End::Receiver => 2,
+    };
+    let [memory, data, room, hangup] = fds;
+    (
+        o.kind.code(),
+        creator,
+        o.elem_size,
+        o.elem_align,
+        o.type_tag,
+        o.capacity,
+        o.max_msg,
+        o.region_len,
+        u32::from(o.hugetlb),
+        Fd::from(memory),
+        Fd::from(data),
+        Fd::from(room),
+        Fd::from(hangup),
+    )
+}
