@@ -245,7 +245,10 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
         // `wake` module for the argument.
         fence(Ordering::SeqCst);
         match self.refresh() {
-            Ok(0) => Ok(WaitCheck::Sleep),
+            // Closed and empty: the end is there, don't sleep. (The
+            // producer's `close` stores the mark, then fences and loads
+            // our wait word: one of us sees the other.)
+            Ok(0) if !self.producer_closed() => Ok(WaitCheck::Sleep),
             Ok(_) => {
                 self.finish_wait();
                 Ok(WaitCheck::Ready)
@@ -260,6 +263,39 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
     /// Withdraws the announcement of [`prepare_wait`](Self::prepare_wait).
     pub fn finish_wait(&mut self) {
         self.wait.withdraw(self.shared.consumer_wait());
+    }
+
+    /// Whether the stream has ended: the producer
+    /// [closed](crate::Producer::close) it and everything it published
+    /// before has been consumed. Call it when the ring was found empty.
+    ///
+    /// Loads the header's "closed" word once (Acquire); if it is nonzero
+    /// (any nonzero value means closed), looks for data once more, since
+    /// every publication before the mark is now visible: `true` only if
+    /// there is still none. Data a producer publishes after its mark is
+    /// delivered if it is seen before this check. The answer is not
+    /// sticky (the word is the peer's to write): a caller that reports the
+    /// end remembers it. A hostile producer can fake the end, or never
+    /// give it, only for its own stream.
+    ///
+    /// ```
+    /// # let (mut tx, mut rx) = spsc_core::__doc_pair!(u64, 8);
+    /// assert!(!rx.end_of_stream()?); // open, and empty
+    /// tx.push_slice(&[1, 2])?;
+    /// let _wake = tx.close();
+    /// let mut out = [0u64; 8];
+    /// assert_eq!(rx.pop_slice(&mut out)?, 2); // everything first
+    /// assert!(rx.end_of_stream()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn end_of_stream(&mut self) -> Result<bool, Corruption> {
+        if let Some(c) = self.poisoned {
+            return Err(c);
+        }
+        if !self.producer_closed() {
+            return Ok(false);
+        }
+        Ok(self.refresh()? == 0)
     }
 
     /// The corruption this handle has seen, if any.
@@ -277,6 +313,13 @@ impl<T> Consumer<T> {
     /// Our private read position.
     pub(crate) fn read_position(&self) -> u64 {
         self.read
+    }
+
+    /// Whether the producer's "closed" word is set (one Acquire load:
+    /// every publication before the mark is visible after it).
+    #[inline]
+    pub(crate) fn producer_closed(&self) -> bool {
+        self.shared.producer_closed().load(Ordering::Acquire) != 0
     }
 
     /// Records that the peer was caught breaking the protocol (sticky).

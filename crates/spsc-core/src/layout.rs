@@ -30,6 +30,14 @@ pub const KIND_ELEMENTS: u32 = 1;
 /// Offset of the data area from the start of the region, in bytes.
 pub const DATA_OFFSET: usize = 512;
 
+/// Offset of the producer's "closed" word in the header: a `u32` on the
+/// producer's line, right after its write position. 0 while the stream
+/// is open; the producer stores 1 (Release) after its last publication,
+/// and a consumer that finds the ring empty takes any nonzero value as
+/// the end of the stream (see [`Consumer::end_of_stream`](crate::Consumer::end_of_stream)).
+/// It was padding before layout v2 was amended; the version stays 2.
+pub const PRODUCER_CLOSED_OFFSET: usize = 136;
+
 /// Size of one padded line of the header.
 ///
 /// 128 bytes, not 64: Intel's L2 spatial prefetcher fetches cache lines in
@@ -62,9 +70,11 @@ pub(crate) struct Header {
     pub(crate) data_offset: AtomicU64,
     pub(crate) _pad0: [u8; LINE - 40],
 
-    // Line 1: written only by the producer, on every publication.
+    // Line 1: written only by the producer, on every publication (the
+    // closed word once, after the last one).
     pub(crate) write_pos: AtomicU64,
-    pub(crate) _pad1: [u8; LINE - 8],
+    pub(crate) producer_closed: AtomicU32,
+    pub(crate) _pad1: [u8; LINE - 12],
 
     // Line 2: written only by the consumer, on every release.
     pub(crate) read_pos: AtomicU64,
@@ -110,6 +120,8 @@ mod pinned {
     const_assert_eq!(offset_of!(Header, capacity), 24);
     const_assert_eq!(offset_of!(Header, data_offset), 32);
     const_assert_eq!(offset_of!(Header, write_pos), 128);
+    const_assert_eq!(offset_of!(Header, producer_closed), PRODUCER_CLOSED_OFFSET);
+    const_assert_eq!(PRODUCER_CLOSED_OFFSET, 136);
     const_assert_eq!(offset_of!(Header, read_pos), 256);
     const_assert_eq!(offset_of!(Header, consumer_wait), 384);
     const_assert_eq!(offset_of!(Header, producer_wait), 388);

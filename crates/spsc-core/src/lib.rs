@@ -129,7 +129,8 @@ pub use chunk::{ReadChunk, SharedSlice, SharedSliceMut, WriteChunk};
 pub use consumer::Consumer;
 pub use error::{Corruption, Field, LayoutError, PopError, PushError, SetupError};
 pub use layout::{
-    RingLayout, DATA_OFFSET, KIND_ELEMENTS, LINE, MAGIC, VERSION, VERSION_ELEMENTS_V1,
+    RingLayout, DATA_OFFSET, KIND_ELEMENTS, LINE, MAGIC, PRODUCER_CLOSED_OFFSET, VERSION,
+    VERSION_ELEMENTS_V1,
 };
 pub use msg::{
     Batch, MsgConsumer, MsgLayout, MsgPopError, MsgProducer, MsgPushError, Record, Reservation,

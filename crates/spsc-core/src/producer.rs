@@ -294,6 +294,39 @@ impl<T: FromBytes + IntoBytes + Immutable> Producer<T> {
     }
 }
 
+impl<T> Producer<T> {
+    /// Closes the stream: stores 1 in the header's "closed" word (Release,
+    /// after every publication so far), then checks, as after a
+    /// publication, whether the consumer sleeps. Returns `true` if it must
+    /// be woken (an eventfd write, say), so that it sees the end.
+    ///
+    /// The consumer delivers everything published before, then reports
+    /// the end ([`Consumer::end_of_stream`](crate::Consumer::end_of_stream)).
+    /// Publishing after `close` is a protocol error of ours: the consumer
+    /// may or may not see what comes after the mark.
+    ///
+    /// ```
+    /// # let (mut tx, mut rx) = spsc_core::__doc_pair!(u32, 4);
+    /// tx.push(1)?;
+    /// let _wake = tx.close();
+    /// assert!(!rx.end_of_stream()?); // 1 is still there
+    /// assert_eq!(rx.pop()?, 1);
+    /// assert!(rx.end_of_stream()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use = "if this returns true, the consumer is asleep and must be woken"]
+    pub fn close(&mut self) -> bool {
+        // Release: the write position stores before (every publication)
+        // happen before a consumer's Acquire load that sees the mark, so
+        // its re-check after that load sees all the data.
+        self.shared.producer_closed().store(1, Ordering::Release);
+        // The wake-up check of a publication: SeqCst fence, then the
+        // consumer's wait word (see the `wake` module; the consumer's
+        // `prepare_wait` re-checks the mark after its fence).
+        self.waker.check(self.shared.consumer_wait())
+    }
+}
+
 /// Checks the geometry and the region for a ring of `T`.
 pub(crate) fn checked_shared<T>(region: RawRegion, capacity: usize) -> Result<Shared, SetupError> {
     let layout = RingLayout::new::<T>(capacity)?;

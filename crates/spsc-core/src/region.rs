@@ -134,6 +134,11 @@ impl Shared {
         field!(self, read_pos)
     }
 
+    /// The producer's "closed" word (offset 136): 0 while open.
+    pub(crate) fn producer_closed(&self) -> &AtomicU32 {
+        field!(self, producer_closed)
+    }
+
     pub(crate) fn producer_wait(&self) -> &AtomicU32 {
         field!(self, producer_wait)
     }
@@ -236,7 +241,8 @@ impl Shared {
                     data_offset: AtomicU64::new(layout::DATA_OFFSET as u64),
                     _pad0: [0; layout::LINE - 40],
                     write_pos: AtomicU64::new(0),
-                    _pad1: [0; layout::LINE - 8],
+                    producer_closed: AtomicU32::new(0),
+                    _pad1: [0; layout::LINE - 12],
                     read_pos: AtomicU64::new(0),
                     _pad2: [0; layout::LINE - 8],
                     consumer_wait: AtomicU32::new(0),

@@ -61,6 +61,8 @@ trait Sender: Send + 'static {
     /// Announces a wait for room for item `i`.
     fn prepare_wait(&mut self, i: usize) -> WaitCheck;
     fn finish_wait(&mut self);
+    /// Closes the stream: whether to wake.
+    fn close(&mut self) -> bool;
 }
 
 /// One consuming handle, as the stream driver sees it.
@@ -70,6 +72,8 @@ trait Recv {
     fn try_recv(&mut self, i: usize) -> Option<bool>;
     fn prepare_wait(&mut self) -> WaitCheck;
     fn finish_wait(&mut self);
+    /// Whether the stream has ended (call on an empty ring).
+    fn end_of_stream(&mut self) -> bool;
 }
 
 /// The producer sends `items` items, sleeping when full; the consumer
@@ -121,6 +125,65 @@ fn stream_pair(items: usize, mut tx: impl Sender, mut rx: impl Recv) {
     producer.join().unwrap();
 }
 
+/// The producer sends `items` items and closes the stream (waking the
+/// consumer if the close says so); the consumer receives until the ring
+/// is empty *and* `end_of_stream` says the stream ended, and must have
+/// received every item by then. A close whose mark could be seen before
+/// the last publication (a Relaxed store or load of the closed word)
+/// fails the count; a close that does not wake a sleeping consumer
+/// deadlocks, which loom reports.
+fn closing_pair(items: usize, mut tx: impl Sender, mut rx: impl Recv) {
+    let wake_consumer = Arc::new(Notify::new());
+    let wake_producer = Arc::new(Notify::new());
+    let producer = {
+        let (wake_consumer, wake_producer) = (wake_consumer.clone(), wake_producer.clone());
+        thread::spawn(move || {
+            let mut next = 0;
+            while next < items {
+                match tx.try_send(next) {
+                    Some(wake) => {
+                        if wake {
+                            wake_consumer.notify();
+                        }
+                        next += 1;
+                    }
+                    None => {
+                        if tx.prepare_wait(next) == WaitCheck::Sleep {
+                            wake_producer.wait();
+                            tx.finish_wait();
+                        }
+                    }
+                }
+            }
+            if tx.close() {
+                wake_consumer.notify();
+            }
+        })
+    };
+    let mut expected = 0;
+    loop {
+        match rx.try_recv(expected) {
+            Some(wake) => {
+                if wake {
+                    wake_producer.notify();
+                }
+                expected += 1;
+            }
+            None => {
+                if rx.end_of_stream() {
+                    break;
+                }
+                if rx.prepare_wait() == WaitCheck::Sleep {
+                    wake_consumer.wait();
+                    rx.finish_wait();
+                }
+            }
+        }
+    }
+    assert_eq!(expected, items, "the end was reported before everything arrived");
+    producer.join().unwrap();
+}
+
 /// The element ring, through `push`/`pop` or chunks of one.
 struct ElemTx(Producer<u32>, bool);
 struct ElemRx(Consumer<u32>, bool);
@@ -148,6 +211,9 @@ impl Sender for ElemTx {
     }
     fn finish_wait(&mut self) {
         self.0.finish_wait()
+    }
+    fn close(&mut self) -> bool {
+        self.0.close()
     }
 }
 
@@ -177,6 +243,9 @@ impl Recv for ElemRx {
     fn finish_wait(&mut self) {
         self.0.finish_wait()
     }
+    fn end_of_stream(&mut self) -> bool {
+        self.0.end_of_stream().unwrap()
+    }
 }
 
 fn stream(capacity: usize, items: usize, chunked: bool) {
@@ -188,6 +257,113 @@ fn stream(capacity: usize, items: usize, chunked: bool) {
         stream_pair(items, ElemTx(tx, chunked), ElemRx(rx, chunked));
         drop(buf);
     });
+}
+
+/// A producer that checks for a sleeping consumer only when it closes:
+/// no fence of a wake-up check lies between its last publication and its
+/// close, so only the close's own Release orders the two (a SeqCst fence
+/// before a Relaxed store would act as a release fence and hide the bug
+/// these models look for).
+struct QuietElemTx(Producer<u32>);
+
+impl Sender for QuietElemTx {
+    fn try_send(&mut self, i: usize) -> Option<bool> {
+        match self.0.push(i as u32) {
+            Ok(()) => Some(false),
+            Err(PushError::Full(_)) => None,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    fn prepare_wait(&mut self, _: usize) -> WaitCheck {
+        self.0.prepare_wait(1).unwrap()
+    }
+    fn finish_wait(&mut self) {
+        self.0.finish_wait()
+    }
+    fn close(&mut self) -> bool {
+        self.0.close()
+    }
+}
+
+/// [`QuietElemTx`] for the message ring.
+struct QuietMsgTx(MsgProducer);
+
+impl Sender for QuietMsgTx {
+    fn try_send(&mut self, i: usize) -> Option<bool> {
+        match self.0.push(&message(i)) {
+            Ok(()) => Some(false),
+            Err(MsgPushError::Full) => None,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    fn prepare_wait(&mut self, i: usize) -> WaitCheck {
+        self.0.prepare_wait(message(i).len()).unwrap()
+    }
+    fn finish_wait(&mut self) {
+        self.0.finish_wait()
+    }
+    fn close(&mut self) -> bool {
+        self.0.close()
+    }
+}
+
+#[test]
+fn the_end_of_stream_comes_after_every_element_and_wakes_a_sleeper() {
+    // Capacity 1: the producer also sleeps for room before it closes.
+    for (capacity, items) in [(1, 2), (2, 2)] {
+        model(move || {
+            let mut buf = Buffer::new::<u32>(capacity);
+            let region = buf.region();
+            let tx = Producer::<u32>::create(region, capacity).unwrap();
+            let rx = Consumer::<u32>::attach(region, capacity).unwrap();
+            closing_pair(items, ElemTx(tx, false), ElemRx(rx, false));
+            drop(buf);
+        });
+    }
+}
+
+#[test]
+fn the_end_of_stream_is_ordered_by_the_close_itself() {
+    model(|| {
+        let mut buf = Buffer::new::<u32>(2);
+        let region = buf.region();
+        let tx = Producer::<u32>::create(region, 2).unwrap();
+        let rx = Consumer::<u32>::attach(region, 2).unwrap();
+        closing_pair(2, QuietElemTx(tx), ElemRx(rx, false));
+        drop(buf);
+    });
+    model(|| {
+        let mut buf = Buffer::new::<u8>(32);
+        let region = buf.region();
+        let tx = MsgProducer::create(region, 32, 8).unwrap();
+        let rx = MsgConsumer::attach(region, 32, 8).unwrap();
+        closing_pair(
+            2,
+            QuietMsgTx(tx),
+            MsgRx(rx, Api::PushPop, message, VecDeque::new()),
+        );
+        drop(buf);
+    });
+}
+
+#[test]
+fn the_end_of_stream_comes_after_every_message_and_wakes_a_sleeper() {
+    const CAP: usize = 32;
+    const MAX: usize = 8;
+    for api in [Api::PushPop, Api::Batch] {
+        model(move || {
+            let mut buf = Buffer::new::<u8>(CAP);
+            let region = buf.region();
+            let tx = MsgProducer::create(region, CAP, MAX).unwrap();
+            let rx = MsgConsumer::attach(region, CAP, MAX).unwrap();
+            closing_pair(
+                2,
+                MsgTx(tx, api, message),
+                MsgRx(rx, api, message, VecDeque::new()),
+            );
+            drop(buf);
+        });
+    }
 }
 
 #[test]
@@ -253,6 +429,9 @@ impl Sender for MsgTx {
     fn finish_wait(&mut self) {
         self.0.finish_wait()
     }
+    fn close(&mut self) -> bool {
+        self.0.close()
+    }
 }
 
 impl Recv for MsgRx {
@@ -304,6 +483,9 @@ impl Recv for MsgRx {
     }
     fn finish_wait(&mut self) {
         self.0.finish_wait()
+    }
+    fn end_of_stream(&mut self) -> bool {
+        self.0.end_of_stream().unwrap()
     }
 }
 

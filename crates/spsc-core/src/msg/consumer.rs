@@ -466,6 +466,13 @@ impl MsgConsumer {
                 self.finish_wait();
                 Ok(WaitCheck::Ready)
             }
+            // Closed and empty: the end is there, don't sleep (the
+            // producer's `close` stores the mark, then fences and loads
+            // our wait word: one of us sees the other).
+            Err(PopError::Empty) if self.inner.producer_closed() => {
+                self.finish_wait();
+                Ok(WaitCheck::Ready)
+            }
             Err(PopError::Empty) => Ok(WaitCheck::Sleep),
             Err(PopError::Corrupted(c)) => {
                 self.finish_wait();
@@ -477,6 +484,41 @@ impl MsgConsumer {
     /// Withdraws the announcement of [`prepare_wait`](Self::prepare_wait).
     pub fn finish_wait(&mut self) {
         self.inner.withdraw_wait()
+    }
+
+    /// Whether the stream has ended: the producer
+    /// [closed](crate::MsgProducer::close) it and every record it
+    /// published before has been received. Call it when the ring was
+    /// found empty.
+    ///
+    /// Loads the header's "closed" word once (Acquire); if it is nonzero,
+    /// looks at the next record's header word once more: `true` only if
+    /// there is still no record. Records published after the mark are
+    /// delivered if seen before this check. Not sticky (the word is the
+    /// peer's): a caller that reports the end remembers it.
+    ///
+    /// ```
+    /// # let (mut tx, mut rx) = spsc_core::__doc_msg_pair!(1024, 64);
+    /// assert!(!rx.end_of_stream()?);
+    /// tx.push(b"bye")?;
+    /// let _wake = tx.close();
+    /// assert!(!rx.end_of_stream()?); // a record is still there
+    /// assert_eq!(rx.pop(&mut [0; 64])?, 3);
+    /// assert!(rx.end_of_stream()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn end_of_stream(&mut self) -> Result<bool, Corruption> {
+        if let Some(c) = self.inner.poisoned() {
+            return Err(c);
+        }
+        if !self.inner.producer_closed() {
+            return Ok(false);
+        }
+        match self.next() {
+            Ok(_) => Ok(false),
+            Err(PopError::Empty) => Ok(true),
+            Err(PopError::Corrupted(c)) => Err(c),
+        }
     }
 
     /// The corruption this handle has seen, if any.

@@ -344,6 +344,28 @@ impl MsgProducer {
         self.inner.finish_wait()
     }
 
+    /// Closes the stream: after the last record (its header word and the
+    /// write position hint are stored by every publication), stores 1 in
+    /// the header's "closed" word (Release), then checks, as after a
+    /// publication, whether the consumer sleeps. Returns `true` if it must
+    /// be woken. The consumer delivers every record published before,
+    /// then reports the end ([`MsgConsumer::end_of_stream`](crate::MsgConsumer::end_of_stream)).
+    ///
+    /// ```
+    /// # let (mut tx, mut rx) = spsc_core::__doc_msg_pair!(1024, 64);
+    /// tx.push(b"last")?;
+    /// if tx.close() {
+    ///     // wake the consumer
+    /// }
+    /// assert_eq!(rx.pop(&mut [0; 64])?, 4);
+    /// assert!(rx.end_of_stream()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use = "if this returns true, the consumer is asleep and must be woken"]
+    pub fn close(&mut self) -> bool {
+        self.inner.close()
+    }
+
     /// The corruption this handle has seen, if any.
     ///
     /// ```
