@@ -87,7 +87,8 @@ fn server(sock: UnixStream) -> Result<(), Box<dyn std::error::Error>> {
     loop {
         match duplex.rx.recv(&mut request, None) {
             Ok(_) => duplex.tx.send(&request, None)?,
-            Err(Error::PeerGone) => return Ok(()),
+            // The client closed its end (or is gone): done.
+            Err(Error::Closed | Error::PeerGone) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
     }

@@ -3,7 +3,7 @@
 //! Process A binds a socket, starts process B (a second copy of this
 //! program, told where the socket is), checks who connected, and streams
 //! numbers to it; B connects, accepts the ring, and adds up what arrives
-//! until A hangs up. `cargo run --example quickstart`; `cargo test` runs it
+//! until A closes the stream. `cargo run --example quickstart`; `cargo test` runs it
 //! too.
 
 use std::os::unix::net::UnixStream;
@@ -39,7 +39,7 @@ fn process_a() -> Result<(), Box<dyn std::error::Error>> {
     let mut tx = Sender::<u64>::create(stream, 4096)?; // capacity in elements
     let data: Vec<u64> = (1..=1_000_000).collect();
     tx.send(&data, None)?; // blocks only while the ring is full
-    drop(tx); // hang up: B drains the ring, then sees PeerGone
+    drop(tx); // the end: B drains the ring, then sees Closed
 
     let sum: u64 = data.iter().sum();
     let expected = format!("B: {} values, sum {sum}\n", data.len());
@@ -54,7 +54,7 @@ fn process_a() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Process B: connects to A's socket, accepts the ring, and sums what
-/// arrives until A is gone.
+/// arrives until A closes the stream.
 fn process_b(path: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
     let stream = UnixStream::connect(path)?;
     let mut rx = Receiver::<u64>::accept(stream)?; // validates all that A sent
@@ -66,7 +66,7 @@ fn process_b(path: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
                 count += n;
                 sum += buf[..n].iter().sum::<u64>();
             }
-            Err(Error::PeerGone) => break, // after everything A sent
+            Err(Error::Closed) => break, // after everything A sent
             Err(e) => return Err(e.into()),
         }
     }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use rustix::event::{eventfd, EventfdFlags};
 use rustix::fs::OFlags;
@@ -38,6 +38,21 @@ pub enum NotifyPath {
 /// (over `SCM_RIGHTS`). A `Notifier` must not be used by both sides of a
 /// `fork()`: the io_uring it owns would then be shared. Make one per process.
 ///
+/// # Descriptors
+///
+/// One, the eventfd, until the first [`notify`](Self::notify); on the
+/// [`NotifyPath::IoUring`] path that call creates the private io_uring (a
+/// second descriptor, kept from then on). An end that never has to wake
+/// its peer (a peer that keeps up never announces sleep) never pays for
+/// it. If the io_uring cannot be created at that moment (`EMFILE`,
+/// `ENOMEM`, a seccomp filter installed since), that one wake-up goes by
+/// the [`NotifyPath::Write`] path instead and the next call tries again:
+/// the wake-up is never dropped, and the data it announces was already
+/// published, so an error there would leave the caller nothing better to
+/// do than retry. ([`from_received_on`](Self::from_received_on) with
+/// [`NotifyPath::IoUring`] creates the io_uring at once, and fails if it
+/// cannot.)
+///
 /// # Example
 ///
 /// ```
@@ -54,10 +69,12 @@ pub enum NotifyPath {
 pub struct Notifier {
     /// The eventfd. Invariant: checked to be a non-semaphore eventfd.
     fd: OwnedFd,
-    /// The io_uring that signals `fd`, or `None` on the [`NotifyPath::Write`]
-    /// path. In a mutex because submitting is not reentrant; it is held only
-    /// across one non-blocking `io_uring_enter`.
-    ring: Option<Mutex<NopRing>>,
+    /// On the [`NotifyPath::IoUring`] path, the io_uring that signals `fd`
+    /// once the first `notify` has created it (`None` inside until then);
+    /// `None` on the [`NotifyPath::Write`] path. In a mutex because
+    /// submitting is not reentrant; it is held only across one
+    /// non-blocking `io_uring_enter` (and the creation, once).
+    ring: Option<Mutex<Option<NopRing>>>,
 }
 
 impl Notifier {
@@ -140,11 +157,12 @@ impl Notifier {
     fn from_owned_eventfd(fd: OwnedFd, path: Option<NotifyPath>) -> Result<Self, Error> {
         let ring = match path {
             Some(NotifyPath::Write) => None,
-            Some(NotifyPath::IoUring) => {
-                Some(NopRing::new(fd.as_fd()).map_err(|(op, errno)| Error::syscall(op)(errno))?)
-            }
-            // Prefer io_uring; fall back quietly where it is unavailable.
-            None => NopRing::new(fd.as_fd()).ok(),
+            Some(NotifyPath::IoUring) => Some(Some(
+                NopRing::new(fd.as_fd()).map_err(|(op, errno)| Error::syscall(op)(errno))?,
+            )),
+            // Prefer io_uring, created by the first notify; fall back
+            // quietly where this process cannot have one.
+            None => io_uring_available().then_some(None),
         };
         Ok(Self {
             fd,
@@ -152,7 +170,10 @@ impl Notifier {
         })
     }
 
-    /// Which path [`notify`](Self::notify) takes.
+    /// Which path [`notify`](Self::notify) takes. On
+    /// [`NotifyPath::IoUring`], the io_uring is created by the first
+    /// notify, and a wake-up at a moment it cannot be created goes by
+    /// write (see "Descriptors" in the type's docs).
     ///
     /// # Example
     ///
@@ -201,6 +222,16 @@ impl Notifier {
                 // holding it; the ring's state is two counters that stay
                 // consistent, so carry on.
                 let mut ring = ring.lock().unwrap_or_else(PoisonError::into_inner);
+                let ring = match &mut *ring {
+                    Some(ring) => ring,
+                    slot => match NopRing::new(self.fd.as_fd()) {
+                        Ok(new) => slot.insert(new),
+                        // Out of descriptors or memory now: this wake-up
+                        // goes by write, the next call tries again (see
+                        // "Descriptors" above).
+                        Err(_) => return self.notify_by_write(),
+                    },
+                };
                 ring.signal().map_err(Error::syscall("io_uring_enter"))
             }
             None => self.notify_by_write(),
@@ -259,6 +290,13 @@ impl AsRawFd for Notifier {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
+}
+
+/// Whether this process can have an io_uring: one probe (an eventfd and a
+/// registered one-entry ring, closed at once), remembered.
+fn io_uring_available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| new_eventfd().is_ok_and(|fd| NopRing::new(fd.as_fd()).is_ok()))
 }
 
 /// A fresh eventfd: counter 0, close-on-exec, non-blocking.
@@ -343,6 +381,36 @@ mod tests {
         saturate_and_make_blocking(n.as_fd());
         within(Duration::from_secs(1), move || n.notify().unwrap());
         assert!(waiter.try_wait().unwrap());
+    }
+
+    /// Whether the io_uring exists yet.
+    fn has_ring(n: &Notifier) -> bool {
+        n.ring
+            .as_ref()
+            .is_some_and(|r| r.lock().unwrap().is_some())
+    }
+
+    #[test]
+    fn the_io_uring_is_created_by_the_first_notify_and_kept() {
+        if !io_uring_allowed() {
+            eprintln!("io_uring disabled by sysctl: nothing to test here");
+            return;
+        }
+        let waiter = Waiter::new().unwrap();
+        let n = Notifier::for_waiter(&waiter).unwrap();
+        assert_eq!(n.path(), NotifyPath::IoUring);
+        assert!(!has_ring(&n), "an idle notifier holds no io_uring");
+        n.notify().unwrap();
+        assert!(has_ring(&n));
+        assert!(waiter.try_wait().unwrap());
+        n.notify().unwrap();
+        assert!(has_ring(&n));
+        assert!(waiter.try_wait().unwrap());
+        // Asked for explicitly, it is there at once.
+        let eager =
+            Notifier::from_received_on(waiter.try_clone_fd().unwrap(), NotifyPath::IoUring)
+                .unwrap();
+        assert!(has_ring(&eager));
     }
 
     #[test]

@@ -351,14 +351,16 @@ impl From<io::Error> for HandshakeError {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// The peer is gone: it closed its end or died. A receiver reports this
-    /// only after it has delivered everything the peer committed.
+    /// The peer is gone: it died (killed, aborted, panicked, exited without
+    /// dropping its end) or hung up without closing its stream. A receiver
+    /// reports this only after it has delivered everything the peer
+    /// committed.
     PeerGone,
     /// The sender closed its stream ([`Sender::close`](crate::Sender::close),
-    /// [`MsgSender::close`](crate::MsgSender::close)) and everything it
-    /// sent has been received: the end of the stream, as `io::Read`'s
-    /// `Ok(0)`. A sender that is dropped without `close`, or dies, is
-    /// [`Error::PeerGone`] instead.
+    /// [`MsgSender::close`](crate::MsgSender::close), or a drop outside a
+    /// panic) and everything it sent has been received: the end of the
+    /// stream, as `io::Read`'s `Ok(0)`. Reported from then on. A sender
+    /// that dies is [`Error::PeerGone`] instead.
     Closed,
     /// The timeout passed. `done` elements were sent (or received) before.
     TimedOut {

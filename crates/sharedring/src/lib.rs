@@ -31,7 +31,8 @@
 //!     loop {
 //!         match rx.recv(&mut buf, None) {
 //!             Ok(n) => sum += buf[..n].iter().sum::<u64>(),
-//!             Err(sharedring::Error::PeerGone) => return Ok(sum),
+//!             // The sender closed its stream (dropping it does).
+//!             Err(sharedring::Error::Closed) => return Ok(sum),
 //!             Err(e) => return Err(e),
 //!         }
 //!     }
@@ -39,7 +40,7 @@
 //! let mut tx = Sender::<u64>::create(a, 4096)?;
 //! let data: Vec<u64> = (1..=1000).collect();
 //! tx.send(&data, None)?;
-//! drop(tx); // hang up: the receiver drains, then sees PeerGone
+//! drop(tx); // the end: the receiver drains, then sees Closed
 //! assert_eq!(peer.join().unwrap()?, 500_500);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

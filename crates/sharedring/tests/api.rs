@@ -51,7 +51,8 @@ fn receiver_drains_committed_data_before_peer_gone() {
         chunk.set(1, 5);
         chunk.commit_all().unwrap();
     }
-    drop(tx);
+    // A crash: the stream is not closed (a drop would close it).
+    testkit::crash(tx);
     let mut got = Vec::new();
     let mut buf = [0u16; 2];
     loop {
@@ -86,7 +87,7 @@ fn blocked_sender_sees_peer_gone_at_once() {
 #[test]
 fn busy_polling_try_recv_notices_a_dead_peer() {
     let (tx, mut rx) = channel::<u64>(4).unwrap();
-    drop(tx);
+    testkit::crash(tx);
     let mut buf = [0u64; 1];
     let mut polls = 0;
     let gone = loop {

@@ -26,7 +26,8 @@ async fn async_ends_stream_in_order_with_back_pressure() {
                     next += 1;
                 }
             }
-            Err(Error::PeerGone) => break,
+            // The writer's sender is dropped when it is done: the end.
+            Err(Error::Closed) => break,
             Err(e) => panic!("{e}"),
         }
     }
@@ -69,7 +70,7 @@ async fn cancelled_recv_leaves_the_ring_usable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn async_message_ends_stream_and_report_peer_gone() {
+async fn async_message_ends_stream_and_report_the_end() {
     let (tx, rx) =
         sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(1024)).unwrap();
     let (mut tx, mut rx) = (tx.into_async().unwrap(), rx.into_async().unwrap());
@@ -86,5 +87,8 @@ async fn async_message_ends_stream_and_report_peer_gone() {
         assert!(buf.iter().all(|&b| b == k as u8));
     }
     writer.await.unwrap();
-    assert!(matches!(rx.recv(&mut buf).await, Err(Error::PeerGone)));
+    // The writer's sender was dropped when it was done: the end, and it
+    // stays the end.
+    assert!(matches!(rx.recv(&mut buf).await, Err(Error::Closed)));
+    assert!(matches!(rx.recv(&mut buf).await, Err(Error::Closed)));
 }

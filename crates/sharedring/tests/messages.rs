@@ -73,7 +73,8 @@ fn receiver_gets_committed_messages_then_peer_gone() {
     tx.send(b"one", None).unwrap();
     tx.send_with(3, None, |r| r.copy_from_slice(b"two"))
         .unwrap();
-    drop(tx);
+    // A crash: the stream is not closed (a drop would close it).
+    testkit::crash(tx);
     let mut buf = Vec::new();
     assert_eq!(rx.recv(&mut buf, Some(Duration::from_secs(5))).unwrap(), 3);
     assert_eq!(buf, b"one");

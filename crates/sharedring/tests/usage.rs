@@ -196,52 +196,62 @@ fn a_capacity_in_the_wrong_unit_is_named() {
 }
 
 /// Every non-blocking receive of every kind reports `PeerGone` once the
-/// peer is gone and the ring drained (within the idle checks' period).
+/// peer crashed and the ring drained (within the idle checks' period),
+/// and `Closed` once the sender was dropped and the ring drained.
 #[test]
-fn every_non_blocking_receive_reports_peer_gone_after_the_drain() {
-    fn until_gone<R: std::fmt::Debug>(mut f: impl FnMut() -> Result<R, Error>, what: &str) {
+fn every_non_blocking_receive_reports_the_end_or_peer_gone_after_the_drain() {
+  for crashed in [true, false] {
+    let until_gone = |mut f: Box<dyn FnMut() -> Result<usize, Error> + '_>, what: &str| {
         for _ in 0..10_000 {
             match f() {
-                Err(Error::PeerGone) => return,
+                Err(Error::PeerGone) if crashed => return,
+                Err(Error::Closed) if !crashed => return,
                 Err(e) => panic!("{what}: {e:?}"),
                 Ok(_) => {}
             }
         }
-        panic!("{what} never reported PeerGone");
+        panic!("{what} never reported the end (crashed: {crashed})");
+    };
+    fn finish<T: Send + 'static>(tx: T, crashed: bool) {
+        if crashed {
+            testkit::crash(tx);
+        } else {
+            drop(tx);
+        }
     }
     let (tx, mut rx) = channel::<u64>(64).unwrap();
-    drop(tx);
-    until_gone(|| rx.try_recv(&mut [0u64; 4]), "Receiver::try_recv");
+    finish(tx, crashed);
+    until_gone(Box::new(|| rx.try_recv(&mut [0u64; 4]).map(|_| 0)), "Receiver::try_recv");
 
     let opts = Options::new().capacity_bytes(4096);
     let mut buf = [0u8; 64];
     let (mut tx, mut rx) = msg_channel(&opts).unwrap();
     tx.send(b"committed", None).unwrap();
-    drop(tx);
+    finish(tx, crashed);
     assert_eq!(rx.try_recv_into(&mut buf).unwrap(), Some(9));
-    until_gone(|| rx.try_recv_into(&mut buf), "MsgReceiver::try_recv_into");
+    until_gone(Box::new(|| rx.try_recv_into(&mut buf).map(|_| 0)), "MsgReceiver::try_recv_into");
 
     let (tx, mut rx) = msg_channel(&opts).unwrap();
-    drop(tx);
-    until_gone(|| rx.try_recv(&mut Vec::new()), "MsgReceiver::try_recv");
+    finish(tx, crashed);
+    until_gone(Box::new(|| rx.try_recv(&mut Vec::new()).map(|_| 0)), "MsgReceiver::try_recv");
 
     let (tx, mut rx): (MsgSender, MsgReceiver) = msg_channel(&opts).unwrap();
-    drop(tx);
-    until_gone(
-        || rx.try_recv_with(|r| r.len()),
-        "MsgReceiver::try_recv_with",
-    );
+    finish(tx, crashed);
+    until_gone(Box::new(|| rx.try_recv_with(|r| r.len()).map(|_| 0)), "MsgReceiver::try_recv_with");
 
     let (mut tx, mut rx) = msg_channel(&opts).unwrap();
     tx.send(b"a", None).unwrap();
     tx.send(b"b", None).unwrap();
-    drop(tx);
+    finish(tx, crashed);
     assert_eq!(rx.try_recv_many(8, |_| ()).unwrap(), 2);
-    until_gone(|| rx.try_recv_many(8, |_| ()), "MsgReceiver::try_recv_many");
-    assert!(matches!(
-        rx.recv_many(8, Some(Duration::from_secs(5)), |_| ()),
-        Err(Error::PeerGone)
-    ));
+    until_gone(Box::new(|| rx.try_recv_many(8, |_| ()).map(|_| 0)), "MsgReceiver::try_recv_many");
+    let end = rx.recv_many(8, Some(Duration::from_secs(5)), |_| ());
+    if crashed {
+        assert!(matches!(end, Err(Error::PeerGone)), "{end:?}");
+    } else {
+        assert!(matches!(end, Err(Error::Closed)), "{end:?}");
+    }
+  }
 }
 
 /// Running out of descriptors gives one variant and one message, wherever

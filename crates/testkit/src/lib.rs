@@ -170,3 +170,16 @@ pub fn as_peer() -> Option<(String, UnixStream)> {
     let sock = UnixStream::connect(path).expect("peer cannot connect to the parent's socket");
     Some((role, sock))
 }
+
+/// Drops `end` while a thread unwinds from a panic: what a crash leaves
+/// behind, in one process. A ring end dropped this way does not close its
+/// stream (its peer sees `PeerGone`, not the end of the stream). The
+/// panic's message ("simulated crash") is printed like any other.
+pub fn crash<T: Send + 'static>(end: T) {
+    let unwound = std::thread::spawn(move || {
+        let _end = end;
+        panic!("simulated crash: dropping a ring end while unwinding");
+    })
+    .join();
+    assert!(unwound.is_err(), "the thread did panic");
+}

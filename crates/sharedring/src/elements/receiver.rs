@@ -12,16 +12,18 @@ use crate::error::Error;
 
 /// The receiving end of a ring of `T` shared with another process.
 ///
-/// When the peer is gone, the receiver still delivers everything the peer
-/// committed, and only then reports [`Error::PeerGone`].
+/// When the sender closes its stream (or is dropped), the receiver still
+/// delivers everything it sent, and only then reports [`Error::Closed`];
+/// when the peer dies instead, everything it committed, then
+/// [`Error::PeerGone`].
 ///
 /// ```
 /// let (mut tx, mut rx) = sharedring::channel::<u8>(4096)?;
 /// tx.send(b"hello", None)?;
-/// drop(tx); // the peer goes away...
+/// drop(tx); // the sender is done...
 /// let mut buf = [0u8; 16];
 /// assert_eq!(rx.recv(&mut buf, None)?, 5); // ...its data still arrives,
-/// assert!(matches!(rx.recv(&mut buf, None), Err(sharedring::Error::PeerGone))); // then the news.
+/// assert!(matches!(rx.recv(&mut buf, None), Err(sharedring::Error::Closed))); // then the end.
 /// # Ok::<(), sharedring::Error>(())
 /// ```
 pub struct Receiver<T: Element> {
@@ -47,7 +49,8 @@ pub(crate) struct Data;
 
 impl<T: Element> Side<Consumer<T>> for Data {
     fn ready(&mut self, consumer: &mut Consumer<T>) -> Result<bool, Corruption> {
-        Ok(consumer.slots()? > 0)
+        // The end of the stream is something to wake up for too.
+        Ok(consumer.slots()? > 0 || consumer.end_of_stream()?)
     }
     fn prepare_wait(&mut self, consumer: &mut Consumer<T>) -> Result<WaitCheck, Corruption> {
         consumer.prepare_wait()
@@ -108,10 +111,16 @@ impl<T: Element> Receiver<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::PeerGone`] once the ring is drained and the peer is known to
-    /// be gone (an empty ring makes us look at the socket every so often);
-    /// [`Error::Corrupted`] if the peer broke the protocol.
+    /// [`Error::Closed`] once the ring is drained and the sender closed
+    /// its stream (an empty ring looks at the ring's closed word every
+    /// time), and from then on; [`Error::PeerGone`] once the ring is
+    /// drained and the peer is known to be gone (an empty ring makes us
+    /// look at the socket every so often); [`Error::Corrupted`] if the
+    /// peer broke the protocol.
     pub fn try_recv(&mut self, dst: &mut [T]) -> Result<usize, Error> {
+        if self.end.closed {
+            return Err(Error::Closed);
+        }
         let n = self.pop_steps(dst)?;
         if n > 0 {
             self.end.busy();
@@ -135,8 +144,9 @@ impl<T: Element> Receiver<T> {
 
     /// Receives at least one element into `dst` (as many as are available,
     /// up to its length), blocking while the ring is empty (spinning for
-    /// the spin budget first), until the timeout passes or the peer is gone
-    /// and everything it sent has been received.
+    /// the spin budget first), until the timeout passes, or the sender
+    /// closed its stream or is gone and everything it sent has been
+    /// received.
     ///
     /// ```
     /// use std::time::Duration;
@@ -151,9 +161,12 @@ impl<T: Element> Receiver<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::TimedOut`] (with `done: 0`), [`Error::PeerGone`],
-    /// [`Error::Corrupted`].
+    /// [`Error::TimedOut`] (with `done: 0`), [`Error::Closed`] (the end
+    /// of the stream), [`Error::PeerGone`], [`Error::Corrupted`].
     pub fn recv(&mut self, dst: &mut [T], timeout: Option<Duration>) -> Result<usize, Error> {
+        if self.end.closed {
+            return Err(Error::Closed);
+        }
         if dst.is_empty() {
             return Ok(0);
         }
@@ -164,7 +177,7 @@ impl<T: Element> Receiver<T> {
                 self.wake_if_needed()?;
                 return Ok(n);
             }
-            if self.end.closed {
+            if self.end.peer_closed() {
                 return Err(Error::Closed);
             }
             match self.wait_data(deadline)? {
@@ -186,9 +199,10 @@ impl<T: Element> Receiver<T> {
         self.end.wait(Data, deadline)
     }
 
-    /// Blocks until data is available, the timeout passes, or the peer is
-    /// gone (and the ring drained). Use it before
-    /// [`read_chunk`](Self::read_chunk) to wait without copying.
+    /// Blocks until data is available, the timeout passes, or the stream
+    /// ended ([`Error::Closed`]) or the peer is gone (and the ring
+    /// drained). Use it before [`read_chunk`](Self::read_chunk) to wait
+    /// without copying.
     ///
     /// ```
     /// let (mut tx, mut rx) = sharedring::channel::<u64>(64)?;
@@ -202,6 +216,9 @@ impl<T: Element> Receiver<T> {
         loop {
             if self.end.half.slots()? > 0 {
                 return Ok(());
+            }
+            if self.end.peer_closed() {
+                return Err(Error::Closed);
             }
             match self.wait_data(deadline)? {
                 Outcome::Ready => {}
@@ -294,8 +311,8 @@ impl<T: Element> RecvChunk<'_, T> {
 }
 
 /// A ring is a drop-in replacement for a pipe: `read` blocks until at least
-/// one byte arrives, and returns 0 (end of file) once the peer is gone and
-/// everything it sent has been read.
+/// one byte arrives, and returns 0 (end of file) once the sender closed
+/// its stream (or is gone) and everything it sent has been read.
 impl std::io::Read for Receiver<u8> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self.recv(buf, None) {

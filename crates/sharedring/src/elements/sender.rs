@@ -62,9 +62,16 @@ impl<T: Element> Side<Producer<T>> for Room {
 impl<T: Element> Sender<T> {
     /// Closes the stream: the receiver gets everything sent so far, then
     /// [`Error::Closed`] (the end of the stream) rather than
-    /// [`Error::PeerGone`] (a crash). Dropping a sender without `close`
-    /// stays `PeerGone`: a drop cannot tell a finished stream from an
-    /// abandoned one (an early return, a panic).
+    /// [`Error::PeerGone`] (a crash). It stores the ring's closed word and
+    /// wakes the receiver if it sleeps, so a blocked or polling receiver
+    /// sees the end at once, even while the peer's socket stays open.
+    ///
+    /// Dropping the sender closes the stream the same way, unless its
+    /// thread is panicking (an abandoned stream, which the receiver sees
+    /// as `PeerGone` once the process is gone). A process that is killed,
+    /// aborts or exits without running destructors is `PeerGone` too.
+    /// `close` is the drop that reports whether the receiver was still
+    /// there.
     ///
     /// ```
     /// let (mut tx, mut rx) = sharedring::channel::<u32>(64)?;
@@ -80,7 +87,7 @@ impl<T: Element> Sender<T> {
     ///
     /// [`Error::PeerGone`] or [`Error::Corrupted`] if the receiver is
     /// already gone (what was sent may not have been received).
-    pub fn close(self) -> Result<(), Error> {
+    pub fn close(mut self) -> Result<(), Error> {
         self.end.close()
     }
 

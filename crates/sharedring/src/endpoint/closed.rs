@@ -1,40 +1,82 @@
 //! End of stream, told apart from a crash: a sending end that is closed
 //! ([`Sender::close`](crate::Sender::close),
-//! [`MsgSender::close`](crate::MsgSender::close)) says so where only the
-//! ring's two ends can see it, and the receiver reports
-//! [`Error::Closed`](crate::Error::Closed) instead of
+//! [`MsgSender::close`](crate::MsgSender::close), or simply dropped while
+//! its thread is not panicking) says so in the ring itself, and the
+//! receiver reports [`Error::Closed`](crate::Error::Closed) instead of
 //! [`Error::PeerGone`](crate::Error::PeerGone) once it has delivered
 //! everything.
 //!
-//! Where the mark lives: the liveness socket must stay silent (anything
-//! readable on it means the peer is gone, see `link.rs`), and the ring
-//! layout has no word for it yet, so the mark is `O_APPEND` in the status
-//! flags of the memfd's open file description. Both ends hold that one
-//! description (the memfd travels by `SCM_RIGHTS`, which passes the
-//! description, not a copy; shmem-seal keeps the received descriptor),
-//! `F_SETFL` changes it for both, and nothing here ever writes to the
-//! memfd, so `O_APPEND` has no other effect. It says something only about
-//! the peer's own stream, which a hostile peer can fake either way: that
-//! is fine, it cannot make us read less than it committed, nor more.
+//! The mark is the ring header's "producer closed" word (offset 136, on
+//! the producer's line; `docs/LAYOUT.md`). The sender stores 1 with
+//! Release after its last publication, then wakes the receiver exactly as
+//! after a publication (the wait-word check, then the eventfd), so a
+//! receiver parked on its eventfd, in a blocking `recv` with or without a
+//! deadline, in an event loop or in a tokio task, wakes and sees it at
+//! once, even while the peer's socket stays open (a `Duplex` whose other
+//! ring lives on). A receiver that finds the ring empty loads the word
+//! (Acquire); if it is set it looks for data once more, and only if there
+//! is still none reports the end, and keeps reporting it.
 //!
-//! An offer moved over a channel that reopens the memfd (a new
-//! description) loses the mark: the receiver then reports `PeerGone`, as
-//! before. Once the ring layout has a "producer closed" word, these two
-//! functions are the only ones to change.
+//! A crash (SIGKILL, abort, a panic that unwinds through the sender, or an
+//! exit that skips destructors) leaves the word 0: the receiver drains the
+//! ring and reports `PeerGone` when the liveness socket hangs up.
+//!
+//! What a hostile peer can do with it: only lie about its own stream. It
+//! can set the word early (we still deliver what it committed and what we
+//! see before the empty check, then end), set it and keep writing (we end
+//! at the first empty check after the mark; what it writes later is not
+//! read), or never set it (we report `PeerGone` when it goes). It cannot
+//! make us read out of bounds, block, or skip data it committed before the
+//! mark.
 
-use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
+use spsc_core::{Consumer, Corruption, MsgConsumer, MsgProducer, Producer};
 
-use crate::error::Error;
-use crate::setup::Parts;
+use crate::elements::Element;
 
-/// Marks the stream of the ring in `parts` as closed by its sender.
-pub(crate) fn mark(parts: &Parts) -> Result<(), Error> {
-    let fd = &parts.shm;
-    let flags = fcntl_getfl(fd).map_err(|e| Error::from(std::io::Error::from(e)))?;
-    fcntl_setfl(fd, flags | OFlags::APPEND).map_err(|e| Error::from(std::io::Error::from(e)))
+/// The end-of-stream operations of a ring half. Producers close; consumers
+/// detect the end. Each half implements the other role's method as "never"
+/// (it is never called for it: `Endpoint` asks by its role).
+pub(crate) trait Closing {
+    /// Stores the mark after the last publication; whether the consumer
+    /// must be woken (producers).
+    fn close_stream(&mut self) -> bool;
+    /// Whether the stream ended: marked and drained (consumers; call on
+    /// an empty ring).
+    fn stream_ended(&mut self) -> Result<bool, Corruption>;
 }
 
-/// Whether the sender marked the stream closed (one `fcntl`).
-pub(crate) fn is_marked(parts: &Parts) -> bool {
-    fcntl_getfl(&parts.shm).is_ok_and(|f| f.contains(OFlags::APPEND))
+impl<T: Element> Closing for Producer<T> {
+    fn close_stream(&mut self) -> bool {
+        self.close()
+    }
+    fn stream_ended(&mut self) -> Result<bool, Corruption> {
+        Ok(false)
+    }
+}
+
+impl Closing for MsgProducer {
+    fn close_stream(&mut self) -> bool {
+        self.close()
+    }
+    fn stream_ended(&mut self) -> Result<bool, Corruption> {
+        Ok(false)
+    }
+}
+
+impl<T: Element> Closing for Consumer<T> {
+    fn close_stream(&mut self) -> bool {
+        false
+    }
+    fn stream_ended(&mut self) -> Result<bool, Corruption> {
+        self.end_of_stream()
+    }
+}
+
+impl Closing for MsgConsumer {
+    fn close_stream(&mut self) -> bool {
+        false
+    }
+    fn stream_ended(&mut self) -> Result<bool, Corruption> {
+        self.end_of_stream()
+    }
 }

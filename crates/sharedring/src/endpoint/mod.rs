@@ -25,6 +25,8 @@ use crate::offer::Offer;
 use crate::options::Options;
 use crate::setup::{self, Kind, Parts};
 
+use closed::Closing as _;
+
 pub(crate) mod closed;
 pub(crate) mod link;
 pub(crate) mod park;
@@ -98,7 +100,8 @@ pub(crate) struct Endpoint<K: Kind> {
     pub(crate) half: K::Half,
     pub(crate) link: Link,
     pub(crate) spin: Duration,
-    /// The sender marked its stream closed (receivers; sticky once seen).
+    /// Receivers: the end of the stream was seen (sticky). Senders: the
+    /// stream was closed (so a drop does not close it again).
     pub(crate) closed: bool,
     pub(crate) parts: Parts,
 }
@@ -215,24 +218,28 @@ impl<K: Kind> Endpoint<K> {
 
     /// After a non-blocking call found nothing to do (empty or full):
     /// whether the peer is now known to be gone, or (for a receiver) to
-    /// have closed its stream (the socket and the mark are looked at every
-    /// so often).
+    /// have ended its stream. The closed word is looked at on every call
+    /// (one load of the line the receiver reads the write position from),
+    /// the socket every so often.
     #[inline]
     pub(crate) fn idle_gone(&mut self) -> bool {
-        if self.link.known_gone() || self.closed {
+        if self.link.known_gone() || (K::ROLE == setup::Role::Receiver && self.peer_closed()) {
             return true;
         }
         if !self.link.idle_due() {
             return false;
         }
-        self.link.check() || (K::ROLE == setup::Role::Receiver && self.peer_closed())
+        self.link.check()
     }
 
-    /// Whether the sender marked its stream closed (one `fcntl` until it
-    /// has been seen).
+    /// Receivers: whether the sender closed its stream and the ring is
+    /// drained (the closed word, loaded once while unseen; sticky once
+    /// seen). A corruption found on the way is left in the half, sticky,
+    /// for the next call to report.
+    #[inline]
     pub(crate) fn peer_closed(&mut self) -> bool {
-        if !self.closed {
-            self.closed = closed::is_marked(&self.parts);
+        if !self.closed && K::ROLE == setup::Role::Receiver {
+            self.closed = self.half.stream_ended().unwrap_or(false);
         }
         self.closed
     }
@@ -248,19 +255,36 @@ impl<K: Kind> Endpoint<K> {
         }
     }
 
-    /// Closes a sending end's stream: marks it closed and wakes the
-    /// receiver, whether it sleeps or not.
-    pub(crate) fn close(self) -> Result<(), Error> {
+    /// Closes a sending end's stream (once): stores the closed word after
+    /// the last publication and wakes the receiver if it sleeps, exactly
+    /// as after a publication.
+    pub(crate) fn close(&mut self) -> Result<(), Error> {
+        if self.closed || K::ROLE != setup::Role::Sender {
+            return Ok(());
+        }
+        self.closed = true;
         self.usable()?;
-        closed::mark(&self.parts)?;
-        self.parts.wake_peer.notify()?;
-        Ok(())
+        let wake = self.half.close_stream();
+        self.wake_if(wake)
     }
 
     /// After a call made progress.
     #[inline]
     pub(crate) fn busy(&mut self) {
         self.link.busy();
+    }
+}
+
+/// Dropping a sending end closes its stream cleanly, unless its thread is
+/// panicking: a panic is an abandoned stream, which the receiver must not
+/// take for a complete one (it sees `PeerGone` when the process goes, or
+/// never an end while it lives on).
+impl<K: Kind> Drop for Endpoint<K> {
+    fn drop(&mut self) {
+        if K::ROLE == setup::Role::Sender && !self.closed && !std::thread::panicking() {
+            // Nothing to report to: a receiver already gone needs no end.
+            let _ = self.close();
+        }
     }
 }
 

@@ -15,8 +15,9 @@ use crate::error::Error;
 /// ([`recv_into`](Self::recv_into), no allocation), into a `Vec` resized
 /// to the message ([`recv`](Self::recv)), or read in place
 /// ([`recv_with`](Self::recv_with)); each has a non-blocking `try_` twin.
-/// When the peer is gone, everything it committed is still delivered, and
-/// only then [`Error::PeerGone`].
+/// When the sender closes its stream (or is dropped), everything it sent
+/// is still delivered, and only then [`Error::Closed`]; when the peer dies
+/// instead, everything it committed, then [`Error::PeerGone`].
 ///
 /// ```
 /// let (mut tx, mut rx) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;
@@ -24,7 +25,7 @@ use crate::error::Error;
 /// drop(tx);
 /// let mut buf = [0u8; 64];
 /// assert_eq!(rx.recv_into(&mut buf, None)?, 10);
-/// assert!(matches!(rx.recv_into(&mut buf, None), Err(sharedring::Error::PeerGone)));
+/// assert!(matches!(rx.recv_into(&mut buf, None), Err(sharedring::Error::Closed)));
 /// # Ok::<(), sharedring::Error>(())
 /// ```
 pub struct MsgReceiver {
@@ -50,7 +51,8 @@ pub(crate) struct MsgData;
 
 impl Side<MsgConsumer> for MsgData {
     fn ready(&mut self, consumer: &mut MsgConsumer) -> Result<bool, Corruption> {
-        Ok(consumer.pending_bytes()? > 0)
+        // The end of the stream is something to wake up for too.
+        Ok(consumer.pending_bytes()? > 0 || consumer.end_of_stream()?)
     }
     fn prepare_wait(&mut self, consumer: &mut MsgConsumer) -> Result<WaitCheck, Corruption> {
         consumer.prepare_wait()
@@ -150,6 +152,9 @@ impl MsgReceiver {
         &mut self,
         read: impl FnOnce(&Record<'_>) -> Taken<R>,
     ) -> Result<Option<R>, Error> {
+        if self.end.closed {
+            return Err(Error::Closed);
+        }
         let mut read = Some(read);
         if let Some(out) = self.next(&mut read)? {
             return Ok(Some(out));
@@ -164,20 +169,24 @@ impl MsgReceiver {
     }
 
     /// The one blocking receive: [`next`](Self::next), parking while the
-    /// ring is empty, within `timeout`; after the peer is gone, delivers
-    /// what it committed, then [`Error::PeerGone`].
+    /// ring is empty, within `timeout`; after the sender closed its stream
+    /// or is gone, delivers what it committed, then [`Error::Closed`] or
+    /// [`Error::PeerGone`].
     fn take<R>(
         &mut self,
         timeout: Option<Duration>,
         read: impl FnOnce(&Record<'_>) -> Taken<R>,
     ) -> Result<R, Error> {
+        if self.end.closed {
+            return Err(Error::Closed);
+        }
         let deadline = park::deadline(timeout);
         let mut read = Some(read);
         loop {
             if let Some(out) = self.next(&mut read)? {
                 return Ok(out);
             }
-            if self.end.link.known_gone() || self.end.closed {
+            if self.end.peer_closed() || self.end.link.known_gone() {
                 return Err(self.end.end_of_stream());
             }
             match self.end.wait(MsgData, deadline)? {
@@ -205,8 +214,10 @@ impl MsgReceiver {
     ///
     /// # Errors
     ///
-    /// [`Error::PeerGone`] once the ring is drained and the peer is known
-    /// to be gone; [`Error::BufferTooSmall`]; [`Error::Corrupted`].
+    /// [`Error::Closed`] once the ring is drained and the sender closed its
+    /// stream (and from then on); [`Error::PeerGone`] once the ring is
+    /// drained and the peer is known to be gone; [`Error::BufferTooSmall`];
+    /// [`Error::Corrupted`].
     pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
         self.try_take(|record| copy_into(record, buf))
     }
@@ -277,7 +288,7 @@ impl MsgReceiver {
 
     /// Blocks (spin, then park) until a message arrives, reads it in place
     /// with `read`, and releases it. After the peer is gone, delivers what
-    /// it committed, then [`Error::PeerGone`].
+    /// it committed, then [`Error::Closed`] or [`Error::PeerGone`].
     ///
     /// ```
     /// let (mut tx, mut rx) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;
@@ -317,9 +328,9 @@ impl MsgReceiver {
     ///
     /// # Errors
     ///
-    /// As [`try_recv_with`](Self::try_recv_with): [`Error::PeerGone`] once
-    /// the ring is drained and the peer is known to be gone;
-    /// [`Error::Corrupted`].
+    /// As [`try_recv_with`](Self::try_recv_with): [`Error::Closed`] or
+    /// [`Error::PeerGone`] once the ring is drained and the sender closed
+    /// its stream or is known to be gone; [`Error::Corrupted`].
     ///
     /// [`try_recv_with`]: Self::try_recv_with
     pub fn try_recv_many(
@@ -327,6 +338,9 @@ impl MsgReceiver {
         max: usize,
         mut each: impl FnMut(&Record<'_>),
     ) -> Result<usize, Error> {
+        if self.end.closed {
+            return Err(Error::Closed);
+        }
         let n = self.batch(max, &mut each)?;
         if n > 0 || max == 0 {
             return Ok(n);
@@ -334,7 +348,7 @@ impl MsgReceiver {
         if self.end.idle_gone() {
             // Whatever was published before the hang-up is visible now.
             return match self.batch(max, &mut each)? {
-                0 => Err(Error::PeerGone),
+                0 => Err(self.end.end_of_stream()),
                 n => Ok(n),
             };
         }
@@ -343,8 +357,8 @@ impl MsgReceiver {
 
     /// Blocks (spin, then park) until at least one message is there, then
     /// receives up to `max` as [`try_recv_many`](Self::try_recv_many)
-    /// does. After the peer is gone, delivers what it committed, then
-    /// [`Error::PeerGone`].
+    /// does. After the sender closed its stream or is gone, delivers what
+    /// it committed, then [`Error::Closed`] or [`Error::PeerGone`].
     ///
     /// ```
     /// let (mut tx, mut rx) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;
@@ -362,6 +376,9 @@ impl MsgReceiver {
         timeout: Option<Duration>,
         mut each: impl FnMut(&Record<'_>),
     ) -> Result<usize, Error> {
+        if self.end.closed {
+            return Err(Error::Closed);
+        }
         if max == 0 {
             return Ok(0);
         }
@@ -371,8 +388,8 @@ impl MsgReceiver {
             if n > 0 {
                 return Ok(n);
             }
-            if self.end.link.known_gone() {
-                return Err(Error::PeerGone);
+            if self.end.peer_closed() || self.end.link.known_gone() {
+                return Err(self.end.end_of_stream());
             }
             match self.end.wait(MsgData, deadline)? {
                 // On PeerGone, loop once more: the ring is drained first.

@@ -67,9 +67,16 @@ impl Side<MsgProducer> for MsgRoom {
 impl MsgSender {
     /// Closes the stream: the receiver gets everything sent so far, then
     /// [`Error::Closed`] (the end of the stream) rather than
-    /// [`Error::PeerGone`] (a crash). Dropping a sender without `close`
-    /// stays `PeerGone`: a drop cannot tell a finished stream from an
-    /// abandoned one (an early return, a panic).
+    /// [`Error::PeerGone`] (a crash). It stores the ring's closed word and
+    /// wakes the receiver if it sleeps, so a blocked or polling receiver
+    /// sees the end at once, even while the peer's socket stays open.
+    ///
+    /// Dropping the sender closes the stream the same way, unless its
+    /// thread is panicking (an abandoned stream, which the receiver sees
+    /// as `PeerGone` once the process is gone). A process that is killed,
+    /// aborts or exits without running destructors is `PeerGone` too.
+    /// `close` is the drop that reports whether the receiver was still
+    /// there.
     ///
     /// ```
     /// let (mut tx, mut rx) = sharedring::msg_channel(&sharedring::Options::new().capacity_bytes(4096))?;
@@ -85,7 +92,7 @@ impl MsgSender {
     ///
     /// [`Error::PeerGone`] or [`Error::Corrupted`] if the receiver is
     /// already gone (what was sent may not have been received).
-    pub fn close(self) -> Result<(), Error> {
+    pub fn close(mut self) -> Result<(), Error> {
         self.end.close()
     }
 

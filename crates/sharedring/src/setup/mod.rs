@@ -97,7 +97,7 @@ impl Geometry {
 /// made. Implemented once per end (see `crate::endpoint`).
 pub(crate) trait Kind {
     /// The spsc-core half this end drives.
-    type Half: std::fmt::Debug;
+    type Half: std::fmt::Debug + crate::endpoint::closed::Closing;
     /// Which end.
     const ROLE: Role;
     /// The public name of the end, for `Debug`.
