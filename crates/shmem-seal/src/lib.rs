@@ -100,7 +100,7 @@ mod shared;
 pub use blob::SealedBlob;
 pub use create::{HugePageSize, MemfdBuilder};
 pub use error::{Culprit, Error, NotMemfdReason};
-pub use shared::{ReadOnlyMemory, SharedMemory};
+pub use shared::{ReadOnlyMemory, SharedMapping, SharedMemory};
 
 /// Re-exported so callers name seals and memfd flags with the same types
 /// as this crate: [`SealFlags`](rustix::fs::SealFlags),

@@ -295,6 +295,75 @@ impl SharedMemory {
     }
 }
 
+impl SharedMemory {
+    /// Keeps the mapping and closes the memfd descriptor, for a process
+    /// that has nothing more to do with the descriptor (it was mapped, and
+    /// a duplicate already went to the peer): one descriptor less per
+    /// mapping. The mapping keeps the file alive, and the seals stay on
+    /// it, so the mapping is as safe as before.
+    ///
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// let mem = shmem_seal::SharedMemory::create("ring", 4096)?;
+    /// let for_the_peer = mem.as_fd().try_clone_to_owned().unwrap();
+    /// let mapping = mem.into_mapping(); // our descriptor is closed
+    /// assert_eq!(mapping.len(), 4096);
+    /// # drop(for_the_peer);
+    /// # Ok::<(), shmem_seal::Error>(())
+    /// ```
+    pub fn into_mapping(self) -> SharedMapping {
+        let SharedMemory {
+            map,
+            len,
+            huge_page,
+            fd,
+        } = self;
+        drop(fd);
+        SharedMapping {
+            map,
+            len,
+            huge_page,
+        }
+    }
+}
+
+/// A [`SharedMemory`] whose descriptor was closed
+/// ([`SharedMemory::into_mapping`]): the mapping alone, with the same
+/// invariant (read-write, `len` bytes, on a file sealed against
+/// shrinking) and the same rule: the peer writes it at any time, so no
+/// Rust reference into it.
+#[derive(Debug)]
+pub struct SharedMapping {
+    /// Invariant: as [`SharedMemory`]'s `map`.
+    map: MmapRaw,
+    len: usize,
+    huge_page: Option<u64>,
+}
+
+impl SharedMapping {
+    /// The start of the mapping, valid for reads and writes of
+    /// [`len`](Self::len) bytes for as long as `self` lives; see
+    /// [`SharedMemory::as_ptr`] for how to access it.
+    pub fn as_ptr(&self) -> NonNull<u8> {
+        NonNull::new(self.map.as_mut_ptr()).expect("mmap never returns null")
+    }
+
+    /// The usable length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always `false`: an empty mapping cannot be made.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The huge page size in bytes, for a hugetlb memfd.
+    pub fn huge_page_size(&self) -> Option<u64> {
+        self.huge_page
+    }
+}
+
 impl AsFd for SharedMemory {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()

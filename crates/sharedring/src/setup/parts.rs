@@ -4,7 +4,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 
 use eventfd_notify::{Notifier, Waiter};
-use shmem_seal::{MemfdBuilder, SharedMemory};
+use shmem_seal::{MemfdBuilder, SharedMapping, SharedMemory};
 use spsc_core::RawRegion;
 
 use super::wire::Role;
@@ -12,12 +12,16 @@ use super::Geometry;
 use crate::error::{Error, HandshakeError};
 use crate::options::Options;
 
-/// What one side holds of a ring besides the ring handle itself.
+/// What one side holds of a ring besides the ring handle itself: the
+/// mapping, our eventfd and a duplicate of the peer's. No memfd
+/// descriptor: it is closed once mapped (the peer's copy went out before),
+/// so a ring end holds these two eventfds, the liveness socket, and, once
+/// it first wakes a sleeping peer, the notifier's io_uring.
 #[derive(Debug)]
 pub(crate) struct Parts {
     /// The mapping. Handles built on [`Parts::region`] must be dropped
     /// before it.
-    pub shm: SharedMemory,
+    pub shm: SharedMapping,
     /// Wakes the peer.
     pub wake_peer: Notifier,
     /// What we sleep on.
@@ -64,6 +68,8 @@ pub(crate) fn create_parts(
         data: data.try_clone_fd()?,
         room: room.try_clone_fd()?,
     };
+    // The peer's duplicate is made: ours is no longer needed.
+    let shm = shm.into_mapping();
     let (wait_own, peer_waits) = match role {
         Role::Sender => (room, data),
         Role::Receiver => (data, room),
@@ -95,7 +101,9 @@ pub(crate) fn open_parts(
     } else {
         SharedMemory::open(fds.memory, len)
     }
-    .map_err(HandshakeError::Memory)?;
+    .map_err(HandshakeError::Memory)?
+    // Mapped: the descriptor is no longer needed.
+    .into_mapping();
     let (own, peer) = match role {
         Role::Sender => (fds.room, fds.data),
         Role::Receiver => (fds.data, fds.room),
