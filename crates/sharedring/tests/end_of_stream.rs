@@ -15,7 +15,7 @@ use sharedring::{Duplex, Error, MsgReceiver, MsgSender, Options, Receiver, Sende
 const T: Option<Duration> = Some(Duration::from_secs(30));
 
 /// How the sending process ends its stream after sending everything.
-fn finish<E>(role: &str, end: E) {
+fn finish<E: Send + 'static>(role: &str, end: E) {
     if role.ends_with("-close") || role.ends_with("-drop") {
         // `close` is in the callers; a drop is a clean close too.
         drop(end);
@@ -26,8 +26,15 @@ fn finish<E>(role: &str, end: E) {
     } else if role.ends_with("-abort") {
         std::process::abort();
     } else if role.ends_with("-panic") {
-        let _alive = end;
-        panic!("the sender panics with its end alive (expected by the test)");
+        // A thread that panics with the end alive: the unwinding drops it
+        // while panicking. Then the process exits with a failure.
+        let panicked = std::thread::spawn(move || {
+            let _alive = end;
+            panic!("the sender panics with its end alive (expected by the test)");
+        })
+        .join();
+        assert!(panicked.is_err());
+        std::process::exit(3);
     } else {
         panic!("unknown role {role}");
     }
