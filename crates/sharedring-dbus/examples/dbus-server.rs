@@ -64,7 +64,8 @@ fn serve(mut rx: Receiver<f64>, caller: Caller) {
                 sum += buf[..n].iter().sum::<f64>();
                 count += n as u64;
             }
-            Err(Error::PeerGone) => break "left".to_string(),
+            Err(Error::Closed) => break "finished".to_string(),
+            Err(Error::PeerGone) => break "vanished (crashed or killed)".to_string(),
             Err(e) => break format!("dropped ({e})"),
         }
     };

@@ -84,7 +84,9 @@
 //! peer dropped its end of the ring but stays on the bus). The ring then
 //! reports
 //! [`sharedring::Error::PeerGone`], after delivering everything the peer
-//! committed, as on the socket path. The subscription is made before the
+//! committed, as on the socket path (a sender dropped cleanly, or closed,
+//! ends its stream in the ring itself: its receiver reports
+//! [`sharedring::Error::Closed`] instead). The subscription is made before the
 //! peer is checked to be on the bus, so no departure is missed. If our own
 //! bus connection closes, the peer can no longer be watched and its rings
 //! report `PeerGone` too. There is one watcher thread per live ring; it

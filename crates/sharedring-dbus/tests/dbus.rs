@@ -44,12 +44,13 @@ fn client_sender_streams_to_server_receiver_in_order() {
                     next += 1;
                 }
             }
-            Err(RingError::PeerGone) => break,
+            // The client's sender was dropped when it was done: the end.
+            Err(RingError::Closed) => break,
             Err(e) => panic!("{e}"),
         }
     }
     producer.join().unwrap();
-    // PeerGone came only after everything the client committed.
+    // The end came only after everything the client committed.
     assert_eq!(next, N);
 }
 
@@ -201,7 +202,7 @@ fn closing_the_callers_connection_is_peer_gone_on_both_sides() {
 }
 
 #[test]
-fn dropping_a_ring_while_staying_on_the_bus_is_peer_gone_for_the_other_side() {
+fn dropping_a_ring_while_staying_on_the_bus_ends_it_for_the_other_side() {
     let bus = bus();
     let server_conn = bus.connect().unwrap();
     let server =
@@ -213,12 +214,12 @@ fn dropping_a_ring_while_staying_on_the_bus_is_peer_gone_for_the_other_side() {
     let mut tx: Sender<u64> = open(&client_conn, &name, DEFAULT_PATH, &Options::new()).unwrap();
     let (mut rx, _) = server.accept(Some(LONG)).unwrap();
     tx.send(&[7, 8], None).unwrap();
-    drop(tx);
+    drop(tx); // a clean close: the end of the stream
     let mut buf = [0u64; 4];
     assert_eq!(rx.recv(&mut buf, Some(LONG)).unwrap(), 2);
     assert!(matches!(
         rx.recv(&mut buf, Some(LONG)),
-        Err(RingError::PeerGone)
+        Err(RingError::Closed)
     ));
 
     // The server drops its end.
@@ -333,7 +334,7 @@ fn examples_stream_and_sum_over_a_real_bus() {
     );
     let sent = client.wait_for("sent 1000000 values", Duration::from_secs(60));
     assert!(client.child.wait().unwrap().success());
-    let got = server.wait_for("left after 1000000 values", Duration::from_secs(60));
+    let got = server.wait_for("finished after 1000000 values", Duration::from_secs(60));
     let sum = |line: &str| line.rsplit("sum = ").next().unwrap().to_string();
     assert_eq!(sum(&sent), sum(&got), "client: {sent}\nserver: {got}");
 }
@@ -376,6 +377,6 @@ fn message_rings_go_over_dbus() {
     drop(tx);
     assert!(matches!(
         rx.recv(&mut buf, Some(Duration::from_secs(10))),
-        Err(sharedring::Error::PeerGone)
+        Err(sharedring::Error::Closed)
     ));
 }

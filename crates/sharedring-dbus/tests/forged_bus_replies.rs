@@ -510,7 +510,7 @@ fn forged_replies_at_pending_serials_are_never_believed() {
                 got += n as u64;
                 sum += buf[..n].iter().sum::<f64>();
             }
-            Err(RingError::PeerGone) => break,
+            Err(RingError::Closed) => break,
             Err(e) => panic!("{e}"),
         }
     }

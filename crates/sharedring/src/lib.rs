@@ -73,6 +73,22 @@
 //! wake-up at all, and an idle blocked call burns no CPU. While the
 //! consumer keeps up, streaming costs no syscall per message.
 //!
+//! # End of stream
+//!
+//! A sender that is closed ([`Sender::close`]) or dropped (outside a
+//! panic) ends its stream: the receiver delivers everything, then
+//! [`Error::Closed`] (`io::Read` gives `Ok(0)`), at once even if it is
+//! blocked or the peer's socket stays open. A sender that crashes
+//! (killed, aborted, panicking) leaves [`Error::PeerGone`] instead, after
+//! the same drain.
+//!
+//! # Descriptors
+//!
+//! Each ring end holds 3 descriptors while idle (the liveness socket, its
+//! eventfd, the peer's eventfd; the memfd is closed once mapped) and 4
+//! once it has woken a sleeping peer (the io_uring its notifier makes
+//! then). The async ends add 2 (duplicates registered with tokio).
+//!
 //! # Element types
 //!
 //! `T:` [`Element`]: every bit pattern must be a valid `T` (zerocopy's
