@@ -385,9 +385,7 @@ mod tests {
 
     /// Whether the io_uring exists yet.
     fn has_ring(n: &Notifier) -> bool {
-        n.ring
-            .as_ref()
-            .is_some_and(|r| r.lock().unwrap().is_some())
+        n.ring.as_ref().is_some_and(|r| r.lock().unwrap().is_some())
     }
 
     #[test]
@@ -407,9 +405,8 @@ mod tests {
         assert!(has_ring(&n));
         assert!(waiter.try_wait().unwrap());
         // Asked for explicitly, it is there at once.
-        let eager =
-            Notifier::from_received_on(waiter.try_clone_fd().unwrap(), NotifyPath::IoUring)
-                .unwrap();
+        let eager = Notifier::from_received_on(waiter.try_clone_fd().unwrap(), NotifyPath::IoUring)
+            .unwrap();
         assert!(has_ring(&eager));
     }
 

@@ -32,7 +32,9 @@ fn child() {
         }
         assert!(hoard.len() < 100, "the limit did not take");
     }
-    notifier.notify().expect("no io_uring possible: the write path wakes");
+    notifier
+        .notify()
+        .expect("no io_uring possible: the write path wakes");
     assert!(waiter.try_wait().unwrap(), "the wake-up arrived");
     // A descriptor free again: the next notify makes its io_uring.
     hoard.clear();

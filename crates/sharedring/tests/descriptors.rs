@@ -21,12 +21,18 @@ const PAIRS: usize = 16;
 /// both ends have made their io_uring.
 fn wake_both_ways(tx: &mut Sender<u64>, rx: &mut Receiver<u64>) {
     // The receiver announces sleep; the send wakes it.
-    assert_eq!(rx.consumer_without_wake().prepare_wait().unwrap(), WaitCheck::Sleep);
+    assert_eq!(
+        rx.consumer_without_wake().prepare_wait().unwrap(),
+        WaitCheck::Sleep
+    );
     tx.send(&[1; 4], None).unwrap();
     rx.consumer_without_wake().finish_wait();
     // The ring is full (capacity 4); the sender announces a wait for room,
     // the receive wakes it.
-    assert_eq!(tx.producer_without_wake().prepare_wait(1).unwrap(), WaitCheck::Sleep);
+    assert_eq!(
+        tx.producer_without_wake().prepare_wait(1).unwrap(),
+        WaitCheck::Sleep
+    );
     assert_eq!(rx.recv(&mut [0; 4], None).unwrap(), 4);
     tx.producer_without_wake().finish_wait();
 }
@@ -53,7 +59,11 @@ fn a_ring_end_holds_three_descriptors_idle_and_four_after_waking_its_peer() {
         wake_both_ways(tx, rx);
     }
     let woken = open_descriptors() - before;
-    assert_eq!(woken, PAIRS * 2 * 4, "4 per end after a wake-up (handshake)");
+    assert_eq!(
+        woken,
+        PAIRS * 2 * 4,
+        "4 per end after a wake-up (handshake)"
+    );
     drop(pairs);
     assert_eq!(open_descriptors(), before, "all closed on drop");
 
@@ -75,14 +85,21 @@ fn a_ring_end_holds_three_descriptors_idle_and_four_after_waking_its_peer() {
         wake_both_ways(tx, rx);
     }
     for (tx, rx) in &mut msg_pairs {
-        assert_eq!(rx.consumer_without_wake().prepare_wait().unwrap(), WaitCheck::Sleep);
+        assert_eq!(
+            rx.consumer_without_wake().prepare_wait().unwrap(),
+            WaitCheck::Sleep
+        );
         tx.send(b"wake", None).unwrap();
         rx.consumer_without_wake().finish_wait();
     }
     let woken = open_descriptors() - before;
     // Element ends woke both ways (4 each); message senders woke their
     // receivers (4), message receivers never had to wake anyone (3).
-    assert_eq!(woken, PAIRS * 2 * 4 + PAIRS * (4 + 3), "offers, after wake-ups");
+    assert_eq!(
+        woken,
+        PAIRS * 2 * 4 + PAIRS * (4 + 3),
+        "offers, after wake-ups"
+    );
     assert!(woken <= 2 * PAIRS * 2 * 4);
     drop((pairs, msg_pairs));
     assert_eq!(open_descriptors(), before, "all closed on drop");

@@ -206,7 +206,10 @@ fn a_sender_that_marks_its_stream_closed_and_keeps_sending_is_drained_then_ended
         }
     };
     assert!(matches!(end, Error::Closed), "{end}");
-    assert!(next > 500, "everything before the mark arrived (got {next})");
+    assert!(
+        next > 500,
+        "everything before the mark arrived (got {next})"
+    );
     assert!(matches!(rx.recv(&mut buf, T), Err(Error::Closed)));
     drop(rx);
     assert!(child.wait().unwrap().success());
@@ -226,7 +229,10 @@ fn a_sender_that_marks_its_stream_closed_and_keeps_sending_is_drained_then_ended
         }
     };
     assert!(matches!(end, Error::Closed), "{end}");
-    assert!(next >= 50, "everything before the mark arrived (got {next})");
+    assert!(
+        next >= 50,
+        "everything before the mark arrived (got {next})"
+    );
     drop(rx);
     assert!(child.wait().unwrap().success());
 }

@@ -200,58 +200,73 @@ fn a_capacity_in_the_wrong_unit_is_named() {
 /// and `Closed` once the sender was dropped and the ring drained.
 #[test]
 fn every_non_blocking_receive_reports_the_end_or_peer_gone_after_the_drain() {
-  for crashed in [true, false] {
-    let until_gone = |mut f: Box<dyn FnMut() -> Result<usize, Error> + '_>, what: &str| {
-        for _ in 0..10_000 {
-            match f() {
-                Err(Error::PeerGone) if crashed => return,
-                Err(Error::Closed) if !crashed => return,
-                Err(e) => panic!("{what}: {e:?}"),
-                Ok(_) => {}
+    for crashed in [true, false] {
+        let until_gone = |mut f: Box<dyn FnMut() -> Result<usize, Error> + '_>, what: &str| {
+            for _ in 0..10_000 {
+                match f() {
+                    Err(Error::PeerGone) if crashed => return,
+                    Err(Error::Closed) if !crashed => return,
+                    Err(e) => panic!("{what}: {e:?}"),
+                    Ok(_) => {}
+                }
+            }
+            panic!("{what} never reported the end (crashed: {crashed})");
+        };
+        fn finish<T: Send + 'static>(tx: T, crashed: bool) {
+            if crashed {
+                testkit::crash(tx);
+            } else {
+                drop(tx);
             }
         }
-        panic!("{what} never reported the end (crashed: {crashed})");
-    };
-    fn finish<T: Send + 'static>(tx: T, crashed: bool) {
+        let (tx, mut rx) = channel::<u64>(64).unwrap();
+        finish(tx, crashed);
+        until_gone(
+            Box::new(|| rx.try_recv(&mut [0u64; 4]).map(|_| 0)),
+            "Receiver::try_recv",
+        );
+
+        let opts = Options::new().capacity_bytes(4096);
+        let mut buf = [0u8; 64];
+        let (mut tx, mut rx) = msg_channel(&opts).unwrap();
+        tx.send(b"committed", None).unwrap();
+        finish(tx, crashed);
+        assert_eq!(rx.try_recv_into(&mut buf).unwrap(), Some(9));
+        until_gone(
+            Box::new(|| rx.try_recv_into(&mut buf).map(|_| 0)),
+            "MsgReceiver::try_recv_into",
+        );
+
+        let (tx, mut rx) = msg_channel(&opts).unwrap();
+        finish(tx, crashed);
+        until_gone(
+            Box::new(|| rx.try_recv(&mut Vec::new()).map(|_| 0)),
+            "MsgReceiver::try_recv",
+        );
+
+        let (tx, mut rx): (MsgSender, MsgReceiver) = msg_channel(&opts).unwrap();
+        finish(tx, crashed);
+        until_gone(
+            Box::new(|| rx.try_recv_with(|r| r.len()).map(|_| 0)),
+            "MsgReceiver::try_recv_with",
+        );
+
+        let (mut tx, mut rx) = msg_channel(&opts).unwrap();
+        tx.send(b"a", None).unwrap();
+        tx.send(b"b", None).unwrap();
+        finish(tx, crashed);
+        assert_eq!(rx.try_recv_many(8, |_| ()).unwrap(), 2);
+        until_gone(
+            Box::new(|| rx.try_recv_many(8, |_| ()).map(|_| 0)),
+            "MsgReceiver::try_recv_many",
+        );
+        let end = rx.recv_many(8, Some(Duration::from_secs(5)), |_| ());
         if crashed {
-            testkit::crash(tx);
+            assert!(matches!(end, Err(Error::PeerGone)), "{end:?}");
         } else {
-            drop(tx);
+            assert!(matches!(end, Err(Error::Closed)), "{end:?}");
         }
     }
-    let (tx, mut rx) = channel::<u64>(64).unwrap();
-    finish(tx, crashed);
-    until_gone(Box::new(|| rx.try_recv(&mut [0u64; 4]).map(|_| 0)), "Receiver::try_recv");
-
-    let opts = Options::new().capacity_bytes(4096);
-    let mut buf = [0u8; 64];
-    let (mut tx, mut rx) = msg_channel(&opts).unwrap();
-    tx.send(b"committed", None).unwrap();
-    finish(tx, crashed);
-    assert_eq!(rx.try_recv_into(&mut buf).unwrap(), Some(9));
-    until_gone(Box::new(|| rx.try_recv_into(&mut buf).map(|_| 0)), "MsgReceiver::try_recv_into");
-
-    let (tx, mut rx) = msg_channel(&opts).unwrap();
-    finish(tx, crashed);
-    until_gone(Box::new(|| rx.try_recv(&mut Vec::new()).map(|_| 0)), "MsgReceiver::try_recv");
-
-    let (tx, mut rx): (MsgSender, MsgReceiver) = msg_channel(&opts).unwrap();
-    finish(tx, crashed);
-    until_gone(Box::new(|| rx.try_recv_with(|r| r.len()).map(|_| 0)), "MsgReceiver::try_recv_with");
-
-    let (mut tx, mut rx) = msg_channel(&opts).unwrap();
-    tx.send(b"a", None).unwrap();
-    tx.send(b"b", None).unwrap();
-    finish(tx, crashed);
-    assert_eq!(rx.try_recv_many(8, |_| ()).unwrap(), 2);
-    until_gone(Box::new(|| rx.try_recv_many(8, |_| ()).map(|_| 0)), "MsgReceiver::try_recv_many");
-    let end = rx.recv_many(8, Some(Duration::from_secs(5)), |_| ());
-    if crashed {
-        assert!(matches!(end, Err(Error::PeerGone)), "{end:?}");
-    } else {
-        assert!(matches!(end, Err(Error::Closed)), "{end:?}");
-    }
-  }
 }
 
 /// Running out of descriptors gives one variant and one message, wherever

@@ -180,7 +180,10 @@ fn closing_pair(items: usize, mut tx: impl Sender, mut rx: impl Recv) {
             }
         }
     }
-    assert_eq!(expected, items, "the end was reported before everything arrived");
+    assert_eq!(
+        expected, items,
+        "the end was reported before everything arrived"
+    );
     producer.join().unwrap();
 }
 
