@@ -61,7 +61,9 @@
 //!
 //! So [`Notifier`] does not write to the eventfd at all. It owns a private
 //! one-entry io_uring with the eventfd registered on it
-//! (`IORING_REGISTER_EVENTFD`), and `notify()` submits one `IORING_OP_NOP`.
+//! (`IORING_REGISTER_EVENTFD`), made by its first `notify()` (so a notifier
+//! that never has to wake anyone holds one descriptor, not two), and
+//! `notify()` submits one `IORING_OP_NOP`.
 //! The NOP completes inline, inside `io_uring_enter`, and posting its
 //! completion makes the kernel call `eventfd_signal()`, which adds 1 to the
 //! counter under the eventfd's spinlock (stopping at `u64::MAX`) and wakes

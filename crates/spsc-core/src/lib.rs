@@ -97,6 +97,16 @@
 //! fences and the argument that no wake-up is lost are in the source of
 //! the `wake` module and are model-checked with loom.
 //!
+//! # End of stream
+//!
+//! [`Producer::close`] (and [`MsgProducer::close`]) stores 1 in the
+//! header's "closed" word ([`PRODUCER_CLOSED_OFFSET`]) after the last
+//! publication and returns whether the consumer must be woken, like a
+//! publication. A consumer that finds the ring empty asks
+//! [`Consumer::end_of_stream`] (or [`MsgConsumer::end_of_stream`]): the
+//! word is set and, looked at once more, the ring is still empty.
+//! `prepare_wait` does not sleep on a closed, empty ring.
+//!
 //! # Layout
 //!
 //! The shared layout (version 2) is specified in `docs/LAYOUT.md` at the
