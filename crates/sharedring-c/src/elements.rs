@@ -5,6 +5,7 @@ use std::ffi::{c_int, c_void};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 
+use sharedring::spsc_core::WaitCheck;
 use sharedring::{Element, Error, Receiver, Sender};
 
 use crate::error::*;
@@ -418,135 +419,56 @@ fn sent_before(e: &Error) -> usize {
     }
 }
 
-macro_rules! end_constructors {
-    (
-        $handle:ident, $any:ident, $rust:ident, $peer_kind:literal,
-        create: $create:ident, accept: $accept:ident,
-        create_offer: $create_offer:ident, from_offer: $from_offer:ident,
-    ) => {
-        #[doc = concat!(
-            "Creates an element ring of `elem` and offers it to the peer over the connected Unix ",
-            "stream socket `sock`; the peer accepts it with `", $peer_kind, "`. Blocks until the ",
-            "peer accepted or refused (within the handshake timeout). The socket stays with the ",
-            "ring as its liveness channel.\n\n",
-            "# Safety\n\n",
-            "`sock` is an open descriptor the caller owns and hands over (it is closed on failure ",
-            "too); `opts` is NULL or points to a `sharedring_options`; `out` is valid for a write ",
-            "of a pointer. Returns `SHAREDRING_ERR_REFUSED` with `sharedring_last_refusal()` if the ",
-            "peer refused.",
-        )]
-        #[no_mangle]
-        pub unsafe extern "C" fn $create(
-            sock: c_int,
-            elem: c_int,
-            opts: *const sharedring_options,
-            out: *mut *mut $handle,
-        ) -> c_int {
-            guard(|| {
-                let sock = socket(sock)?;
-                required(out, "out")?;
-                let elem = elem_of(elem)?;
-                // SAFETY: the caller's contract on `opts`.
-                let opts = unsafe { convert(opts, Unit::Elements) }?;
-                let end: $any = by_elem!(elem, T => $rust::<T>::create_with(sock, &opts)?.into());
-                // SAFETY: `out` checked non-null, the caller's contract.
-                Ok(unsafe { give(out, $handle::new(end)) })
-            })
-        }
-
-        #[doc = concat!(
-            "Accepts the element ring of `elem` that the peer offers over `sock`, after ",
-            "validating every value and descriptor against what this side expects.\n\n",
-            "# Safety\n\n",
-            "As for the `create` function.",
-        )]
-        #[no_mangle]
-        pub unsafe extern "C" fn $accept(
-            sock: c_int,
-            elem: c_int,
-            opts: *const sharedring_options,
-            out: *mut *mut $handle,
-        ) -> c_int {
-            guard(|| {
-                let sock = socket(sock)?;
-                required(out, "out")?;
-                let elem = elem_of(elem)?;
-                // SAFETY: the caller's contract on `opts`.
-                let opts = unsafe { convert(opts, Unit::Elements) }?;
-                let end: $any = by_elem!(elem, T => $rust::<T>::accept_with(sock, &opts)?.into());
-                // SAFETY: `out` checked non-null, the caller's contract.
-                Ok(unsafe { give(out, $handle::new(end)) })
-            })
-        }
-
-        #[doc = concat!(
-            "Creates an element ring of `elem` without a socket: this end goes to `*out`, and ",
-            "`*offer` receives the values and three descriptors (now the caller's) to move to the ",
-            "peer over a transport of your own. `liveness` (negative: none) is a descriptor that ",
-            "hangs up or turns readable when the peer is gone (a socket, a pidfd).\n\n",
-            "# Safety\n\n",
-            "`liveness` is negative or an open descriptor handed over; `opts` is NULL or valid; ",
-            "`out` and `offer` are valid for writes.",
-        )]
-        #[no_mangle]
-        pub unsafe extern "C" fn $create_offer(
-            elem: c_int,
-            opts: *const sharedring_options,
-            liveness_fd: c_int,
-            out: *mut *mut $handle,
-            offer: *mut sharedring_offer,
-        ) -> c_int {
-            guard(|| {
-                let live = liveness(liveness_fd)?;
-                required(out, "out")?;
-                required(offer, "offer")?;
-                let elem = elem_of(elem)?;
-                // SAFETY: the caller's contract on `opts`.
-                let opts = unsafe { convert(opts, Unit::Elements) }?;
-                let (end, o): ($any, _) = by_elem!(elem, T => {
-                    let (end, o) = $rust::<T>::create_offer(&opts, live)?;
-                    (end.into(), o)
-                });
-                // SAFETY: checked non-null, the caller's contract.
-                unsafe { offer.write(sharedring_offer::export(o)) };
-                // SAFETY: as above.
-                Ok(unsafe { give(out, $handle::new(end)) })
-            })
-        }
-
-        #[doc = concat!(
-            "Attaches to the element ring of `*offer` (made by the peer's `create_offer`), after ",
-            "validating every value and descriptor. Takes the offer's three descriptors (closed ",
-            "on failure too).\n\n",
-            "# Safety\n\n",
-            "`offer` points to a readable `sharedring_offer` whose descriptors are open and handed ",
-            "over; `liveness` is negative or an open descriptor handed over; `opts` is NULL or ",
-            "valid; `out` is valid for a write.",
-        )]
-        #[no_mangle]
-        pub unsafe extern "C" fn $from_offer(
-            offer: *const sharedring_offer,
-            elem: c_int,
-            opts: *const sharedring_options,
-            liveness_fd: c_int,
-            out: *mut *mut $handle,
-        ) -> c_int {
-            guard(|| {
-                if offer.is_null() {
-                    return invalid("offer must not be NULL");
-                }
-                // SAFETY: checked non-null, the caller's contract.
-                let o = unsafe { offer.read() }.import()?;
-                let live = liveness(liveness_fd)?;
-                required(out, "out")?;
-                let elem = elem_of(elem)?;
-                // SAFETY: the caller's contract on `opts`.
-                let opts = unsafe { convert(opts, Unit::Elements) }?;
-                let end: $any = by_elem!(elem, T => $rust::<T>::from_offer(o, &opts, live)?.into());
-                // SAFETY: checked non-null, the caller's contract.
-                Ok(unsafe { give(out, $handle::new(end)) })
-            })
-        }
+/// The bodies of the four constructors of an element-ring end (written
+/// once; each `extern "C"` signature is written out for cbindgen, which
+/// does not expand macros).
+macro_rules! elem_constructor {
+    (socket $rust:ident::$call:ident, $any:ident, $handle:ident, $sock:ident, $elem:ident, $opts:ident, $out:ident) => {
+        guard(|| {
+            let sock = socket($sock)?;
+            required($out, "out")?;
+            let elem = elem_of($elem)?;
+            // SAFETY: the caller's contract on `opts`.
+            let opts = unsafe { convert($opts, Unit::Elements) }?;
+            let end: $any = by_elem!(elem, T => $rust::<T>::$call(sock, &opts)?.into());
+            // SAFETY: `out` checked non-null, the caller's contract.
+            Ok(unsafe { give($out, $handle::new(end)) })
+        })
+    };
+    (create_offer $rust:ident, $any:ident, $handle:ident, $elem:ident, $opts:ident, $live:ident, $out:ident, $offer:ident) => {
+        guard(|| {
+            let live = liveness($live)?;
+            required($out, "out")?;
+            required($offer, "offer")?;
+            let elem = elem_of($elem)?;
+            // SAFETY: the caller's contract on `opts`.
+            let opts = unsafe { convert($opts, Unit::Elements) }?;
+            let (end, o): ($any, _) = by_elem!(elem, T => {
+                let (end, o) = $rust::<T>::create_offer(&opts, live)?;
+                (end.into(), o)
+            });
+            // SAFETY: checked non-null, the caller's contract.
+            unsafe { $offer.write(sharedring_offer::export(o)) };
+            // SAFETY: as above.
+            Ok(unsafe { give($out, $handle::new(end)) })
+        })
+    };
+    (from_offer $rust:ident, $any:ident, $handle:ident, $offer:ident, $elem:ident, $opts:ident, $live:ident, $out:ident) => {
+        guard(|| {
+            if $offer.is_null() {
+                return invalid("offer must not be NULL");
+            }
+            // SAFETY: checked non-null, the caller's contract.
+            let o = unsafe { $offer.read() }.import()?;
+            let live = liveness($live)?;
+            required($out, "out")?;
+            let elem = elem_of($elem)?;
+            // SAFETY: the caller's contract on `opts`.
+            let opts = unsafe { convert($opts, Unit::Elements) }?;
+            let end: $any = by_elem!(elem, T => $rust::<T>::from_offer(o, &opts, live)?.into());
+            // SAFETY: checked non-null, the caller's contract.
+            Ok(unsafe { give($out, $handle::new(end)) })
+        })
     };
 }
 
@@ -562,16 +484,166 @@ impl sharedring_receiver {
     }
 }
 
-end_constructors! {
-    sharedring_sender, AnySender, Sender, "sharedring_receiver_accept",
-    create: sharedring_sender_create, accept: sharedring_sender_accept,
-    create_offer: sharedring_sender_create_offer, from_offer: sharedring_sender_from_offer,
+/// Creates an element ring of `elem` and offers it to the peer over the
+/// connected Unix stream socket `sock`; the peer accepts it with
+/// `sharedring_receiver_accept`. Blocks until the peer accepted or refused (within the
+/// handshake timeout). The socket stays with the ring as its liveness
+/// channel. `SHAREDRING_ERR_REFUSED` with `sharedring_last_refusal()` if
+/// the peer refused.
+///
+/// # Safety
+///
+/// `sock` is an open descriptor the caller owns and hands over (it is
+/// closed on failure too); `opts` is NULL or points to a
+/// `sharedring_options`; `out` is valid for a write of a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_sender_create(
+    sock: c_int,
+    elem: c_int,
+    opts: *const sharedring_options,
+    out: *mut *mut sharedring_sender,
+) -> c_int {
+    elem_constructor!(socket Sender::create_with, AnySender, sharedring_sender, sock, elem, opts, out)
 }
 
-end_constructors! {
-    sharedring_receiver, AnyReceiver, Receiver, "sharedring_sender_accept",
-    create: sharedring_receiver_create, accept: sharedring_receiver_accept,
-    create_offer: sharedring_receiver_create_offer, from_offer: sharedring_receiver_from_offer,
+/// Accepts the element ring of `elem` that the peer offers over `sock`
+/// (with `sharedring_receiver_create`), after validating every value and descriptor
+/// against what this side expects.
+///
+/// # Safety
+///
+/// As [`sharedring_sender_create`].
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_sender_accept(
+    sock: c_int,
+    elem: c_int,
+    opts: *const sharedring_options,
+    out: *mut *mut sharedring_sender,
+) -> c_int {
+    elem_constructor!(socket Sender::accept_with, AnySender, sharedring_sender, sock, elem, opts, out)
+}
+
+/// Creates an element ring of `elem` without a socket: this end goes to
+/// `*out`, and `*offer` receives the values and three descriptors (now the
+/// caller's) to move to the peer over a transport of your own (the peer
+/// attaches with `sharedring_receiver_from_offer`). `liveness_fd` (negative: none) is a
+/// descriptor that hangs up or turns readable when the peer is gone (a
+/// socket, a pidfd).
+///
+/// # Safety
+///
+/// `liveness_fd` is negative or an open descriptor handed over; `opts` is
+/// NULL or valid; `out` and `offer` are valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_sender_create_offer(
+    elem: c_int,
+    opts: *const sharedring_options,
+    liveness_fd: c_int,
+    out: *mut *mut sharedring_sender,
+    offer: *mut sharedring_offer,
+) -> c_int {
+    elem_constructor!(create_offer Sender, AnySender, sharedring_sender, elem, opts, liveness_fd, out, offer)
+}
+
+/// Attaches to the element ring of `*offer` (made by the peer's
+/// `sharedring_receiver_create_offer`), after validating every value and descriptor.
+/// Takes the offer's three descriptors (closed on failure too).
+///
+/// # Safety
+///
+/// `offer` points to a readable `sharedring_offer` whose descriptors are
+/// open and handed over; `liveness_fd` is negative or an open descriptor
+/// handed over; `opts` is NULL or valid; `out` is valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_sender_from_offer(
+    offer: *const sharedring_offer,
+    elem: c_int,
+    opts: *const sharedring_options,
+    liveness_fd: c_int,
+    out: *mut *mut sharedring_sender,
+) -> c_int {
+    elem_constructor!(from_offer Sender, AnySender, sharedring_sender, offer, elem, opts, liveness_fd, out)
+}
+
+/// Creates an element ring of `elem` and offers it to the peer over the
+/// connected Unix stream socket `sock`; the peer accepts it with
+/// `sharedring_sender_accept`. Blocks until the peer accepted or refused (within the
+/// handshake timeout). The socket stays with the ring as its liveness
+/// channel. `SHAREDRING_ERR_REFUSED` with `sharedring_last_refusal()` if
+/// the peer refused.
+///
+/// # Safety
+///
+/// `sock` is an open descriptor the caller owns and hands over (it is
+/// closed on failure too); `opts` is NULL or points to a
+/// `sharedring_options`; `out` is valid for a write of a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_receiver_create(
+    sock: c_int,
+    elem: c_int,
+    opts: *const sharedring_options,
+    out: *mut *mut sharedring_receiver,
+) -> c_int {
+    elem_constructor!(socket Receiver::create_with, AnyReceiver, sharedring_receiver, sock, elem, opts, out)
+}
+
+/// Accepts the element ring of `elem` that the peer offers over `sock`
+/// (with `sharedring_sender_create`), after validating every value and descriptor
+/// against what this side expects.
+///
+/// # Safety
+///
+/// As [`sharedring_receiver_create`].
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_receiver_accept(
+    sock: c_int,
+    elem: c_int,
+    opts: *const sharedring_options,
+    out: *mut *mut sharedring_receiver,
+) -> c_int {
+    elem_constructor!(socket Receiver::accept_with, AnyReceiver, sharedring_receiver, sock, elem, opts, out)
+}
+
+/// Creates an element ring of `elem` without a socket: this end goes to
+/// `*out`, and `*offer` receives the values and three descriptors (now the
+/// caller's) to move to the peer over a transport of your own (the peer
+/// attaches with `sharedring_sender_from_offer`). `liveness_fd` (negative: none) is a
+/// descriptor that hangs up or turns readable when the peer is gone (a
+/// socket, a pidfd).
+///
+/// # Safety
+///
+/// `liveness_fd` is negative or an open descriptor handed over; `opts` is
+/// NULL or valid; `out` and `offer` are valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_receiver_create_offer(
+    elem: c_int,
+    opts: *const sharedring_options,
+    liveness_fd: c_int,
+    out: *mut *mut sharedring_receiver,
+    offer: *mut sharedring_offer,
+) -> c_int {
+    elem_constructor!(create_offer Receiver, AnyReceiver, sharedring_receiver, elem, opts, liveness_fd, out, offer)
+}
+
+/// Attaches to the element ring of `*offer` (made by the peer's
+/// `sharedring_sender_create_offer`), after validating every value and descriptor.
+/// Takes the offer's three descriptors (closed on failure too).
+///
+/// # Safety
+///
+/// `offer` points to a readable `sharedring_offer` whose descriptors are
+/// open and handed over; `liveness_fd` is negative or an open descriptor
+/// handed over; `opts` is NULL or valid; `out` is valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_receiver_from_offer(
+    offer: *const sharedring_offer,
+    elem: c_int,
+    opts: *const sharedring_options,
+    liveness_fd: c_int,
+    out: *mut *mut sharedring_receiver,
+) -> c_int {
+    elem_constructor!(from_offer Receiver, AnyReceiver, sharedring_receiver, offer, elem, opts, liveness_fd, out)
 }
 
 /// Frees a sender: the receiver sees the peer gone (`SHAREDRING_ERR_PEER_GONE`)
@@ -926,119 +998,204 @@ pub unsafe extern "C" fn sharedring_receiver_release(
     })
 }
 
-macro_rules! end_common {
-    ($handle:ident, $any:ident, $field:ident, $half:ident,
-     fd: $fd:ident, liveness: $live:ident, gone: $gone:ident, capacity: $cap:ident,
-     arm: $arm:ident, disarm: $disarm:ident, $what:literal) => {
-        #[doc = concat!(
-            "The descriptor this ", $what, " sleeps on, for poll/epoll: readable when the peer made ",
-            "progress after [`", stringify!($arm), "`]. Owned by the handle; do not close it.\n\n",
-            "# Safety\n\n`h` is a live handle (returns -1 for NULL).",
-        )]
-        #[no_mangle]
-        pub unsafe extern "C" fn $fd(h: *const $handle) -> c_int {
-            // SAFETY: the caller's contract.
-            match unsafe { h.as_ref() } {
-                Some(h) => with!($any, &h.$field, e: T => e.waiter().as_raw_fd()),
-                None => -1,
-            }
-        }
-
-        #[doc = concat!(
-            "The liveness descriptor (the handshake's socket), or -1: it hangs up or turns ",
-            "readable when the peer is gone. Owned by the handle; do not close or read it.\n\n",
-            "# Safety\n\n`h` is a live handle (returns -1 for NULL).",
-        )]
-        #[no_mangle]
-        pub unsafe extern "C" fn $live(h: *const $handle) -> c_int {
-            // SAFETY: the caller's contract.
-            match unsafe { h.as_ref() } {
-                Some(h) => with!($any, &h.$field, e: T => e.liveness().map_or(-1, |fd| fd.as_raw_fd())),
-                None => -1,
-            }
-        }
-
-        #[doc = concat!(
-            "1 if the peer is gone (hung up, died, or broke the protocol), 0 if not, negative on ",
-            "error.\n\n# Safety\n\n`h` is a live handle.",
-        )]
-        #[no_mangle]
-        pub unsafe extern "C" fn $gone(h: *mut $handle) -> c_int {
-            guard(|| {
-                // SAFETY: the caller's contract.
-                let h = unsafe { handle(h) }?;
-                Ok(with!($any, &mut h.$field, e: T => e.is_peer_gone()) as c_int)
-            })
-        }
-
-        #[doc = "The capacity in elements (0 for NULL).\n\n# Safety\n\n`h` is a live handle."]
-        #[no_mangle]
-        pub unsafe extern "C" fn $cap(h: *const $handle) -> usize {
-            // SAFETY: the caller's contract.
-            match unsafe { h.as_ref() } {
-                Some(h) => with!($any, &h.$field, e: T => e.capacity_elements()),
-                None => 0,
-            }
-        }
-
-        #[doc = concat!(
-            "For event loops: announces that this ", $what, " is about to sleep. `SHAREDRING_OK`: ",
-            "poll the descriptor (`_fd`) for POLLIN (and the liveness descriptor), then call [`",
-            stringify!($disarm), "`]. `SHAREDRING_READY`: the ring is ready now; do not poll.\n\n",
-            "# Safety\n\n`h` is a live handle.",
-        )]
-        #[no_mangle]
-        pub unsafe extern "C" fn $arm(h: *mut $handle) -> c_int {
-            guard(|| {
-                // SAFETY: the caller's contract.
-                let h = unsafe { handle(h) }?;
-                let check = with!($any, &mut h.$field, e: T => arm_half!($half, e));
-                Ok(match check.map_err(Error::Corrupted)? {
-                    sharedring::spsc_core::WaitCheck::Ready => SHAREDRING_READY,
-                    sharedring::spsc_core::WaitCheck::Sleep => SHAREDRING_OK,
-                })
-            })
-        }
-
-        #[doc = concat!(
-            "For event loops: withdraws the announcement of [`", stringify!($arm), "`] and ",
-            "drains the descriptor, after poll returned (or instead of polling).\n\n",
-            "# Safety\n\n`h` is a live handle.",
-        )]
-        #[no_mangle]
-        pub unsafe extern "C" fn $disarm(h: *mut $handle) -> c_int {
-            guard(|| {
-                // SAFETY: the caller's contract.
-                let h = unsafe { handle(h) }?;
-                with!($any, &mut h.$field, e: T => {
-                    e.$half().finish_wait();
-                    e.waiter().try_wait().map_err(Error::from)?;
-                });
-                Ok(SHAREDRING_OK)
-            })
-        }
-    };
+/// The descriptor this sender sleeps on, for poll/epoll: readable when
+/// the peer made progress after [`sharedring_sender_arm`]. Owned by the handle; do
+/// not close it.
+///
+/// # Safety
+///
+/// `h` is NULL (returns -1) or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_sender_fd(h: *const sharedring_sender) -> c_int {
+    // SAFETY: the caller's contract.
+    match unsafe { h.as_ref() } {
+        Some(h) => with!(AnySender, &h.tx, e: T => e.waiter().as_raw_fd()),
+        None => -1,
+    }
 }
 
-macro_rules! arm_half {
-    (producer_without_wake, $e:ident) => {
-        $e.producer_without_wake().prepare_wait(1)
-    };
-    (consumer_without_wake, $e:ident) => {
-        $e.consumer_without_wake().prepare_wait()
-    };
+/// The liveness descriptor (the handshake's socket), or -1: it hangs up
+/// or turns readable when the peer is gone. Owned by the handle; do not
+/// close or read it.
+///
+/// # Safety
+///
+/// `h` is NULL (returns -1) or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_sender_liveness_fd(h: *const sharedring_sender) -> c_int {
+    // SAFETY: the caller's contract.
+    match unsafe { h.as_ref() } {
+        Some(h) => with!(AnySender, &h.tx, e: T => e.liveness().map_or(-1, |fd| fd.as_raw_fd())),
+        None => -1,
+    }
 }
 
-end_common! {
-    sharedring_sender, AnySender, tx, producer_without_wake,
-    fd: sharedring_sender_fd, liveness: sharedring_sender_liveness_fd,
-    gone: sharedring_sender_is_peer_gone, capacity: sharedring_sender_capacity,
-    arm: sharedring_sender_arm, disarm: sharedring_sender_disarm, "sender"
+/// 1 if the peer is gone (hung up, died, or broke the protocol), 0 if
+/// not, negative on error.
+///
+/// # Safety
+///
+/// `h` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_sender_is_peer_gone(h: *mut sharedring_sender) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let h = unsafe { handle(h) }?;
+        Ok(with!(AnySender, &mut h.tx, e: T => e.is_peer_gone()) as c_int)
+    })
 }
 
-end_common! {
-    sharedring_receiver, AnyReceiver, rx, consumer_without_wake,
-    fd: sharedring_receiver_fd, liveness: sharedring_receiver_liveness_fd,
-    gone: sharedring_receiver_is_peer_gone, capacity: sharedring_receiver_capacity,
-    arm: sharedring_receiver_arm, disarm: sharedring_receiver_disarm, "receiver"
+/// The capacity in elements (0 for NULL).
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_sender_capacity(h: *const sharedring_sender) -> usize {
+    // SAFETY: the caller's contract.
+    match unsafe { h.as_ref() } {
+        Some(h) => with!(AnySender, &h.tx, e: T => e.capacity_elements()),
+        None => 0,
+    }
+}
+
+/// For event loops: announces that this sender is about to sleep.
+/// `SHAREDRING_OK`: poll the descriptor ([`sharedring_sender_fd`]) for POLLIN (and
+/// the liveness descriptor), then call [`sharedring_sender_disarm`].
+/// `SHAREDRING_READY`: the ring is ready now; do not poll.
+///
+/// # Safety
+///
+/// `h` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_sender_arm(h: *mut sharedring_sender) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let h = unsafe { handle(h) }?;
+        let check = with!(AnySender, &mut h.tx, e: T => e.producer_without_wake().prepare_wait(1));
+        Ok(match check.map_err(Error::Corrupted)? {
+            WaitCheck::Ready => SHAREDRING_READY,
+            WaitCheck::Sleep => SHAREDRING_OK,
+        })
+    })
+}
+
+/// For event loops: withdraws the announcement of [`sharedring_sender_arm`] and
+/// drains the descriptor, after poll returned.
+///
+/// # Safety
+///
+/// `h` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_sender_disarm(h: *mut sharedring_sender) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let h = unsafe { handle(h) }?;
+        with!(AnySender, &mut h.tx, e: T => {
+            e.producer_without_wake().finish_wait();
+            e.waiter().try_wait().map_err(Error::from)?;
+        });
+        Ok(SHAREDRING_OK)
+    })
+}
+
+/// The descriptor this receiver sleeps on, for poll/epoll: readable when
+/// the peer made progress after [`sharedring_receiver_arm`]. Owned by the handle; do
+/// not close it.
+///
+/// # Safety
+///
+/// `h` is NULL (returns -1) or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_receiver_fd(h: *const sharedring_receiver) -> c_int {
+    // SAFETY: the caller's contract.
+    match unsafe { h.as_ref() } {
+        Some(h) => with!(AnyReceiver, &h.rx, e: T => e.waiter().as_raw_fd()),
+        None => -1,
+    }
+}
+
+/// The liveness descriptor (the handshake's socket), or -1: it hangs up
+/// or turns readable when the peer is gone. Owned by the handle; do not
+/// close or read it.
+///
+/// # Safety
+///
+/// `h` is NULL (returns -1) or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_receiver_liveness_fd(h: *const sharedring_receiver) -> c_int {
+    // SAFETY: the caller's contract.
+    match unsafe { h.as_ref() } {
+        Some(h) => with!(AnyReceiver, &h.rx, e: T => e.liveness().map_or(-1, |fd| fd.as_raw_fd())),
+        None => -1,
+    }
+}
+
+/// 1 if the peer is gone (hung up, died, or broke the protocol), 0 if
+/// not, negative on error.
+///
+/// # Safety
+///
+/// `h` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_receiver_is_peer_gone(h: *mut sharedring_receiver) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let h = unsafe { handle(h) }?;
+        Ok(with!(AnyReceiver, &mut h.rx, e: T => e.is_peer_gone()) as c_int)
+    })
+}
+
+/// The capacity in elements (0 for NULL).
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_receiver_capacity(h: *const sharedring_receiver) -> usize {
+    // SAFETY: the caller's contract.
+    match unsafe { h.as_ref() } {
+        Some(h) => with!(AnyReceiver, &h.rx, e: T => e.capacity_elements()),
+        None => 0,
+    }
+}
+
+/// For event loops: announces that this receiver is about to sleep.
+/// `SHAREDRING_OK`: poll the descriptor ([`sharedring_receiver_fd`]) for POLLIN (and
+/// the liveness descriptor), then call [`sharedring_receiver_disarm`].
+/// `SHAREDRING_READY`: the ring is ready now; do not poll.
+///
+/// # Safety
+///
+/// `h` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_receiver_arm(h: *mut sharedring_receiver) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let h = unsafe { handle(h) }?;
+        let check = with!(AnyReceiver, &mut h.rx, e: T => e.consumer_without_wake().prepare_wait());
+        Ok(match check.map_err(Error::Corrupted)? {
+            WaitCheck::Ready => SHAREDRING_READY,
+            WaitCheck::Sleep => SHAREDRING_OK,
+        })
+    })
+}
+
+/// For event loops: withdraws the announcement of [`sharedring_receiver_arm`] and
+/// drains the descriptor, after poll returned.
+///
+/// # Safety
+///
+/// `h` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_receiver_disarm(h: *mut sharedring_receiver) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let h = unsafe { handle(h) }?;
+        with!(AnyReceiver, &mut h.rx, e: T => {
+            e.consumer_without_wake().finish_wait();
+            e.waiter().try_wait().map_err(Error::from)?;
+        });
+        Ok(SHAREDRING_OK)
+    })
 }

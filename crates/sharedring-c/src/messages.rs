@@ -46,120 +46,50 @@ pub type sharedring_fill_fn = Option<unsafe extern "C" fn(ctx: *mut c_void, ptr:
 pub type sharedring_read_fn =
     Option<unsafe extern "C" fn(ctx: *mut c_void, ptr: *const u8, len: usize)>;
 
-macro_rules! msg_constructors {
-    (
-        $handle:ident, $rust:ident, $new:expr, $peer:literal,
-        create: $create:ident, accept: $accept:ident,
-        create_offer: $create_offer:ident, from_offer: $from_offer:ident,
-    ) => {
-        #[doc = concat!(
-            "Creates a message ring and offers it to the peer over the connected Unix stream ",
-            "socket `sock`; the peer accepts it with `", $peer, "`. Blocks until the peer ",
-            "accepted or refused. The socket stays with the ring as its liveness channel.\n\n",
-            "# Safety\n\n",
-            "`sock` is an open descriptor the caller owns and hands over (closed on failure too); ",
-            "`opts` is NULL or points to a `sharedring_options`; `out` is valid for a write of a ",
-            "pointer.",
-        )]
-        #[no_mangle]
-        pub unsafe extern "C" fn $create(
-            sock: c_int,
-            opts: *const sharedring_options,
-            out: *mut *mut $handle,
-        ) -> c_int {
-            guard(|| {
-                let sock = socket(sock)?;
-                required(out, "out")?;
-                // SAFETY: the caller's contract on `opts`.
-                let opts = unsafe { convert(opts, Unit::Bytes) }?;
-                let end = $rust::create_with(sock, &opts)?;
-                // SAFETY: checked non-null, the caller's contract.
-                Ok(unsafe { give(out, $new(end)) })
-            })
-        }
-
-        #[doc = concat!(
-            "Accepts the message ring that the peer offers over `sock`, after validating every ",
-            "value and descriptor (`opts.max_msg` and `opts.max_region` are the limits).\n\n",
-            "# Safety\n\nAs for the `create` function.",
-        )]
-        #[no_mangle]
-        pub unsafe extern "C" fn $accept(
-            sock: c_int,
-            opts: *const sharedring_options,
-            out: *mut *mut $handle,
-        ) -> c_int {
-            guard(|| {
-                let sock = socket(sock)?;
-                required(out, "out")?;
-                // SAFETY: the caller's contract on `opts`.
-                let opts = unsafe { convert(opts, Unit::Bytes) }?;
-                let end = $rust::accept_with(sock, &opts)?;
-                // SAFETY: checked non-null, the caller's contract.
-                Ok(unsafe { give(out, $new(end)) })
-            })
-        }
-
-        #[doc = concat!(
-            "Creates a message ring without a socket: this end goes to `*out`, `*offer` receives ",
-            "the values and three descriptors (now the caller's) to move to the peer over a ",
-            "transport of your own. `liveness` (negative: none) hangs up or turns readable when ",
-            "the peer is gone.\n\n",
-            "# Safety\n\n",
-            "`liveness` is negative or an open descriptor handed over; `opts` is NULL or valid; ",
-            "`out` and `offer` are valid for writes.",
-        )]
-        #[no_mangle]
-        pub unsafe extern "C" fn $create_offer(
-            opts: *const sharedring_options,
-            liveness_fd: c_int,
-            out: *mut *mut $handle,
-            offer: *mut sharedring_offer,
-        ) -> c_int {
-            guard(|| {
-                let live = liveness(liveness_fd)?;
-                required(out, "out")?;
-                required(offer, "offer")?;
-                // SAFETY: the caller's contract on `opts`.
-                let opts = unsafe { convert(opts, Unit::Bytes) }?;
-                let (end, o) = $rust::create_offer(&opts, live)?;
-                // SAFETY: checked non-null, the caller's contract.
-                unsafe { offer.write(sharedring_offer::export(o)) };
-                // SAFETY: as above.
-                Ok(unsafe { give(out, $new(end)) })
-            })
-        }
-
-        #[doc = concat!(
-            "Attaches to the message ring of `*offer`, after validating every value and ",
-            "descriptor. Takes the offer's three descriptors (closed on failure too).\n\n",
-            "# Safety\n\n",
-            "`offer` points to a readable `sharedring_offer` whose descriptors are open and handed ",
-            "over; `liveness` is negative or an open descriptor handed over; `opts` is NULL or ",
-            "valid; `out` is valid for a write.",
-        )]
-        #[no_mangle]
-        pub unsafe extern "C" fn $from_offer(
-            offer: *const sharedring_offer,
-            opts: *const sharedring_options,
-            liveness_fd: c_int,
-            out: *mut *mut $handle,
-        ) -> c_int {
-            guard(|| {
-                if offer.is_null() {
-                    return invalid("offer must not be NULL");
-                }
-                // SAFETY: checked non-null, the caller's contract.
-                let o = unsafe { offer.read() }.import()?;
-                let live = liveness(liveness_fd)?;
-                required(out, "out")?;
-                // SAFETY: the caller's contract on `opts`.
-                let opts = unsafe { convert(opts, Unit::Bytes) }?;
-                let end = $rust::from_offer(o, &opts, live)?;
-                // SAFETY: checked non-null, the caller's contract.
-                Ok(unsafe { give(out, $new(end)) })
-            })
-        }
+/// The bodies of the four constructors of a message-ring end (written
+/// once; each `extern "C"` signature is written out for cbindgen, which
+/// does not expand macros).
+macro_rules! msg_constructor {
+    (socket $rust:ident::$call:ident, $new:expr, $sock:ident, $opts:ident, $out:ident) => {
+        guard(|| {
+            let sock = socket($sock)?;
+            required($out, "out")?;
+            // SAFETY: the caller's contract on `opts`.
+            let opts = unsafe { convert($opts, Unit::Bytes) }?;
+            let end = $rust::$call(sock, &opts)?;
+            // SAFETY: checked non-null, the caller's contract.
+            Ok(unsafe { give($out, $new(end)) })
+        })
+    };
+    (create_offer $rust:ident, $new:expr, $opts:ident, $live:ident, $out:ident, $offer:ident) => {
+        guard(|| {
+            let live = liveness($live)?;
+            required($out, "out")?;
+            required($offer, "offer")?;
+            // SAFETY: the caller's contract on `opts`.
+            let opts = unsafe { convert($opts, Unit::Bytes) }?;
+            let (end, o) = $rust::create_offer(&opts, live)?;
+            // SAFETY: checked non-null, the caller's contract.
+            unsafe { $offer.write(sharedring_offer::export(o)) };
+            // SAFETY: as above.
+            Ok(unsafe { give($out, $new(end)) })
+        })
+    };
+    (from_offer $rust:ident, $new:expr, $offer:ident, $opts:ident, $live:ident, $out:ident) => {
+        guard(|| {
+            if $offer.is_null() {
+                return invalid("offer must not be NULL");
+            }
+            // SAFETY: checked non-null, the caller's contract.
+            let o = unsafe { $offer.read() }.import()?;
+            let live = liveness($live)?;
+            required($out, "out")?;
+            // SAFETY: the caller's contract on `opts`.
+            let opts = unsafe { convert($opts, Unit::Bytes) }?;
+            let end = $rust::from_offer(o, &opts, live)?;
+            // SAFETY: checked non-null, the caller's contract.
+            Ok(unsafe { give($out, $new(end)) })
+        })
     };
 }
 
@@ -174,16 +104,152 @@ fn new_receiver(rx: MsgReceiver) -> sharedring_msg_receiver {
     }
 }
 
-msg_constructors! {
-    sharedring_msg_sender, MsgSender, new_sender, "sharedring_msg_receiver_accept",
-    create: sharedring_msg_sender_create, accept: sharedring_msg_sender_accept,
-    create_offer: sharedring_msg_sender_create_offer, from_offer: sharedring_msg_sender_from_offer,
+/// Creates a message ring and offers it to the peer over the connected
+/// Unix stream socket `sock`; the peer accepts it with `sharedring_msg_receiver_accept`.
+/// Blocks until the peer accepted or refused. The socket stays with the
+/// ring as its liveness channel.
+///
+/// # Safety
+///
+/// `sock` is an open descriptor the caller owns and hands over (closed on
+/// failure too); `opts` is NULL or points to a `sharedring_options`; `out`
+/// is valid for a write of a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_sender_create(
+    sock: c_int,
+    opts: *const sharedring_options,
+    out: *mut *mut sharedring_msg_sender,
+) -> c_int {
+    msg_constructor!(socket MsgSender::create_with, new_sender, sock, opts, out)
 }
 
-msg_constructors! {
-    sharedring_msg_receiver, MsgReceiver, new_receiver, "sharedring_msg_sender_accept",
-    create: sharedring_msg_receiver_create, accept: sharedring_msg_receiver_accept,
-    create_offer: sharedring_msg_receiver_create_offer, from_offer: sharedring_msg_receiver_from_offer,
+/// Accepts the message ring that the peer offers over `sock` (with
+/// `sharedring_msg_receiver_create`), after validating every value and descriptor
+/// (`opts->max_msg` and `opts->max_region` are the limits).
+///
+/// # Safety
+///
+/// As [`sharedring_msg_sender_create`].
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_sender_accept(
+    sock: c_int,
+    opts: *const sharedring_options,
+    out: *mut *mut sharedring_msg_sender,
+) -> c_int {
+    msg_constructor!(socket MsgSender::accept_with, new_sender, sock, opts, out)
+}
+
+/// Creates a message ring without a socket: this end goes to `*out`, and
+/// `*offer` receives the values and three descriptors (now the caller's)
+/// to move to the peer over a transport of your own (the peer attaches
+/// with `sharedring_msg_receiver_from_offer`). `liveness_fd` (negative: none) hangs up or
+/// turns readable when the peer is gone.
+///
+/// # Safety
+///
+/// `liveness_fd` is negative or an open descriptor handed over; `opts` is
+/// NULL or valid; `out` and `offer` are valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_sender_create_offer(
+    opts: *const sharedring_options,
+    liveness_fd: c_int,
+    out: *mut *mut sharedring_msg_sender,
+    offer: *mut sharedring_offer,
+) -> c_int {
+    msg_constructor!(create_offer MsgSender, new_sender, opts, liveness_fd, out, offer)
+}
+
+/// Attaches to the message ring of `*offer` (made by the peer's
+/// `sharedring_msg_receiver_create_offer`), after validating every value and descriptor.
+/// Takes the offer's three descriptors (closed on failure too).
+///
+/// # Safety
+///
+/// `offer` points to a readable `sharedring_offer` whose descriptors are
+/// open and handed over; `liveness_fd` is negative or an open descriptor
+/// handed over; `opts` is NULL or valid; `out` is valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_sender_from_offer(
+    offer: *const sharedring_offer,
+    opts: *const sharedring_options,
+    liveness_fd: c_int,
+    out: *mut *mut sharedring_msg_sender,
+) -> c_int {
+    msg_constructor!(from_offer MsgSender, new_sender, offer, opts, liveness_fd, out)
+}
+
+/// Creates a message ring and offers it to the peer over the connected
+/// Unix stream socket `sock`; the peer accepts it with `sharedring_msg_sender_accept`.
+/// Blocks until the peer accepted or refused. The socket stays with the
+/// ring as its liveness channel.
+///
+/// # Safety
+///
+/// `sock` is an open descriptor the caller owns and hands over (closed on
+/// failure too); `opts` is NULL or points to a `sharedring_options`; `out`
+/// is valid for a write of a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_receiver_create(
+    sock: c_int,
+    opts: *const sharedring_options,
+    out: *mut *mut sharedring_msg_receiver,
+) -> c_int {
+    msg_constructor!(socket MsgReceiver::create_with, new_receiver, sock, opts, out)
+}
+
+/// Accepts the message ring that the peer offers over `sock` (with
+/// `sharedring_msg_sender_create`), after validating every value and descriptor
+/// (`opts->max_msg` and `opts->max_region` are the limits).
+///
+/// # Safety
+///
+/// As [`sharedring_msg_receiver_create`].
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_receiver_accept(
+    sock: c_int,
+    opts: *const sharedring_options,
+    out: *mut *mut sharedring_msg_receiver,
+) -> c_int {
+    msg_constructor!(socket MsgReceiver::accept_with, new_receiver, sock, opts, out)
+}
+
+/// Creates a message ring without a socket: this end goes to `*out`, and
+/// `*offer` receives the values and three descriptors (now the caller's)
+/// to move to the peer over a transport of your own (the peer attaches
+/// with `sharedring_msg_sender_from_offer`). `liveness_fd` (negative: none) hangs up or
+/// turns readable when the peer is gone.
+///
+/// # Safety
+///
+/// `liveness_fd` is negative or an open descriptor handed over; `opts` is
+/// NULL or valid; `out` and `offer` are valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_receiver_create_offer(
+    opts: *const sharedring_options,
+    liveness_fd: c_int,
+    out: *mut *mut sharedring_msg_receiver,
+    offer: *mut sharedring_offer,
+) -> c_int {
+    msg_constructor!(create_offer MsgReceiver, new_receiver, opts, liveness_fd, out, offer)
+}
+
+/// Attaches to the message ring of `*offer` (made by the peer's
+/// `sharedring_msg_sender_create_offer`), after validating every value and descriptor.
+/// Takes the offer's three descriptors (closed on failure too).
+///
+/// # Safety
+///
+/// `offer` points to a readable `sharedring_offer` whose descriptors are
+/// open and handed over; `liveness_fd` is negative or an open descriptor
+/// handed over; `opts` is NULL or valid; `out` is valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_receiver_from_offer(
+    offer: *const sharedring_offer,
+    opts: *const sharedring_options,
+    liveness_fd: c_int,
+    out: *mut *mut sharedring_msg_receiver,
+) -> c_int {
+    msg_constructor!(from_offer MsgReceiver, new_receiver, offer, opts, liveness_fd, out)
 }
 
 /// Frees a message sender: the receiver sees the peer gone after it
@@ -625,109 +691,207 @@ pub unsafe extern "C" fn sharedring_msg_receiver_release(rx: *mut sharedring_msg
     })
 }
 
-macro_rules! msg_common {
-    ($handle:ident, $field:ident, $half:ident, $prepare:expr,
-     fd: $fd:ident, liveness: $live:ident, gone: $gone:ident, capacity: $cap:ident,
-     max_msg: $max:ident, arm: $arm:ident, disarm: $disarm:ident, $what:literal) => {
-        #[doc = concat!(
-            "The descriptor this ", $what, " sleeps on, for poll/epoll (see [`", stringify!($arm),
-            "`]). Owned by the handle; do not close it.\n\n",
-            "# Safety\n\n`h` is a live handle (returns -1 for NULL).",
-        )]
-        #[no_mangle]
-        pub unsafe extern "C" fn $fd(h: *const $handle) -> c_int {
-            // SAFETY: the caller's contract.
-            unsafe { h.as_ref() }.map_or(-1, |h| h.$field.waiter().as_raw_fd())
-        }
-
-        #[doc = concat!(
-            "The liveness descriptor (the handshake's socket), or -1: it hangs up or turns ",
-            "readable when the peer is gone. Owned by the handle; do not close or read it.\n\n",
-            "# Safety\n\n`h` is a live handle (returns -1 for NULL).",
-        )]
-        #[no_mangle]
-        pub unsafe extern "C" fn $live(h: *const $handle) -> c_int {
-            // SAFETY: the caller's contract.
-            unsafe { h.as_ref() }
-                .and_then(|h| h.$field.liveness().map(|fd| fd.as_raw_fd()))
-                .unwrap_or(-1)
-        }
-
-        #[doc = "1 if the peer is gone, 0 if not, negative on error.\n\n# Safety\n\n`h` is a live handle."]
-        #[no_mangle]
-        pub unsafe extern "C" fn $gone(h: *mut $handle) -> c_int {
-            guard(|| {
-                // SAFETY: the caller's contract.
-                let h = unsafe { handle(h) }?;
-                Ok(h.$field.is_peer_gone() as c_int)
-            })
-        }
-
-        #[doc = "The capacity in bytes (0 for NULL).\n\n# Safety\n\n`h` is a live handle."]
-        #[no_mangle]
-        pub unsafe extern "C" fn $cap(h: *const $handle) -> usize {
-            // SAFETY: the caller's contract.
-            unsafe { h.as_ref() }.map_or(0, |h| h.$field.capacity_bytes())
-        }
-
-        #[doc = "The largest message in bytes (0 for NULL).\n\n# Safety\n\n`h` is a live handle."]
-        #[no_mangle]
-        pub unsafe extern "C" fn $max(h: *const $handle) -> usize {
-            // SAFETY: the caller's contract.
-            unsafe { h.as_ref() }.map_or(0, |h| h.$field.max_msg())
-        }
-
-        #[doc = concat!(
-            "For event loops: announces that this ", $what, " is about to sleep. `SHAREDRING_OK`: ",
-            "poll the descriptor for POLLIN (and the liveness descriptor), then call [`",
-            stringify!($disarm), "`]. `SHAREDRING_READY`: ready now; do not poll.\n\n",
-            "# Safety\n\n`h` is a live handle.",
-        )]
-        #[no_mangle]
-        pub unsafe extern "C" fn $arm(h: *mut $handle) -> c_int {
-            guard(|| {
-                // SAFETY: the caller's contract.
-                let h = unsafe { handle(h) }?;
-                let check: fn(&mut $handle) -> _ = $prepare;
-                Ok(match check(h).map_err(Error::Corrupted)? {
-                    WaitCheck::Ready => SHAREDRING_READY,
-                    WaitCheck::Sleep => SHAREDRING_OK,
-                })
-            })
-        }
-
-        #[doc = concat!(
-            "For event loops: withdraws the announcement of [`", stringify!($arm), "`] and ",
-            "drains the descriptor.\n\n# Safety\n\n`h` is a live handle.",
-        )]
-        #[no_mangle]
-        pub unsafe extern "C" fn $disarm(h: *mut $handle) -> c_int {
-            guard(|| {
-                // SAFETY: the caller's contract.
-                let h = unsafe { handle(h) }?;
-                h.$field.$half().finish_wait();
-                h.$field.waiter().try_wait().map_err(Error::from)?;
-                Ok(SHAREDRING_OK)
-            })
-        }
-    };
+/// The descriptor this sender sleeps on, for poll/epoll (see
+/// [`sharedring_msg_sender_arm`]). Owned by the handle; do not close it.
+///
+/// # Safety
+///
+/// `h` is NULL (returns -1) or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_sender_fd(h: *const sharedring_msg_sender) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { h.as_ref() }.map_or(-1, |h| h.tx.waiter().as_raw_fd())
 }
 
-msg_common! {
-    sharedring_msg_sender, tx, producer_without_wake,
-    // Room for a message of the ring's maximum size.
-    |h| { let max = h.tx.max_msg(); h.tx.producer_without_wake().prepare_wait(max) },
-    fd: sharedring_msg_sender_fd, liveness: sharedring_msg_sender_liveness_fd,
-    gone: sharedring_msg_sender_is_peer_gone, capacity: sharedring_msg_sender_capacity,
-    max_msg: sharedring_msg_sender_max_msg,
-    arm: sharedring_msg_sender_arm, disarm: sharedring_msg_sender_disarm, "sender"
+/// The liveness descriptor (the handshake's socket), or -1: it hangs up
+/// or turns readable when the peer is gone. Owned by the handle; do not
+/// close or read it.
+///
+/// # Safety
+///
+/// `h` is NULL (returns -1) or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_sender_liveness_fd(h: *const sharedring_msg_sender) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { h.as_ref() }
+        .and_then(|h| h.tx.liveness().map(|fd| fd.as_raw_fd()))
+        .unwrap_or(-1)
 }
 
-msg_common! {
-    sharedring_msg_receiver, rx, consumer_without_wake,
-    |h| h.rx.consumer_without_wake().prepare_wait(),
-    fd: sharedring_msg_receiver_fd, liveness: sharedring_msg_receiver_liveness_fd,
-    gone: sharedring_msg_receiver_is_peer_gone, capacity: sharedring_msg_receiver_capacity,
-    max_msg: sharedring_msg_receiver_max_msg,
-    arm: sharedring_msg_receiver_arm, disarm: sharedring_msg_receiver_disarm, "receiver"
+/// 1 if the peer is gone, 0 if not, negative on error.
+///
+/// # Safety
+///
+/// `h` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_sender_is_peer_gone(h: *mut sharedring_msg_sender) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let h = unsafe { handle(h) }?;
+        Ok(h.tx.is_peer_gone() as c_int)
+    })
+}
+
+/// The capacity in bytes (0 for NULL).
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_sender_capacity(h: *const sharedring_msg_sender) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe { h.as_ref() }.map_or(0, |h| h.tx.capacity_bytes())
+}
+
+/// The largest message in bytes (0 for NULL).
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_sender_max_msg(h: *const sharedring_msg_sender) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe { h.as_ref() }.map_or(0, |h| h.tx.max_msg())
+}
+
+/// For event loops: announces that this sender is about to sleep.
+/// `SHAREDRING_OK`: poll the descriptor ([`sharedring_msg_sender_fd`]) for POLLIN (and
+/// the liveness descriptor), then call [`sharedring_msg_sender_disarm`].
+/// `SHAREDRING_READY`: ready now; do not poll. The sender waits for room for a message of the ring's maximum size.
+///
+/// # Safety
+///
+/// `h` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_sender_arm(h: *mut sharedring_msg_sender) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let h = unsafe { handle(h) }?;
+        let check = {
+            let max = h.tx.max_msg();
+            h.tx.producer_without_wake().prepare_wait(max)
+        };
+        Ok(match check.map_err(Error::Corrupted)? {
+            WaitCheck::Ready => SHAREDRING_READY,
+            WaitCheck::Sleep => SHAREDRING_OK,
+        })
+    })
+}
+
+/// For event loops: withdraws the announcement of [`sharedring_msg_sender_arm`] and
+/// drains the descriptor, after poll returned.
+///
+/// # Safety
+///
+/// `h` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_sender_disarm(h: *mut sharedring_msg_sender) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let h = unsafe { handle(h) }?;
+        h.tx.producer_without_wake().finish_wait();
+        h.tx.waiter().try_wait().map_err(Error::from)?;
+        Ok(SHAREDRING_OK)
+    })
+}
+
+/// The descriptor this receiver sleeps on, for poll/epoll (see
+/// [`sharedring_msg_receiver_arm`]). Owned by the handle; do not close it.
+///
+/// # Safety
+///
+/// `h` is NULL (returns -1) or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_receiver_fd(h: *const sharedring_msg_receiver) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { h.as_ref() }.map_or(-1, |h| h.rx.waiter().as_raw_fd())
+}
+
+/// The liveness descriptor (the handshake's socket), or -1: it hangs up
+/// or turns readable when the peer is gone. Owned by the handle; do not
+/// close or read it.
+///
+/// # Safety
+///
+/// `h` is NULL (returns -1) or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_receiver_liveness_fd(h: *const sharedring_msg_receiver) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe { h.as_ref() }
+        .and_then(|h| h.rx.liveness().map(|fd| fd.as_raw_fd()))
+        .unwrap_or(-1)
+}
+
+/// 1 if the peer is gone, 0 if not, negative on error.
+///
+/// # Safety
+///
+/// `h` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_receiver_is_peer_gone(h: *mut sharedring_msg_receiver) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let h = unsafe { handle(h) }?;
+        Ok(h.rx.is_peer_gone() as c_int)
+    })
+}
+
+/// The capacity in bytes (0 for NULL).
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_receiver_capacity(h: *const sharedring_msg_receiver) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe { h.as_ref() }.map_or(0, |h| h.rx.capacity_bytes())
+}
+
+/// The largest message in bytes (0 for NULL).
+///
+/// # Safety
+///
+/// `h` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_receiver_max_msg(h: *const sharedring_msg_receiver) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe { h.as_ref() }.map_or(0, |h| h.rx.max_msg())
+}
+
+/// For event loops: announces that this receiver is about to sleep.
+/// `SHAREDRING_OK`: poll the descriptor ([`sharedring_msg_receiver_fd`]) for POLLIN (and
+/// the liveness descriptor), then call [`sharedring_msg_receiver_disarm`].
+/// `SHAREDRING_READY`: ready now; do not poll.
+///
+/// # Safety
+///
+/// `h` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_receiver_arm(h: *mut sharedring_msg_receiver) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let h = unsafe { handle(h) }?;
+        let check = h.rx.consumer_without_wake().prepare_wait();
+        Ok(match check.map_err(Error::Corrupted)? {
+            WaitCheck::Ready => SHAREDRING_READY,
+            WaitCheck::Sleep => SHAREDRING_OK,
+        })
+    })
+}
+
+/// For event loops: withdraws the announcement of [`sharedring_msg_receiver_arm`] and
+/// drains the descriptor, after poll returned.
+///
+/// # Safety
+///
+/// `h` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_receiver_disarm(h: *mut sharedring_msg_receiver) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let h = unsafe { handle(h) }?;
+        h.rx.consumer_without_wake().finish_wait();
+        h.rx.waiter().try_wait().map_err(Error::from)?;
+        Ok(SHAREDRING_OK)
+    })
 }
