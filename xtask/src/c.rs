@@ -59,11 +59,7 @@ pub fn header() -> Result<String, String> {
         autogen_warning: None,
         cpp_compat: true,
         usize_is_size_t: true,
-        sys_includes: vec![
-            "stdbool.h".into(),
-            "stddef.h".into(),
-            "stdint.h".into(),
-        ],
+        sys_includes: vec!["stdbool.h".into(), "stddef.h".into(), "stdint.h".into()],
         no_includes: true,
         documentation: true,
         documentation_style: cbindgen::DocumentationStyle::C,
@@ -162,13 +158,22 @@ pub fn lib(args: &[String]) -> Result<PathBuf, String> {
     let out = if out.is_absolute() {
         out
     } else {
-        std::env::current_dir().map_err(|e| e.to_string())?.join(out)
+        std::env::current_dir()
+            .map_err(|e| e.to_string())?
+            .join(out)
     };
-    run(Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args(["build", "--release", "-p", "sharedring-c"]))?;
+    run(Command::new(env!("CARGO")).current_dir(&root).args([
+        "build",
+        "--release",
+        "-p",
+        "sharedring-c",
+    ]))?;
     let built = target_dir().join("release");
-    let (libdir, incdir, pcdir) = (out.join("lib"), out.join("include"), out.join("lib/pkgconfig"));
+    let (libdir, incdir, pcdir) = (
+        out.join("lib"),
+        out.join("include"),
+        out.join("lib/pkgconfig"),
+    );
     for d in [&libdir, &incdir, &pcdir] {
         fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
@@ -180,7 +185,8 @@ pub fn lib(args: &[String]) -> Result<PathBuf, String> {
         fs::copy(&from, &to).map_err(|e| format!("{} -> {}: {e}", from.display(), to.display()))?;
     }
     let header = root.join(HEADER);
-    fs::copy(&header, incdir.join("sharedring.h")).map_err(|e| format!("{}: {e}", header.display()))?;
+    fs::copy(&header, incdir.join("sharedring.h"))
+        .map_err(|e| format!("{}: {e}", header.display()))?;
     let prefix = prefix.unwrap_or_else(|| out.display().to_string());
     let pc = pcdir.join("sharedring.pc");
     fs::write(&pc, pkg_config(&prefix)).map_err(|e| format!("{}: {e}", pc.display()))?;
@@ -219,7 +225,8 @@ pub fn examples() -> Result<(), String> {
         built.push(bin);
     }
     // The C server and the C client.
-    let sock = std::env::temp_dir().join(format!("sharedring-c-example-{}.sock", std::process::id()));
+    let sock =
+        std::env::temp_dir().join(format!("sharedring-c-example-{}.sock", std::process::id()));
     let _ = fs::remove_file(&sock);
     eprintln!("==> C server and C client over {}", sock.display());
     let mut server = Command::new(&built[0])
@@ -240,9 +247,12 @@ pub fn examples() -> Result<(), String> {
     }
     // The C program against the Rust example.
     eprintln!("==> C program and the Rust example c_partner");
-    run(Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args(["build", "--release", "--example", "c_partner"]))?;
+    run(Command::new(env!("CARGO")).current_dir(&root).args([
+        "build",
+        "--release",
+        "--example",
+        "c_partner",
+    ]))?;
     let partner = target_dir().join("release/examples/c_partner");
     run(Command::new(&built[2]).arg(&partner))?;
     eprintln!("==> the C examples passed");

@@ -1268,6 +1268,33 @@ int sharedring_msg_receiver_arm(struct sharedring_msg_receiver *h);
  */
 int sharedring_msg_receiver_disarm(struct sharedring_msg_receiver *h);
 
+/*
+ Blocks until a message of `len` bytes fits, `timeout_us` passes
+ (`SHAREDRING_ERR_TIMED_OUT`), or the peer is gone; then
+ [`sharedring_msg_sender_reserve`] succeeds. For the in-place sends of a
+ blocking program.
+
+ # Safety
+
+ `tx` is a live handle.
+ */
+int sharedring_msg_sender_wait_room(struct sharedring_msg_sender *tx,
+                                    size_t len,
+                                    int64_t timeout_us);
+
+/*
+ Blocks until a message is there, `timeout_us` passes
+ (`SHAREDRING_ERR_TIMED_OUT`), or the peer is gone; then
+ [`sharedring_msg_receiver_read`] shows the message (or, once the ring
+ is drained, reports the end of the stream). For the in-place reads of a
+ blocking program.
+
+ # Safety
+
+ `rx` is a live handle.
+ */
+int sharedring_msg_receiver_wait_data(struct sharedring_msg_receiver *rx, int64_t timeout_us);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

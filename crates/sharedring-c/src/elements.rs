@@ -337,7 +337,11 @@ fn elem_of(code: c_int) -> Result<sharedring_elem, Fail> {
         8 => SHAREDRING_ELEM_I64,
         9 => SHAREDRING_ELEM_F32,
         10 => SHAREDRING_ELEM_F64,
-        other => return invalid(format!("unknown element type {other} (see sharedring_elem)")),
+        other => {
+            return invalid(format!(
+                "unknown element type {other} (see sharedring_elem)"
+            ))
+        }
     })
 }
 
@@ -719,7 +723,11 @@ pub unsafe extern "C" fn sharedring_sender_try_send(
         let done = with!(AnySender, &mut h.tx, s: T => s.try_send(unsafe { elems::<T>(src, n) }?)?);
         // SAFETY: the caller's contract on `sent`.
         unsafe { put(sent, done) };
-        Ok(if done == 0 && n > 0 { SHAREDRING_AGAIN } else { SHAREDRING_OK })
+        Ok(if done == 0 && n > 0 {
+            SHAREDRING_AGAIN
+        } else {
+            SHAREDRING_OK
+        })
     })
 }
 
@@ -807,7 +815,11 @@ pub unsafe extern "C" fn sharedring_sender_write_chunk(
         h.chunk = c.len0 + c.len1;
         if h.chunk == 0 && max > 0 {
             let gone = with!(AnySender, &mut h.tx, s: T => s.is_peer_gone());
-            return if gone { Err(Error::PeerGone.into()) } else { Ok(SHAREDRING_AGAIN) };
+            return if gone {
+                Err(Error::PeerGone.into())
+            } else {
+                Ok(SHAREDRING_AGAIN)
+            };
         }
         Ok(SHAREDRING_OK)
     })
@@ -863,7 +875,11 @@ pub unsafe extern "C" fn sharedring_receiver_try_recv(
         let n = with!(AnyReceiver, &mut h.rx, r: T => r.try_recv(unsafe { elems_mut::<T>(dst, cap) }?)?);
         // SAFETY: the caller's contract on `got`.
         unsafe { put(got, n) };
-        Ok(if n == 0 && cap > 0 { SHAREDRING_AGAIN } else { SHAREDRING_OK })
+        Ok(if n == 0 && cap > 0 {
+            SHAREDRING_AGAIN
+        } else {
+            SHAREDRING_OK
+        })
     })
 }
 

@@ -38,7 +38,8 @@ enum Shown {
 
 /// Fills a reserved message in place: `ptr` points to `len` writable bytes
 /// (8-byte aligned) in the ring. Must not unwind or `longjmp` out.
-pub type sharedring_fill_fn = Option<unsafe extern "C" fn(ctx: *mut c_void, ptr: *mut u8, len: usize)>;
+pub type sharedring_fill_fn =
+    Option<unsafe extern "C" fn(ctx: *mut c_void, ptr: *mut u8, len: usize)>;
 
 /// Reads a message in place: `ptr` points to its `len` bytes (8-byte
 /// aligned) in the ring, which the peer may (wrongly) still write: copy
@@ -335,7 +336,11 @@ pub unsafe extern "C" fn sharedring_msg_sender_try_send(
         h.reserved = None;
         // SAFETY: the caller's contract.
         let sent = h.tx.try_send(unsafe { bytes(msg, len) }?)?;
-        Ok(if sent { SHAREDRING_OK } else { SHAREDRING_AGAIN })
+        Ok(if sent {
+            SHAREDRING_OK
+        } else {
+            SHAREDRING_AGAIN
+        })
     })
 }
 
@@ -457,14 +462,13 @@ pub unsafe extern "C" fn sharedring_msg_sender_commit(
         };
         // The same place again: our position has not moved, and the
         // receiver can only have freed more room since.
-        let mut r = h
-            .tx
-            .producer_without_wake()
-            .reserve(reserved)
-            .map_err(|e| match e {
-                MsgPushError::Corrupted(c) => Fail::Ring(Error::Corrupted(c)),
-                e => Fail::Invalid(format!("commit: the reservation is gone ({e})")),
-            })?;
+        let mut r =
+            h.tx.producer_without_wake()
+                .reserve(reserved)
+                .map_err(|e| match e {
+                    MsgPushError::Corrupted(c) => Fail::Ring(Error::Corrupted(c)),
+                    e => Fail::Invalid(format!("commit: the reservation is gone ({e})")),
+                })?;
         r.truncate(len);
         if r.commit() {
             h.tx.notifier().notify().map_err(Error::from)?;
@@ -665,7 +669,9 @@ pub unsafe extern "C" fn sharedring_msg_receiver_read(
 ///
 /// `rx` is a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn sharedring_msg_receiver_release(rx: *mut sharedring_msg_receiver) -> c_int {
+pub unsafe extern "C" fn sharedring_msg_receiver_release(
+    rx: *mut sharedring_msg_receiver,
+) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract.
         let h = unsafe { handle(rx) }?;
@@ -711,7 +717,9 @@ pub unsafe extern "C" fn sharedring_msg_sender_fd(h: *const sharedring_msg_sende
 ///
 /// `h` is NULL (returns -1) or a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn sharedring_msg_sender_liveness_fd(h: *const sharedring_msg_sender) -> c_int {
+pub unsafe extern "C" fn sharedring_msg_sender_liveness_fd(
+    h: *const sharedring_msg_sender,
+) -> c_int {
     // SAFETY: the caller's contract.
     unsafe { h.as_ref() }
         .and_then(|h| h.tx.liveness().map(|fd| fd.as_raw_fd()))
@@ -724,7 +732,9 @@ pub unsafe extern "C" fn sharedring_msg_sender_liveness_fd(h: *const sharedring_
 ///
 /// `h` is a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn sharedring_msg_sender_is_peer_gone(h: *mut sharedring_msg_sender) -> c_int {
+pub unsafe extern "C" fn sharedring_msg_sender_is_peer_gone(
+    h: *mut sharedring_msg_sender,
+) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract.
         let h = unsafe { handle(h) }?;
@@ -815,7 +825,9 @@ pub unsafe extern "C" fn sharedring_msg_receiver_fd(h: *const sharedring_msg_rec
 ///
 /// `h` is NULL (returns -1) or a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn sharedring_msg_receiver_liveness_fd(h: *const sharedring_msg_receiver) -> c_int {
+pub unsafe extern "C" fn sharedring_msg_receiver_liveness_fd(
+    h: *const sharedring_msg_receiver,
+) -> c_int {
     // SAFETY: the caller's contract.
     unsafe { h.as_ref() }
         .and_then(|h| h.rx.liveness().map(|fd| fd.as_raw_fd()))
@@ -828,7 +840,9 @@ pub unsafe extern "C" fn sharedring_msg_receiver_liveness_fd(h: *const sharedrin
 ///
 /// `h` is a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn sharedring_msg_receiver_is_peer_gone(h: *mut sharedring_msg_receiver) -> c_int {
+pub unsafe extern "C" fn sharedring_msg_receiver_is_peer_gone(
+    h: *mut sharedring_msg_receiver,
+) -> c_int {
     guard(|| {
         // SAFETY: the caller's contract.
         let h = unsafe { handle(h) }?;
@@ -842,7 +856,9 @@ pub unsafe extern "C" fn sharedring_msg_receiver_is_peer_gone(h: *mut sharedring
 ///
 /// `h` is NULL or a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn sharedring_msg_receiver_capacity(h: *const sharedring_msg_receiver) -> usize {
+pub unsafe extern "C" fn sharedring_msg_receiver_capacity(
+    h: *const sharedring_msg_receiver,
+) -> usize {
     // SAFETY: the caller's contract.
     unsafe { h.as_ref() }.map_or(0, |h| h.rx.capacity_bytes())
 }
@@ -853,7 +869,9 @@ pub unsafe extern "C" fn sharedring_msg_receiver_capacity(h: *const sharedring_m
 ///
 /// `h` is NULL or a live handle.
 #[no_mangle]
-pub unsafe extern "C" fn sharedring_msg_receiver_max_msg(h: *const sharedring_msg_receiver) -> usize {
+pub unsafe extern "C" fn sharedring_msg_receiver_max_msg(
+    h: *const sharedring_msg_receiver,
+) -> usize {
     // SAFETY: the caller's contract.
     unsafe { h.as_ref() }.map_or(0, |h| h.rx.max_msg())
 }
@@ -893,5 +911,134 @@ pub unsafe extern "C" fn sharedring_msg_receiver_disarm(h: *mut sharedring_msg_r
         h.rx.consumer_without_wake().finish_wait();
         h.rx.waiter().try_wait().map_err(Error::from)?;
         Ok(SHAREDRING_OK)
+    })
+}
+
+/// Sleeps until `ready` (announce, fence and re-check: `prepare`) holds,
+/// the deadline passes or the peer is gone, on the end's eventfd and
+/// liveness socket.
+fn park(
+    waiter: &sharedring::eventfd_notify::Waiter,
+    liveness: Option<std::os::fd::BorrowedFd<'_>>,
+    timeout_us: i64,
+    mut prepare: impl FnMut() -> Result<WaitCheck, sharedring::spsc_core::Corruption>,
+    mut finish: impl FnMut(),
+) -> Result<c_int, Fail> {
+    use sharedring::eventfd_notify::Wake;
+    let deadline = timeout(timeout_us).and_then(|t| std::time::Instant::now().checked_add(t));
+    loop {
+        if prepare().map_err(Error::Corrupted)? == WaitCheck::Ready {
+            return Ok(SHAREDRING_OK);
+        }
+        let left = match deadline {
+            Some(d) => match d.checked_duration_since(std::time::Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => {
+                    finish();
+                    return Err(Error::TimedOut { done: 0 }.into());
+                }
+            },
+            None => None,
+        };
+        let woke = match liveness {
+            Some(sock) => waiter.wait_with_liveness(sock, left),
+            None => waiter.wait(left),
+        };
+        finish();
+        match woke.map_err(Error::from)? {
+            Wake::Woken => {}
+            Wake::TimedOut => return Err(Error::TimedOut { done: 0 }.into()),
+            Wake::PeerGone => return Err(Error::PeerGone.into()),
+        }
+    }
+}
+
+/// Blocks until a message of `len` bytes fits, `timeout_us` passes
+/// (`SHAREDRING_ERR_TIMED_OUT`), or the peer is gone; then
+/// [`sharedring_msg_sender_reserve`] succeeds. For the in-place sends of a
+/// blocking program.
+///
+/// # Safety
+///
+/// `tx` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_sender_wait_room(
+    tx: *mut sharedring_msg_sender,
+    len: usize,
+    timeout_us: i64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let h = unsafe { handle(tx) }?;
+        h.reserved = None;
+        let max = h.tx.max_msg();
+        if len > max {
+            return Err(Error::MessageTooLarge { len, max }.into());
+        }
+        let tx = std::cell::RefCell::new(&mut h.tx);
+        let (waiter, live) = {
+            // The descriptors are duplicated for the wait: the half is
+            // borrowed mutably by the re-checks meanwhile.
+            let t = tx.borrow();
+            (
+                t.waiter().try_clone().map_err(Error::from)?,
+                t.liveness().map(|fd| fd.try_clone_to_owned()).transpose()?,
+            )
+        };
+        use std::os::fd::AsFd;
+        park(
+            &waiter,
+            live.as_ref().map(|l| l.as_fd()),
+            timeout_us,
+            || tx.borrow_mut().producer_without_wake().prepare_wait(len),
+            || tx.borrow_mut().producer_without_wake().finish_wait(),
+        )
+    })
+}
+
+/// Blocks until a message is there, `timeout_us` passes
+/// (`SHAREDRING_ERR_TIMED_OUT`), or the peer is gone; then
+/// [`sharedring_msg_receiver_read`] shows the message (or, once the ring
+/// is drained, reports the end of the stream). For the in-place reads of a
+/// blocking program.
+///
+/// # Safety
+///
+/// `rx` is a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn sharedring_msg_receiver_wait_data(
+    rx: *mut sharedring_msg_receiver,
+    timeout_us: i64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's contract.
+        let h = unsafe { handle(rx) }?;
+        h.shown = Shown::Nothing;
+        let rx = std::cell::RefCell::new(&mut h.rx);
+        let (waiter, live) = {
+            // The descriptors are duplicated for the wait: the half is
+            // borrowed mutably by the re-checks meanwhile.
+            let r = rx.borrow();
+            (
+                r.waiter().try_clone().map_err(Error::from)?,
+                r.liveness().map(|fd| fd.try_clone_to_owned()).transpose()?,
+            )
+        };
+        use std::os::fd::AsFd;
+        match park(
+            &waiter,
+            live.as_ref().map(|l| l.as_fd()),
+            timeout_us,
+            || rx.borrow_mut().consumer_without_wake().prepare_wait(),
+            || rx.borrow_mut().consumer_without_wake().finish_wait(),
+        ) {
+            // Gone: let the facade know (so that the next read reports the
+            // end once the ring is drained), and let the caller look.
+            Err(Fail::Ring(Error::PeerGone)) => {
+                rx.borrow_mut().is_peer_gone();
+                Ok(SHAREDRING_OK)
+            }
+            other => other,
+        }
     })
 }

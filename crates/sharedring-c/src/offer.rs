@@ -82,7 +82,10 @@ impl sharedring_offer {
             ));
         }
         let mut take = |fd: RawFd| {
-            let at = owned.iter().position(|(f, _)| *f == fd).expect("checked above");
+            let at = owned
+                .iter()
+                .position(|(f, _)| *f == fd)
+                .expect("checked above");
             owned.swap_remove(at).1
         };
         let creator = match self.creator {

@@ -52,7 +52,8 @@ pub(crate) unsafe fn convert(opts: *const sharedring_options, unit: Unit) -> Res
         unsafe { opts.read() }
     };
     let size = |v: u64, what: &str| {
-        usize::try_from(v).or_else(|_| invalid(format!("options: {what} {v} does not fit in memory")))
+        usize::try_from(v)
+            .or_else(|_| invalid(format!("options: {what} {v} does not fit in memory")))
     };
     let mut out = Options::new();
     if o.capacity != 0 {
