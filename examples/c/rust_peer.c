@@ -7,7 +7,9 @@
  *     the sum as a message, then a stream of text messages, until the
  *     partner closes its stream.
  *
- * Usage: rust_peer PATH-TO-c_partner (cargo xtask c-examples runs it). */
+ * Usage: rust_peer PATH-TO-c_partner (cargo xtask c-examples runs it), or
+ * rust_peer --connect SOCKET-PATH to connect twice to a Rust program that
+ * plays the partner's part (the tests do). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,14 +22,23 @@
 
 #define N 1000000ULL
 
+static int talk(int elems, int msgs, pid_t child);
+
 static int fail(const char *what, int rc) {
     fprintf(stderr, "rust_peer: %s: %s: %s\n", what, sharedring_strerror(rc), sharedring_last_error());
     return 1;
 }
 
 int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "--connect") == 0) {
+        int e, m, rc;
+        if ((rc = sharedring_connect(argv[2], &e)) != SHAREDRING_OK ||
+            (rc = sharedring_connect(argv[2], &m)) != SHAREDRING_OK)
+            return fail("connect", rc);
+        return talk(e, m, -1);
+    }
     if (argc != 2) {
-        fprintf(stderr, "usage: %s PATH-TO-c_partner\n", argv[0]);
+        fprintf(stderr, "usage: %s PATH-TO-c_partner | --connect SOCKET-PATH\n", argv[0]);
         return 2;
     }
     int elems[2], msgs[2];
@@ -52,12 +63,16 @@ int main(int argc, char **argv) {
     }
     close(elems[1]);
     close(msgs[1]);
+    return talk(elems[0], msgs[0], child);
+}
 
+/* Both rings over the two sockets; then waits for `child` (if any). */
+static int talk(int elems, int msgs, pid_t child) {
     /* 1. An element ring of uint64_t, created here. */
     sharedring_options opts = {0};
     opts.capacity = 4096; /* elements */
     sharedring_sender *tx;
-    int rc = sharedring_sender_create(elems[0], SHAREDRING_ELEM_U64, &opts, &tx);
+    int rc = sharedring_sender_create(elems, SHAREDRING_ELEM_U64, &opts, &tx);
     if (rc != SHAREDRING_OK) return fail("create the element ring", rc);
     uint64_t batch[512];
     for (uint64_t next = 1; next <= N;) {
@@ -71,7 +86,7 @@ int main(int argc, char **argv) {
 
     /* 2. A message ring, created by the Rust partner. */
     sharedring_msg_receiver *rx;
-    rc = sharedring_msg_receiver_accept(msgs[0], NULL, &rx);
+    rc = sharedring_msg_receiver_accept(msgs, NULL, &rx);
     if (rc != SHAREDRING_OK) return fail("accept the message ring", rc);
     char buf[256];
     size_t len;
@@ -111,7 +126,8 @@ int main(int argc, char **argv) {
     }
     sharedring_msg_receiver_free(rx);
     int status;
-    if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    if (child > 0 &&
+        (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
         fprintf(stderr, "rust_peer: the Rust partner failed\n");
         return 1;
     }

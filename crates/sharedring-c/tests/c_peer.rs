@@ -29,7 +29,10 @@ fn finish(mut child: Child) -> Vec<String> {
         .read_to_string(&mut out)
         .expect("the peer's output");
     let status = child.wait().expect("the peer ran");
-    assert!(status.success(), "the C peer failed ({status}); its output: {out}");
+    assert!(
+        status.success(),
+        "the C peer failed ({status}); its output: {out}"
+    );
     out.split_whitespace().map(str::to_owned).collect()
 }
 
@@ -115,7 +118,10 @@ fn c_sleeps_on_a_full_element_ring_and_rust_wakes_it() {
     // The Rust receiver pauses; the C producer (a 1024-slot ring) fills it
     // and sleeps on the "room" eventfd.
     let report = rust_receives_elements(100_000, 0, 0, true);
-    assert!(num(&report, "sleeps") > 0, "the C producer never slept: {report:?}");
+    assert!(
+        num(&report, "sleeps") > 0,
+        "the C producer never slept: {report:?}"
+    );
 }
 
 fn c_receives_elements(n: u64, every: u64, pause_ms: u64, rust_pause: bool) -> Vec<String> {
@@ -145,7 +151,10 @@ fn rust_streams_elements_to_c() {
 #[test]
 fn c_sleeps_on_an_empty_element_ring_and_rust_wakes_it() {
     let report = c_receives_elements(50_000, 0, 0, true);
-    assert!(num(&report, "sleeps") > 0, "the C receiver never slept: {report:?}");
+    assert!(
+        num(&report, "sleeps") > 0,
+        "the C receiver never slept: {report:?}"
+    );
 }
 
 #[test]
@@ -196,7 +205,10 @@ fn rust_sleeps_on_an_empty_message_ring_and_c_wakes_it() {
 #[test]
 fn c_sleeps_on_a_full_message_ring_and_rust_wakes_it() {
     let report = rust_receives_messages(20_000, 0, 0, true);
-    assert!(num(&report, "sleeps") > 0, "the C producer never slept: {report:?}");
+    assert!(
+        num(&report, "sleeps") > 0,
+        "the C producer never slept: {report:?}"
+    );
 }
 
 fn c_receives_messages(n: u64, every: u64, pause_ms: u64, rust_pause: bool) -> Vec<String> {
@@ -223,7 +235,10 @@ fn rust_streams_messages_to_c() {
 #[test]
 fn c_sleeps_on_an_empty_message_ring_and_rust_wakes_it() {
     let report = c_receives_messages(10_000, 0, 0, true);
-    assert!(num(&report, "sleeps") > 0, "the C receiver never slept: {report:?}");
+    assert!(
+        num(&report, "sleeps") > 0,
+        "the C receiver never slept: {report:?}"
+    );
 }
 
 #[test]

@@ -26,7 +26,11 @@ fn out_dir() -> PathBuf {
 /// The system C compiler: `$CC`, else `cc` on the PATH.
 pub fn cc() -> String {
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    match Command::new(&cc).arg("--version").stdout(Stdio::null()).status() {
+    match Command::new(&cc)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+    {
         Ok(s) if s.success() => cc,
         _ => panic!(
             "no C compiler: `{cc} --version` failed. These tests compile C programs; install \
@@ -124,7 +128,11 @@ pub fn spawn_c(bin: &Path, args: &[&str], stdout: Stdio) -> (Child, UnixStream) 
                 if let Some(status) = child.try_wait().expect("wait") {
                     panic!("{} exited before connecting: {status}", bin.display());
                 }
-                assert!(Instant::now() < deadline, "{} did not connect", bin.display());
+                assert!(
+                    Instant::now() < deadline,
+                    "{} did not connect",
+                    bin.display()
+                );
                 std::thread::sleep(Duration::from_millis(2));
             }
             Err(e) => panic!("accept: {e}"),
