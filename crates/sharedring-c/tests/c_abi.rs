@@ -138,8 +138,8 @@ fn every_status_code_has_a_name() {
         SHAREDRING_ERR_CAPACITY,
         SHAREDRING_ERR_NO_DESCRIPTORS,
     ];
-    // SAFETY: strerror returns static strings.
     let name = |c| {
+        // SAFETY: strerror returns static NUL-terminated strings.
         unsafe { CStr::from_ptr(sharedring_strerror(c)) }
             .to_str()
             .unwrap()
