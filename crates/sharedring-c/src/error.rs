@@ -130,32 +130,57 @@ fn record(code: c_int, refusal: u32, message: String) -> c_int {
 
 /// Runs one entry point: its result as a status code, its error recorded
 /// as the thread's last error, a panic caught.
+///
+/// The closure under `catch_unwind` returns only the code (an error is
+/// recorded inside it, out of line), so that the success path moves no
+/// error value across the unwinding boundary: it costs what the call it
+/// wraps costs.
+#[inline(always)]
 pub(crate) fn guard(f: impl FnOnce() -> Result<c_int, Fail>) -> c_int {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(code)) => code,
-        Ok(Err(Fail::Ring(e))) => {
+    match catch_unwind(AssertUnwindSafe(|| match f() {
+        Ok(code) => code,
+        Err(e) => failed(e),
+    })) {
+        Ok(code) => code,
+        Err(panic) => panicked(panic),
+    }
+}
+
+/// The code of a failure, recorded as the thread's last error.
+#[cold]
+#[inline(never)]
+fn failed(e: Fail) -> c_int {
+    match e {
+        Fail::Ring(e) => {
             let (code, refusal) = code_of(&e);
             record(code, refusal, e.to_string())
         }
-        Ok(Err(Fail::Invalid(what))) => record(SHAREDRING_ERR_INVALID, 0, what),
-        Ok(Err(Fail::Io(e))) => record(SHAREDRING_ERR_IO, 0, e.to_string()),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            // Recording must not panic again; `record` does not.
-            catch_unwind(|| {
-                record(
-                    SHAREDRING_ERR_PANIC,
-                    0,
-                    format!("a bug in libsharedring (please report it): panic: {what}"),
-                )
-            })
-            .unwrap_or(SHAREDRING_ERR_PANIC)
-        }
+        Fail::Invalid(what) => record(SHAREDRING_ERR_INVALID, 0, what),
+        Fail::Io(e) => record(SHAREDRING_ERR_IO, 0, e.to_string()),
     }
+}
+
+/// A caught panic, recorded as the thread's last error.
+#[cold]
+#[inline(never)]
+fn panicked(panic: Box<dyn std::any::Any + Send>) -> c_int {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    // Recording must not panic again; `record` does not, and the panic
+    // payload is dropped here, under a guard of its own.
+    catch_unwind(AssertUnwindSafe(|| {
+        let code = record(
+            SHAREDRING_ERR_PANIC,
+            0,
+            format!("a bug in libsharedring (please report it): panic: {what}"),
+        );
+        drop(panic);
+        code
+    }))
+    .unwrap_or(SHAREDRING_ERR_PANIC)
 }
 
 /// A microsecond timeout as the facade takes it (negative: none).
