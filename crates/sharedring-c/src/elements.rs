@@ -1023,11 +1023,13 @@ pub unsafe extern "C" fn sharedring_receiver_release(
 /// `h` is NULL (returns -1) or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn sharedring_sender_fd(h: *const sharedring_sender) -> c_int {
-    // SAFETY: the caller's contract.
-    match unsafe { h.as_ref() } {
-        Some(h) => with!(AnySender, &h.tx, e: T => e.waiter().as_raw_fd()),
-        None => -1,
-    }
+    quiet(-1, || {
+        // SAFETY: the caller's contract.
+        match unsafe { h.as_ref() } {
+            Some(h) => with!(AnySender, &h.tx, e: T => e.waiter().as_raw_fd()),
+            None => -1,
+        }
+    })
 }
 
 /// The liveness descriptor (the handshake's socket), or -1: it hangs up
@@ -1039,11 +1041,15 @@ pub unsafe extern "C" fn sharedring_sender_fd(h: *const sharedring_sender) -> c_
 /// `h` is NULL (returns -1) or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn sharedring_sender_liveness_fd(h: *const sharedring_sender) -> c_int {
-    // SAFETY: the caller's contract.
-    match unsafe { h.as_ref() } {
-        Some(h) => with!(AnySender, &h.tx, e: T => e.liveness().map_or(-1, |fd| fd.as_raw_fd())),
-        None => -1,
-    }
+    quiet(-1, || {
+        // SAFETY: the caller's contract.
+        match unsafe { h.as_ref() } {
+            Some(h) => {
+                with!(AnySender, &h.tx, e: T => e.liveness().map_or(-1, |fd| fd.as_raw_fd()))
+            }
+            None => -1,
+        }
+    })
 }
 
 /// 1 if the peer is gone (hung up, died, or broke the protocol), 0 if
@@ -1068,11 +1074,13 @@ pub unsafe extern "C" fn sharedring_sender_is_peer_gone(h: *mut sharedring_sende
 /// `h` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn sharedring_sender_capacity(h: *const sharedring_sender) -> usize {
-    // SAFETY: the caller's contract.
-    match unsafe { h.as_ref() } {
-        Some(h) => with!(AnySender, &h.tx, e: T => e.capacity_elements()),
-        None => 0,
-    }
+    quiet(0, || {
+        // SAFETY: the caller's contract.
+        match unsafe { h.as_ref() } {
+            Some(h) => with!(AnySender, &h.tx, e: T => e.capacity_elements()),
+            None => 0,
+        }
+    })
 }
 
 /// For event loops: announces that this sender is about to sleep.
@@ -1124,11 +1132,13 @@ pub unsafe extern "C" fn sharedring_sender_disarm(h: *mut sharedring_sender) -> 
 /// `h` is NULL (returns -1) or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn sharedring_receiver_fd(h: *const sharedring_receiver) -> c_int {
-    // SAFETY: the caller's contract.
-    match unsafe { h.as_ref() } {
-        Some(h) => with!(AnyReceiver, &h.rx, e: T => e.waiter().as_raw_fd()),
-        None => -1,
-    }
+    quiet(-1, || {
+        // SAFETY: the caller's contract.
+        match unsafe { h.as_ref() } {
+            Some(h) => with!(AnyReceiver, &h.rx, e: T => e.waiter().as_raw_fd()),
+            None => -1,
+        }
+    })
 }
 
 /// The liveness descriptor (the handshake's socket), or -1: it hangs up
@@ -1140,11 +1150,15 @@ pub unsafe extern "C" fn sharedring_receiver_fd(h: *const sharedring_receiver) -
 /// `h` is NULL (returns -1) or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn sharedring_receiver_liveness_fd(h: *const sharedring_receiver) -> c_int {
-    // SAFETY: the caller's contract.
-    match unsafe { h.as_ref() } {
-        Some(h) => with!(AnyReceiver, &h.rx, e: T => e.liveness().map_or(-1, |fd| fd.as_raw_fd())),
-        None => -1,
-    }
+    quiet(-1, || {
+        // SAFETY: the caller's contract.
+        match unsafe { h.as_ref() } {
+            Some(h) => {
+                with!(AnyReceiver, &h.rx, e: T => e.liveness().map_or(-1, |fd| fd.as_raw_fd()))
+            }
+            None => -1,
+        }
+    })
 }
 
 /// 1 if the peer is gone (hung up, died, or broke the protocol), 0 if
@@ -1169,11 +1183,13 @@ pub unsafe extern "C" fn sharedring_receiver_is_peer_gone(h: *mut sharedring_rec
 /// `h` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn sharedring_receiver_capacity(h: *const sharedring_receiver) -> usize {
-    // SAFETY: the caller's contract.
-    match unsafe { h.as_ref() } {
-        Some(h) => with!(AnyReceiver, &h.rx, e: T => e.capacity_elements()),
-        None => 0,
-    }
+    quiet(0, || {
+        // SAFETY: the caller's contract.
+        match unsafe { h.as_ref() } {
+            Some(h) => with!(AnyReceiver, &h.rx, e: T => e.capacity_elements()),
+            None => 0,
+        }
+    })
 }
 
 /// For event loops: announces that this receiver is about to sleep.

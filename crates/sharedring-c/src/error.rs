@@ -183,6 +183,12 @@ fn panicked(panic: Box<dyn std::any::Any + Send>) -> c_int {
     .unwrap_or(SHAREDRING_ERR_PANIC)
 }
 
+/// Runs an accessor that cannot fail: a panic (a bug in the library) is
+/// caught and gives `default`.
+pub(crate) fn quiet<T>(default: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(default)
+}
+
 /// A microsecond timeout as the facade takes it (negative: none).
 pub(crate) fn timeout(us: i64) -> Option<Duration> {
     u64::try_from(us).ok().map(Duration::from_micros)

@@ -110,8 +110,10 @@ pub unsafe extern "C" fn sharedring_listener_accept(
 /// `l` is a live listener (returns -1 for NULL).
 #[no_mangle]
 pub unsafe extern "C" fn sharedring_listener_fd(l: *const sharedring_listener) -> c_int {
-    // SAFETY: the caller's contract.
-    unsafe { l.as_ref() }.map_or(-1, |l| l.inner.as_fd().as_raw_fd())
+    quiet(-1, || {
+        // SAFETY: the caller's contract.
+        unsafe { l.as_ref() }.map_or(-1, |l| l.inner.as_fd().as_raw_fd())
+    })
 }
 
 /// Closes the listener and removes its socket file.

@@ -705,8 +705,10 @@ pub unsafe extern "C" fn sharedring_msg_receiver_release(
 /// `h` is NULL (returns -1) or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn sharedring_msg_sender_fd(h: *const sharedring_msg_sender) -> c_int {
-    // SAFETY: the caller's contract.
-    unsafe { h.as_ref() }.map_or(-1, |h| h.tx.waiter().as_raw_fd())
+    quiet(-1, || {
+        // SAFETY: the caller's contract.
+        unsafe { h.as_ref() }.map_or(-1, |h| h.tx.waiter().as_raw_fd())
+    })
 }
 
 /// The liveness descriptor (the handshake's socket), or -1: it hangs up
@@ -749,8 +751,10 @@ pub unsafe extern "C" fn sharedring_msg_sender_is_peer_gone(
 /// `h` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn sharedring_msg_sender_capacity(h: *const sharedring_msg_sender) -> usize {
-    // SAFETY: the caller's contract.
-    unsafe { h.as_ref() }.map_or(0, |h| h.tx.capacity_bytes())
+    quiet(0, || {
+        // SAFETY: the caller's contract.
+        unsafe { h.as_ref() }.map_or(0, |h| h.tx.capacity_bytes())
+    })
 }
 
 /// The largest message in bytes (0 for NULL).
@@ -760,8 +764,10 @@ pub unsafe extern "C" fn sharedring_msg_sender_capacity(h: *const sharedring_msg
 /// `h` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn sharedring_msg_sender_max_msg(h: *const sharedring_msg_sender) -> usize {
-    // SAFETY: the caller's contract.
-    unsafe { h.as_ref() }.map_or(0, |h| h.tx.max_msg())
+    quiet(0, || {
+        // SAFETY: the caller's contract.
+        unsafe { h.as_ref() }.map_or(0, |h| h.tx.max_msg())
+    })
 }
 
 /// For event loops: announces that this sender is about to sleep.
@@ -813,8 +819,10 @@ pub unsafe extern "C" fn sharedring_msg_sender_disarm(h: *mut sharedring_msg_sen
 /// `h` is NULL (returns -1) or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn sharedring_msg_receiver_fd(h: *const sharedring_msg_receiver) -> c_int {
-    // SAFETY: the caller's contract.
-    unsafe { h.as_ref() }.map_or(-1, |h| h.rx.waiter().as_raw_fd())
+    quiet(-1, || {
+        // SAFETY: the caller's contract.
+        unsafe { h.as_ref() }.map_or(-1, |h| h.rx.waiter().as_raw_fd())
+    })
 }
 
 /// The liveness descriptor (the handshake's socket), or -1: it hangs up
