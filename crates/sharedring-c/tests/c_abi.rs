@@ -82,14 +82,14 @@ fn a_c_program_talks_to_rust_over_both_ring_kinds() {
     );
     let path = common::socket_path();
     let listener = UnixListener::bind(&path).unwrap();
-    let child = Command::new(&bin)
+    let mut child = Command::new(&bin)
         .arg("--connect")
         .arg(&path)
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the C program");
-    let (elements, _) = listener.accept().unwrap();
-    let (messages, _) = listener.accept().unwrap();
+    let elements = common::accept_from(&listener, &mut child, &bin);
+    let messages = common::accept_from(&listener, &mut child, &bin);
     let _ = std::fs::remove_file(&path);
 
     // The part of examples/c_partner.rs.

@@ -107,19 +107,11 @@ pub fn socket_path() -> PathBuf {
     ))
 }
 
-/// Starts `bin SOCKET-PATH args...`, which connects to SOCKET-PATH, and
-/// returns it with our end of the connection.
-pub fn spawn_c(bin: &Path, args: &[&str], stdout: Stdio) -> (Child, UnixStream) {
-    let path = socket_path();
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path).expect("bind a test socket");
+/// The next connection on `listener` (non-blocking), from `child`: fails
+/// if the child exits first or does not connect within 20 s, rather than
+/// hanging the test.
+pub fn accept_from(listener: &UnixListener, child: &mut Child, bin: &Path) -> UnixStream {
     listener.set_nonblocking(true).expect("nonblocking");
-    let mut child = Command::new(bin)
-        .arg(&path)
-        .args(args)
-        .stdout(stdout)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
     let deadline = Instant::now() + Duration::from_secs(20);
     let sock = loop {
         match listener.accept() {
@@ -139,6 +131,22 @@ pub fn spawn_c(bin: &Path, args: &[&str], stdout: Stdio) -> (Child, UnixStream) 
         }
     };
     sock.set_nonblocking(false).expect("blocking");
+    sock
+}
+
+/// Starts `bin SOCKET-PATH args...`, which connects to SOCKET-PATH, and
+/// returns it with our end of the connection.
+pub fn spawn_c(bin: &Path, args: &[&str], stdout: Stdio) -> (Child, UnixStream) {
+    let path = socket_path();
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).expect("bind a test socket");
+    let mut child = Command::new(bin)
+        .arg(&path)
+        .args(args)
+        .stdout(stdout)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+    let sock = accept_from(&listener, &mut child, bin);
     let _ = std::fs::remove_file(&path);
     (child, sock)
 }
