@@ -171,7 +171,13 @@ static uint64_t available(struct ring *r) {
     return r->cached - r->pos;
 }
 
-static int data_ready(struct ring *r, uint64_t unused) { (void)unused; return available(r) > 0; }
+static int closed(struct ring *r) {
+    return atomic_load_explicit(u32_at(r, OFF_PRODUCER_CLOSED), memory_order_acquire) != 0;
+}
+
+/* The consumer's re-check after announcing: data, or the end of the
+ * stream (LAYOUT.md, "End of stream"). */
+static int data_ready(struct ring *r, uint64_t unused) { (void)unused; return available(r) > 0 || closed(r); }
 
 /* ---- Message records (LAYOUT.md, "Message rings") ---------------------- */
 
@@ -209,7 +215,7 @@ static int record_ready(struct ring *r, uint64_t unused) {
     uint64_t at, adv;
     uint32_t len;
     (void)unused;
-    return next_record(r, &at, &len, &adv);
+    return next_record(r, &at, &len, &adv) || closed(r);
 }
 
 /* Producer: one record of `len` bytes, pattern of message `i`. Returns 0
@@ -476,7 +482,7 @@ static int elem_recv(int sock, uint64_t every, uint64_t ms) {
             if (every) pause_maybe(0, 1, ms);
             continue;
         }
-        if (atomic_load_explicit(u32_at(&r, OFF_PRODUCER_CLOSED), memory_order_acquire)) {
+        if (closed(&r)) {
             if (available(&r)) continue;
             end = "closed";
             break;
@@ -535,7 +541,7 @@ static int msg_recv(int sock, uint64_t every, uint64_t ms) {
             pause_maybe(count, every, ms);
             continue;
         }
-        if (atomic_load_explicit(u32_at(&r, OFF_PRODUCER_CLOSED), memory_order_acquire)) {
+        if (closed(&r)) {
             if (next_record(&r, &at, &len, &adv)) continue;
             end = "closed";
             break;
