@@ -12,9 +12,10 @@
 //!   sharedring`. `--prefix` names where the tree will be installed (the
 //!   `.pc` file's `prefix`; default: `DIR` itself).
 //! - `cargo xtask c-examples`: `c-lib`, then compiles `examples/c/*.c` with
-//!   the system C compiler (`$CC`, else `cc`) and runs them: the C server
-//!   with the C client, and the C program against the Rust example
-//!   `c_partner`.
+//!   the system C compiler (`$CC`, else `cc`), linked with the flags of
+//!   `pkg-config --cflags --libs sharedring` (the static library where
+//!   there is no pkg-config), and runs them: the C server with the C
+//!   client, and the C program against the Rust example `c_partner`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -199,16 +200,49 @@ pub fn lib(args: &[String]) -> Result<PathBuf, String> {
     Ok(out)
 }
 
-/// Compiles one C example against the library tree at `lib` (static
-/// library: the binary runs without `LD_LIBRARY_PATH`).
-pub fn compile(cc: &str, src: &Path, bin: &Path, lib: &Path) -> Result<(), String> {
+/// How the examples link: through `pkg-config` and the `sharedring.pc`
+/// that `c-lib` wrote (the documented way, against the shared library),
+/// or, where `pkg-config` is missing, the static library directly.
+fn link_flags(lib: &Path) -> Result<(Vec<String>, bool), String> {
+    let pc = Command::new("pkg-config")
+        .args(["--cflags", "--libs", "sharedring"])
+        .env("PKG_CONFIG_PATH", lib.join("lib/pkgconfig"))
+        .output();
+    match pc {
+        Ok(out) if out.status.success() => {
+            let flags = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+            Ok((flags, true))
+        }
+        Ok(out) => Err(format!(
+            "pkg-config --cflags --libs sharedring failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )),
+        Err(_) => {
+            eprintln!("==> no pkg-config: linking the static library directly");
+            Ok((
+                vec![
+                    format!("-I{}", lib.join("include").display()),
+                    lib.join("lib/libsharedring.a").display().to_string(),
+                    "-lpthread".into(),
+                    "-ldl".into(),
+                    "-lm".into(),
+                ],
+                false,
+            ))
+        }
+    }
+}
+
+/// Compiles one C example with the flags of [`link_flags`].
+fn compile(cc: &str, src: &Path, bin: &Path, flags: &[String]) -> Result<(), String> {
     run(Command::new(cc)
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O2", "-o"])
         .arg(bin)
         .arg(src)
-        .arg(format!("-I{}", lib.join("include").display()))
-        .arg(lib.join("lib/libsharedring.a"))
-        .args(["-lpthread", "-ldl", "-lm"]))
+        .args(flags))
 }
 
 /// `cargo xtask c-examples`.
@@ -218,18 +252,34 @@ pub fn examples() -> Result<(), String> {
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let bins = target_dir().join("c-examples");
     fs::create_dir_all(&bins).map_err(|e| e.to_string())?;
+    let (flags, shared) = link_flags(&lib)?;
+    eprintln!("==> {cc} ... {}", flags.join(" "));
     let mut built = Vec::new();
     for name in ["server", "client", "rust_peer"] {
         let bin = bins.join(name);
-        compile(&cc, &root.join(format!("examples/c/{name}.c")), &bin, &lib)?;
+        compile(
+            &cc,
+            &root.join(format!("examples/c/{name}.c")),
+            &bin,
+            &flags,
+        )?;
         built.push(bin);
     }
+    // Linked against libsharedring.so: run them with its directory.
+    let libdir = lib.join("lib");
+    let with_lib = |cmd: &mut Command| {
+        if shared {
+            cmd.env("LD_LIBRARY_PATH", &libdir);
+        }
+    };
     // The C server and the C client.
     let sock =
         std::env::temp_dir().join(format!("sharedring-c-example-{}.sock", std::process::id()));
     let _ = fs::remove_file(&sock);
     eprintln!("==> C server and C client over {}", sock.display());
-    let mut server = Command::new(&built[0])
+    let mut server = Command::new(&built[0]);
+    with_lib(&mut server);
+    let mut server = server
         .arg(&sock)
         .stdin(Stdio::null())
         .spawn()
@@ -239,7 +289,9 @@ pub fn examples() -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(20));
         waited += Duration::from_millis(20);
     }
-    let client = run(Command::new(&built[1]).arg(&sock));
+    let mut client = Command::new(&built[1]);
+    with_lib(&mut client);
+    let client = run(client.arg(&sock));
     let server = server.wait().map_err(|e| e.to_string())?;
     client?;
     if !server.success() {
@@ -254,7 +306,9 @@ pub fn examples() -> Result<(), String> {
         "c_partner",
     ]))?;
     let partner = target_dir().join("release/examples/c_partner");
-    run(Command::new(&built[2]).arg(&partner))?;
+    let mut program = Command::new(&built[2]);
+    with_lib(&mut program);
+    run(program.arg(&partner))?;
     eprintln!("==> the C examples passed");
     Ok(())
 }
