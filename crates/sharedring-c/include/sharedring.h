@@ -674,6 +674,8 @@ size_t sharedring_sender_capacity(const struct sharedring_sender *h);
  `SHAREDRING_OK`: poll the descriptor ([`sharedring_sender_fd`]) for POLLIN (and
  the liveness descriptor), then call [`sharedring_sender_disarm`].
  `SHAREDRING_READY`: the ring is ready now; do not poll.
+ A blocking call on the handle in between (which waits with an
+ announcement of its own) withdraws it: arm again before polling.
 
  # Safety
 
@@ -737,6 +739,8 @@ size_t sharedring_receiver_capacity(const struct sharedring_receiver *h);
  `SHAREDRING_OK`: poll the descriptor ([`sharedring_receiver_fd`]) for POLLIN (and
  the liveness descriptor), then call [`sharedring_receiver_disarm`].
  `SHAREDRING_READY`: the ring is ready now; do not poll.
+ A blocking call on the handle in between (which waits with an
+ announcement of its own) withdraws it: arm again before polling.
 
  # Safety
 
@@ -1181,6 +1185,8 @@ size_t sharedring_msg_sender_max_msg(const struct sharedring_msg_sender *h);
  `SHAREDRING_OK`: poll the descriptor ([`sharedring_msg_sender_fd`]) for POLLIN (and
  the liveness descriptor), then call [`sharedring_msg_sender_disarm`].
  `SHAREDRING_READY`: ready now; do not poll. The sender waits for room for a message of the ring's maximum size.
+ A blocking call on the handle in between (which waits with an
+ announcement of its own) withdraws it: arm again before polling.
 
  # Safety
 
@@ -1251,6 +1257,8 @@ size_t sharedring_msg_receiver_max_msg(const struct sharedring_msg_receiver *h);
  `SHAREDRING_OK`: poll the descriptor ([`sharedring_msg_receiver_fd`]) for POLLIN (and
  the liveness descriptor), then call [`sharedring_msg_receiver_disarm`].
  `SHAREDRING_READY`: ready now; do not poll.
+ A blocking call on the handle in between (which waits with an
+ announcement of its own) withdraws it: arm again before polling.
 
  # Safety
 

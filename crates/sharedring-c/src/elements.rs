@@ -1087,6 +1087,8 @@ pub unsafe extern "C" fn sharedring_sender_capacity(h: *const sharedring_sender)
 /// `SHAREDRING_OK`: poll the descriptor ([`sharedring_sender_fd`]) for POLLIN (and
 /// the liveness descriptor), then call [`sharedring_sender_disarm`].
 /// `SHAREDRING_READY`: the ring is ready now; do not poll.
+/// A blocking call on the handle in between (which waits with an
+/// announcement of its own) withdraws it: arm again before polling.
 ///
 /// # Safety
 ///
@@ -1196,6 +1198,8 @@ pub unsafe extern "C" fn sharedring_receiver_capacity(h: *const sharedring_recei
 /// `SHAREDRING_OK`: poll the descriptor ([`sharedring_receiver_fd`]) for POLLIN (and
 /// the liveness descriptor), then call [`sharedring_receiver_disarm`].
 /// `SHAREDRING_READY`: the ring is ready now; do not poll.
+/// A blocking call on the handle in between (which waits with an
+/// announcement of its own) withdraws it: arm again before polling.
 ///
 /// # Safety
 ///

@@ -774,6 +774,8 @@ pub unsafe extern "C" fn sharedring_msg_sender_max_msg(h: *const sharedring_msg_
 /// `SHAREDRING_OK`: poll the descriptor ([`sharedring_msg_sender_fd`]) for POLLIN (and
 /// the liveness descriptor), then call [`sharedring_msg_sender_disarm`].
 /// `SHAREDRING_READY`: ready now; do not poll. The sender waits for room for a message of the ring's maximum size.
+/// A blocking call on the handle in between (which waits with an
+/// announcement of its own) withdraws it: arm again before polling.
 ///
 /// # Safety
 ///
@@ -888,6 +890,8 @@ pub unsafe extern "C" fn sharedring_msg_receiver_max_msg(
 /// `SHAREDRING_OK`: poll the descriptor ([`sharedring_msg_receiver_fd`]) for POLLIN (and
 /// the liveness descriptor), then call [`sharedring_msg_receiver_disarm`].
 /// `SHAREDRING_READY`: ready now; do not poll.
+/// A blocking call on the handle in between (which waits with an
+/// announcement of its own) withdraws it: arm again before polling.
 ///
 /// # Safety
 ///

@@ -590,3 +590,87 @@ fn a_listener_and_connect_set_a_ring_up() {
         "freeing the listener removes its socket file"
     );
 }
+
+#[test]
+fn an_element_receiver_arms_and_a_full_sender_waits_for_room() {
+    let (tx, rx) = element_pair(U64, 8);
+    // SAFETY: live handles, valid buffers.
+    unsafe {
+        let fd = sharedring_receiver_fd(rx);
+        assert_eq!(sharedring_receiver_arm(rx), SHAREDRING_OK);
+        let v = [1u64; 8];
+        assert_eq!(
+            sharedring_sender_try_send(tx, v.as_ptr().cast(), 8, null_mut()),
+            SHAREDRING_OK
+        );
+        assert!(readable(fd, 1000), "the send woke the armed receiver");
+        assert_eq!(sharedring_receiver_disarm(rx), SHAREDRING_OK);
+        assert_eq!(sharedring_receiver_arm(rx), SHAREDRING_READY);
+        assert_eq!(sharedring_receiver_disarm(rx), SHAREDRING_OK);
+        // Full: the sender arms, the receiver's release wakes it.
+        let sfd = sharedring_sender_fd(tx);
+        assert_eq!(
+            sharedring_sender_wait_writable(tx, 1, 1000),
+            SHAREDRING_ERR_TIMED_OUT
+        );
+        // (Armed after the blocking wait: that wait withdraws its own
+        // announcement when it returns.)
+        assert_eq!(sharedring_sender_arm(tx), SHAREDRING_OK);
+        let mut out = [0u64; 2];
+        assert_eq!(
+            sharedring_receiver_try_recv(rx, out.as_mut_ptr().cast(), 2, null_mut()),
+            SHAREDRING_OK
+        );
+        assert!(readable(sfd, 1000), "the release woke the armed sender");
+        assert_eq!(sharedring_sender_disarm(tx), SHAREDRING_OK);
+        assert_eq!(sharedring_sender_wait_writable(tx, 2, 1000), SHAREDRING_OK);
+        sharedring_sender_free(tx);
+        sharedring_receiver_free(rx);
+    }
+}
+
+/// A raw handle that may cross to another thread (the test's contract:
+/// one thread uses it at a time).
+struct Handle<T>(*mut T);
+// SAFETY: the handles are `Send` in Rust terms (the facade's ends are);
+// the test hands each to one thread at a time.
+unsafe impl<T> Send for Handle<T> {}
+
+#[test]
+fn a_full_message_sender_waits_for_room_in_place() {
+    let (tx, rx) = message_pair();
+    // SAFETY: live handles, valid buffers.
+    unsafe {
+        let msg = [9u8; 100];
+        while sharedring_msg_sender_try_send(tx, msg.as_ptr().cast(), 100) == SHAREDRING_OK {}
+        assert_eq!(
+            sharedring_msg_sender_wait_room(tx, 100, 1000),
+            SHAREDRING_ERR_TIMED_OUT
+        );
+        assert_eq!(
+            sharedring_msg_sender_wait_room(tx, 101, 1000),
+            SHAREDRING_ERR_MESSAGE_TOO_LARGE
+        );
+        let rxh = Handle(rx);
+        let reader = std::thread::spawn(move || {
+            let rxh = rxh;
+            std::thread::sleep(Duration::from_millis(20));
+            let mut buf = [0u8; 100];
+            sharedring_msg_receiver_try_recv(rxh.0, buf.as_mut_ptr().cast(), 100, null_mut());
+            rxh
+        });
+        assert_eq!(
+            sharedring_msg_sender_wait_room(tx, 100, 10_000_000),
+            SHAREDRING_OK
+        );
+        let mut w = null_mut();
+        assert_eq!(
+            sharedring_msg_sender_reserve(tx, 100, &mut w),
+            SHAREDRING_OK
+        );
+        assert_eq!(sharedring_msg_sender_commit(tx, 100), SHAREDRING_OK);
+        let rx = reader.join().unwrap().0;
+        sharedring_msg_sender_free(tx);
+        sharedring_msg_receiver_free(rx);
+    }
+}
