@@ -5,6 +5,8 @@
 //!   word for word.
 //! - [`rust_versions`]: no crate declares a smaller `rust-version` than one
 //!   of its normal dependencies does.
+//! - [`c_header`]: the committed C header is what cbindgen makes of
+//!   `crates/sharedring-c` now.
 //! - [`docs`]: `cargo doc --no-deps` of the workspace, in an order in
 //!   which the links between its crates work.
 //! - [`doc_links`]: no link in the generated docs was left unresolved as
@@ -17,6 +19,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+
+/// The committed `crates/sharedring-c/include/sharedring.h` must be what
+/// `cargo xtask c-header` writes from the crate's source now.
+pub fn c_header() -> Result<(), String> {
+    crate::c::header_check()
+}
 
 /// The README's quick start block must equal `examples/quickstart.rs`.
 ///

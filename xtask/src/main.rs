@@ -9,10 +9,15 @@
 //!   of the steps of `ci` that is not a cargo command (see
 //!   [`mod@checks`]); `doc-links` looks at the docs the last `cargo doc`
 //!   wrote.
+//! - `cargo xtask c-header`, `cargo xtask c-lib [--out DIR] [--prefix
+//!   PREFIX]`, `cargo xtask c-examples`: the C library's header, the
+//!   library with its `sharedring.pc`, and the C examples built and run
+//!   (see [`mod@c`]).
 //! - `cargo xtask bench [--full]`: every benchmark side by side, then
 //!   `target/bench-report/report.md` and charts (see [`mod@bench`]).
 
 mod bench;
+mod c;
 mod checks;
 
 use std::process::{Command, ExitCode};
@@ -52,6 +57,10 @@ const CI_STEPS: &[Step] = &[
     Step {
         what: "no crate claims a lower rust-version than its dependencies",
         action: Action::Here("rust-versions", checks::rust_versions),
+    },
+    Step {
+        what: "the committed C header is what crates/sharedring-c generates",
+        action: Action::Here("c-header", checks::c_header),
     },
     Step {
         what: "clippy",
@@ -157,7 +166,7 @@ fn run(step: &Step) -> bool {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cargo xtask <task>\n\ntasks:\n  ci               run the checks of .ci/run\n  check <name>     run one step of ci: quickstart, rust-versions, docs or doc-links\n  bench [--full]   run the benchmarks, write target/bench-report/"
+        "usage: cargo xtask <task>\n\ntasks:\n  ci               run the checks of .ci/run\n  check <name>     run one step of ci: quickstart, rust-versions, c-header, docs or doc-links\n  c-header         write crates/sharedring-c/include/sharedring.h (cbindgen)\n  c-lib [--out DIR] [--prefix P]  build the C library, header and sharedring.pc into DIR\n  c-examples       build and run examples/c against each other and the Rust c_partner\n  bench [--full]   run the benchmarks, write target/bench-report/"
     );
     ExitCode::FAILURE
 }
@@ -189,6 +198,20 @@ fn main() -> ExitCode {
             }
         }
         Some("bench") => bench::run(&args[1..]),
+        Some(task @ ("c-header" | "c-lib" | "c-examples")) => {
+            let done = match task {
+                "c-header" => c::write_header(),
+                "c-lib" => c::lib(&args[1..]).map(drop),
+                _ => c::examples(),
+            };
+            match done {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         _ => usage(),
     }
 }

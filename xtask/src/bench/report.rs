@@ -289,6 +289,16 @@ pub fn checks(tables: &[Table], counts: &Counts) -> Vec<Check> {
             ));
         }
     }
+    // The C API (benches/c_api.rs).
+    for t in tables.iter().filter(|t| t.group.starts_with("c_api_")) {
+        let size = t.group.trim_start_matches("c_api_");
+        v.push(ratio_check(
+            format!("{}/c-api:rust-api", t.group),
+            format!("{size} messages through the C API: ≥ 0.9x the Rust API (throughput ratio)"),
+            speedup(tables, &t.group, "c-api", "rust-api"),
+            Bound::AtLeast(0.9),
+        ));
+    }
     for w in &counts.wakeups {
         v.push(Check {
             key: format!("syscalls/{}", w.size),
