@@ -54,12 +54,10 @@ fn spawn(args: &[&str]) -> (Child, UnixStream) {
 }
 
 /// The end of a stream from the C producer: it marks `producer_closed`
-/// and exits. A Rust receiver that reads the mark reports `Closed`; one
-/// that does not yet (the mark's Rust side is merged separately) reports
-/// `PeerGone` once the C process is gone. Both are a clean end here; what
-/// the tests check is that everything arrived.
+/// (LAYOUT.md, "End of stream") and exits; the Rust receiver must report
+/// `Closed` (a clean end), never `PeerGone`, once everything arrived.
 fn is_end(e: &Error) -> bool {
-    matches!(e, Error::Closed | Error::PeerGone)
+    matches!(e, Error::Closed)
 }
 
 /// Message `i` of the peer's pattern.
@@ -140,6 +138,11 @@ fn c_receives_elements(n: u64, every: u64, pause_ms: u64, rust_pause: bool) -> V
     let report = finish(child);
     assert_eq!(num(&report, "count"), n);
     assert_eq!(num(&report, "sum"), n * (n + 1) / 2);
+    assert_eq!(
+        field(&report, "end"),
+        "closed",
+        "the C receiver must see the Rust sender's close: {report:?}"
+    );
     report
 }
 
@@ -224,6 +227,11 @@ fn c_receives_messages(n: u64, every: u64, pause_ms: u64, rust_pause: bool) -> V
     tx.close().expect("close");
     let report = finish(child);
     assert_eq!(num(&report, "count"), n);
+    assert_eq!(
+        field(&report, "end"),
+        "closed",
+        "the C receiver must see the Rust sender's close: {report:?}"
+    );
     report
 }
 
