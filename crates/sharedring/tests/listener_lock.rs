@@ -38,10 +38,14 @@ fn spawn_server(test: &str, path: &Path) -> (std::process::Child, impl BufRead) 
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "bound", "the server child did not bind");
-    (child, out)
+    // The harness prints its own lines first.
+    loop {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the server child did not bind");
+        if line.trim() == "bound" {
+            return (child, out);
+        }
+    }
 }
 
 fn as_server() -> bool {
