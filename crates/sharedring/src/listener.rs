@@ -303,21 +303,32 @@ impl Listener {
         lock_name.push(".lock");
         let lock_path = dir.join(lock_name);
         let lock = take_lock(&lock_path)?;
-        // The path is ours now. Whatever is there is stale, unless it is
-        // not a socket or a server that takes no lock answers on it.
-        if std::fs::symlink_metadata(&path).is_ok() {
-            remove_stale(&path)?;
-        }
-        let private = private_dir(dir, name)?;
-        let tmp = private.0.join("s");
-        let inner = UnixListener::bind(&tmp)?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-        match renameat_with(CWD, &tmp, CWD, &path, RenameFlags::NOREPLACE) {
-            Ok(()) => {}
-            Err(rustix::io::Errno::EXIST) => return Err(stale(&path)),
-            Err(e) => return Err(e.into()),
-        }
-        drop(private);
+        let bound = (|| {
+            // The path is ours now. Whatever is there is stale, unless it is
+            // not a socket or a server that takes no lock answers on it.
+            if std::fs::symlink_metadata(&path).is_ok() {
+                remove_stale(&path)?;
+            }
+            let private = private_dir(dir, name)?;
+            let tmp = private.0.join("s");
+            let inner = UnixListener::bind(&tmp)?;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+            match renameat_with(CWD, &tmp, CWD, &path, RenameFlags::NOREPLACE) {
+                Ok(()) => {}
+                Err(rustix::io::Errno::EXIST) => return Err(stale(&path)),
+                Err(e) => return Err(e.into()),
+            }
+            drop(private);
+            Ok(inner)
+        })();
+        let inner = match bound {
+            Ok(inner) => inner,
+            Err(e) => {
+                // We hold the lock: the lock file is ours to remove.
+                let _ = std::fs::remove_file(&lock_path);
+                return Err(e);
+            }
+        };
         Ok(Self {
             inner,
             path,
@@ -460,7 +471,7 @@ fn remove_stale(path: &Path) -> io::Result<()> {
         return Err(io::Error::new(
             io::ErrorKind::AddrInUse,
             format!(
-                "{} exists and is not a socket: not replacing it; remove it or choose another path",
+                "{} exists and is not a socket: not replacing it; remove it first, or choose another path",
                 path.display()
             ),
         ));

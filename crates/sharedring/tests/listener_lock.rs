@@ -129,6 +129,7 @@ fn what_is_not_a_socket_is_never_replaced() {
     let err = Listener::bind(&path).expect_err("replaced a regular file");
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+    assert!(!d.join("s.sock.lock").exists(), "a failed bind left its lock file");
     // A lock file planted as a symbolic link is not followed.
     let other = d.join("o.sock");
     let target = d.join("target");
