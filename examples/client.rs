@@ -20,7 +20,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .first()
         .cloned()
         .unwrap_or_else(|| "/tmp/sharedring.sock".into());
-    let count: u64 = args.get(1).map(|s| s.parse()).transpose()?.unwrap_or(1_000_000);
+    let count: u64 = args
+        .get(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
     let messages = args.iter().position(|a| a == "--messages");
     let mut stream = UnixStream::connect(&path)?;
     match messages {
@@ -36,10 +40,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 sent += n as u64;
             }
             tx.close()?;
-            println!("client {}: sent {sent} values, sum = {sum}", std::process::id());
+            println!(
+                "client {}: sent {sent} values, sum = {sum}",
+                std::process::id()
+            );
         }
         Some(at) => {
-            let size: usize = args.get(at + 1).map(|s| s.parse()).transpose()?.unwrap_or(4096);
+            let size: usize = args
+                .get(at + 1)
+                .map(|s| s.parse())
+                .transpose()?
+                .unwrap_or(4096);
             stream.write_all(b"m")?;
             let mut tx = MsgSender::accept(stream)?;
             let msg = vec![0x5au8; size];

@@ -54,8 +54,14 @@ enum State {
     /// The ring handshake runs inside the WaitSet.
     Handshaking,
     /// Streaming into a ring: `f64` values summed, or messages counted.
-    Values { count: u64, sum: f64 },
-    Messages { count: u64, bytes: u64 },
+    Values {
+        count: u64,
+        sum: f64,
+    },
+    Messages {
+        count: u64,
+        bytes: u64,
+    },
 }
 
 struct Client {
@@ -233,13 +239,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     };
                     let served = clients
                         .values()
-                        .filter(|c| matches!(c.state, State::Values { .. } | State::Messages { .. }))
+                        .filter(|c| {
+                            matches!(c.state, State::Values { .. } | State::Messages { .. })
+                        })
                         .count();
                     summary.peak = summary.peak.max(served);
                     // Ready data is reported on the next wait.
                 }
                 State::Values { count, sum } => {
-                    let rx = set.get_mut::<Receiver<f64>>(token).expect("an element ring");
+                    let rx = set
+                        .get_mut::<Receiver<f64>>(token)
+                        .expect("an element ring");
                     // A few batches per event: a fast client must not
                     // starve the others (it is reported again).
                     let mut end = None;
@@ -391,7 +401,10 @@ fn finish(
     match end {
         Error::Closed => {
             summary.finished += 1;
-            println!("server: client {} finished: {what} in {secs:.2} s", client.pid);
+            println!(
+                "server: client {} finished: {what} in {secs:.2} s",
+                client.pid
+            );
         }
         Error::PeerGone => {
             summary.killed += 1;

@@ -181,7 +181,9 @@ async fn client(stream: std::os::unix::net::UnixStream, pid: i32, summary: Rc<Re
 
 async fn values(stream: std::os::unix::net::UnixStream) -> Result<(String, Error), Error> {
     let opts = Options::new().capacity_elements(1 << 14);
-    let mut rx = Receiver::<f64>::create_async(stream, &opts).await?.into_async()?;
+    let mut rx = Receiver::<f64>::create_async(stream, &opts)
+        .await?
+        .into_async()?;
     let mut buf = vec![0f64; 4096];
     let (mut count, mut sum) = (0u64, 0f64);
     loop {
@@ -199,7 +201,9 @@ async fn values(stream: std::os::unix::net::UnixStream) -> Result<(String, Error
 
 async fn messages(stream: std::os::unix::net::UnixStream) -> Result<(String, Error), Error> {
     let opts = Options::new().capacity_bytes(1 << 18).max_msg(1 << 16);
-    let mut rx = MsgReceiver::create_async(stream, &opts).await?.into_async()?;
+    let mut rx = MsgReceiver::create_async(stream, &opts)
+        .await?
+        .into_async()?;
     let mut buf = Vec::new();
     let (mut count, mut bytes) = (0u64, 0u64);
     loop {

@@ -58,7 +58,11 @@ fn main() {
         .collect();
     let explicit = !ns.is_empty();
     if !explicit {
-        ns = if full { vec![16, 256, 1024] } else { vec![16, 256] };
+        ns = if full {
+            vec![16, 256, 1024]
+        } else {
+            vec![16, 256]
+        };
     }
     let window = if full {
         Duration::from_secs(3)
@@ -322,7 +326,9 @@ struct StreamResult {
 
 impl StreamResult {
     fn row(&self, single: f64) -> String {
-        let ms = |d: Option<Duration>| d.map_or("–".into(), |d| format!("{:.1} ms", d.as_secs_f64() * 1e3));
+        let ms = |d: Option<Duration>| {
+            d.map_or("–".into(), |d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
+        };
         format!(
             "| {} | {} | {:.1} ms | {:.2} | {:.1} KiB | {:.1} KiB ({} KiB) | {:.2} GiB/s | {:.2}x | {:.2} | {:.2} s | {} | {} | {}/{} |\n",
             self.n,

@@ -107,9 +107,9 @@ mod messages;
 mod offer;
 mod options;
 mod setup;
-mod waitset;
 #[cfg(feature = "tokio")]
 mod tokio;
+mod waitset;
 
 #[cfg(feature = "tokio")]
 pub use self::tokio::{AsyncMsgReceiver, AsyncMsgSender, AsyncReceiver, AsyncSender};

@@ -181,7 +181,10 @@ impl std::fmt::Display for AcceptError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::WouldBlock => f.write_str("no client is waiting to be accepted"),
-            Self::Aborted(e) => write!(f, "a client's connection failed before accept ({e}); accept the next one"),
+            Self::Aborted(e) => write!(
+                f,
+                "a client's connection failed before accept ({e}); accept the next one"
+            ),
             Self::RetryLater(e) => write!(
                 f,
                 "accept is out of resources ({e}); back off for a moment and retry \
@@ -355,7 +358,9 @@ impl Listener {
         };
         // Accepted sockets inherit nothing from a non-blocking listener on
         // Linux, but say it: the handshake works in either mode.
-        stream.set_nonblocking(false).map_err(AcceptError::Aborted)?;
+        stream
+            .set_nonblocking(false)
+            .map_err(AcceptError::Aborted)?;
         Ok((stream, creds))
     }
 
@@ -427,7 +432,9 @@ fn take_lock(lock_path: &Path) -> io::Result<OwnedFd> {
         )
     })?;
     if !rustix::fs::fstat(&fd)
-        .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile)
+        .map(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
+        })
         .unwrap_or(false)
     {
         return Err(io::Error::new(
@@ -492,11 +499,13 @@ fn remove_stale(path: &Path) -> io::Result<()> {
             ))
         }
         // Refused: nobody listens. Stale; ours to replace.
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => match std::fs::remove_file(path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        },
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            match std::fs::remove_file(path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         // A full backlog (EAGAIN) is a live server too; anything else:
         // not ours to judge, so not ours to remove.

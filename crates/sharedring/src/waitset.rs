@@ -560,7 +560,12 @@ impl WaitSet {
         match entry {
             Entry::Ring(ring) => self.register_ring(slot, ring, false),
             Entry::Pending(p, interest) => {
-                epoll::add(&self.epoll, p.fd(), data(slot, MAIN), interest_flags(*interest))?;
+                epoll::add(
+                    &self.epoll,
+                    p.fd(),
+                    data(slot, MAIN),
+                    interest_flags(*interest),
+                )?;
                 if let Some(d) = p.deadline() {
                     self.deadlines.push(Reverse((d, slot, gen)));
                 }
@@ -577,7 +582,12 @@ impl WaitSet {
     /// Registers a ring end's eventfd and liveness descriptor; the latter
     /// may already be registered (the handshake's socket).
     fn register_ring(&self, slot: usize, ring: &Ring, socket_known: bool) -> io::Result<()> {
-        epoll::add(&self.epoll, ring.end.waiter(), data(slot, MAIN), EventFlags::IN)?;
+        epoll::add(
+            &self.epoll,
+            ring.end.waiter(),
+            data(slot, MAIN),
+            EventFlags::IN,
+        )?;
         if let Some(live) = ring.end.liveness() {
             let added = if socket_known {
                 match epoll::modify(&self.epoll, live, data(slot, LIVENESS), LIVENESS_FLAGS) {
@@ -813,7 +823,11 @@ impl WaitSet {
             tv_nsec: i64::from(d.subsec_nanos()),
         });
         self.buf.clear();
-        match epoll::wait(&self.epoll, rustix::buffer::spare_capacity(&mut self.buf), ts.as_ref()) {
+        match epoll::wait(
+            &self.epoll,
+            rustix::buffer::spare_capacity(&mut self.buf),
+            ts.as_ref(),
+        ) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),

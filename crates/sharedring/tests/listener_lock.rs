@@ -30,22 +30,35 @@ fn dir(name: &str) -> PathBuf {
 /// A child that binds a `Listener` at `path`, says `bound`, and waits to
 /// be killed (SIGKILL: no destructor runs).
 fn spawn_server(test: &str, path: &Path) -> (std::process::Child, impl BufRead) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut child = spawn_child(test, path);
+    let out = until_bound(child.stdout.take().unwrap());
+    (child, out)
+}
+
+/// Reads the child's lines until `bound` (the harness prints its own
+/// lines first).
+fn until_bound(out: std::process::ChildStdout) -> impl BufRead {
+    let mut out = BufReader::new(out);
+    loop {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap_or(0) > 0,
+            "the server child did not bind"
+        );
+        if line.trim() == "bound" {
+            return out;
+        }
+    }
+}
+
+fn spawn_child(test: &str, path: &Path) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
         .args([test, "--exact", "--nocapture", "--test-threads=1", "-q"])
         .env(ROLE, "server")
         .env(PATH, path)
         .stdout(Stdio::piped())
         .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    // The harness prints its own lines first.
-    loop {
-        let mut line = String::new();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the server child did not bind");
-        if line.trim() == "bound" {
-            return (child, out);
-        }
-    }
+        .unwrap()
 }
 
 fn as_server() -> bool {
@@ -129,7 +142,10 @@ fn what_is_not_a_socket_is_never_replaced() {
     let err = Listener::bind(&path).expect_err("replaced a regular file");
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), b"precious");
-    assert!(!d.join("s.sock.lock").exists(), "a failed bind left its lock file");
+    assert!(
+        !d.join("s.sock.lock").exists(),
+        "a failed bind left its lock file"
+    );
     // A lock file planted as a symbolic link is not followed.
     let other = d.join("o.sock");
     let target = d.join("target");
@@ -152,6 +168,10 @@ fn the_socket_and_lock_files_are_removed_on_drop() {
     assert!(!lock.exists(), "lock file left behind");
     // And the path is free again at once.
     drop(Listener::bind(&path).unwrap());
-    assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0, "files left in the directory");
+    assert_eq!(
+        std::fs::read_dir(&d).unwrap().count(),
+        0,
+        "files left in the directory"
+    );
     std::fs::remove_dir_all(&d).unwrap();
 }

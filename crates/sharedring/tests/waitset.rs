@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use sharedring::{
-    channel, msg_channel, Error, Handshake, HandshakeError, MsgReceiver, Options, Receiver,
-    Sender, WaitSet,
+    channel, msg_channel, Error, Handshake, HandshakeError, MsgReceiver, Options, Receiver, Sender,
+    WaitSet,
 };
 
 #[test]
@@ -33,7 +33,9 @@ fn no_wake_up_is_lost_across_many_rings() {
             let r = (seed % RINGS as u64) as usize;
             let n = (1 + (seed >> 32) % 40).min(PER_RING - sent[r]);
             let vals: Vec<u64> = (sent[r]..sent[r] + n).collect();
-            senders[r].send(&vals, Some(Duration::from_secs(30))).unwrap();
+            senders[r]
+                .send(&vals, Some(Duration::from_secs(30)))
+                .unwrap();
             sent[r] += n;
         }
         for tx in senders {
@@ -45,7 +47,8 @@ fn no_wake_up_is_lost_across_many_rings() {
     let mut events = Vec::new();
     let mut buf = [0u64; 128];
     while ended < RINGS {
-        set.wait(&mut events, Some(Duration::from_secs(30))).unwrap();
+        set.wait(&mut events, Some(Duration::from_secs(30)))
+            .unwrap();
         assert!(!events.is_empty(), "a wake-up was lost: {got:?}");
         for ev in events.drain(..) {
             let t = ev.token();
@@ -91,13 +94,15 @@ fn a_sender_is_reported_writable_when_room_frees_and_not_while_paused() {
         rx.try_recv(&mut buf).unwrap().unwrap();
         rx
     });
-    set.wait(&mut events, Some(Duration::from_secs(30))).unwrap();
+    set.wait(&mut events, Some(Duration::from_secs(30)))
+        .unwrap();
     assert_eq!(events.len(), 1);
     assert!(events[0].is_writable() && !events[0].is_readable());
     let _rx = reader.join().unwrap();
     // Room is free; paused, it is not reported.
     set.pause(1);
-    set.wait(&mut events, Some(Duration::from_millis(20))).unwrap();
+    set.wait(&mut events, Some(Duration::from_millis(20)))
+        .unwrap();
     assert!(events.is_empty());
     set.resume(1);
     set.wait(&mut events, Some(Duration::from_secs(5))).unwrap();
@@ -120,13 +125,14 @@ fn a_stalled_handshake_ends_by_its_deadline_and_delays_no_ring() {
     let (mut received, mut failed_at) = (0u32, None);
     while failed_at.is_none() {
         tx.try_send(&[received]).unwrap();
-        set.wait(&mut events, Some(Duration::from_secs(30))).unwrap();
+        set.wait(&mut events, Some(Duration::from_secs(30)))
+            .unwrap();
         for ev in events.iter_mut() {
             match ev.token() {
                 1 => {
                     let e = ev.take_error().expect("the stalled handshake did not fail");
                     assert!(
-                        matches!(e, Error::Handshake(HandshakeError::TimedOut { .. })),
+                        matches!(e, Error::Handshake(HandshakeError::TimedOut)),
                         "{e}"
                     );
                     failed_at = Some(start.elapsed());
@@ -155,13 +161,20 @@ fn a_finished_handshake_becomes_its_end_under_the_same_token() {
         tx.close().unwrap();
     });
     let mut set = WaitSet::new().unwrap();
-    set.insert(9, Handshake::<Receiver<u16>>::accept(a, &Options::new()).unwrap())
-        .unwrap();
-    assert!(set.insert(9, channel::<u8>(64).unwrap().0).is_err(), "token reused");
+    set.insert(
+        9,
+        Handshake::<Receiver<u16>>::accept(a, &Options::new()).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        set.insert(9, channel::<u8>(64).unwrap().0).is_err(),
+        "token reused"
+    );
     let mut events = Vec::new();
     let mut done = false;
     while !done {
-        set.wait(&mut events, Some(Duration::from_secs(30))).unwrap();
+        set.wait(&mut events, Some(Duration::from_secs(30)))
+            .unwrap();
         assert!(!events.is_empty());
         done = events.iter().any(|e| e.is_done());
     }

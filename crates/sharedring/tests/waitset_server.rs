@@ -274,8 +274,11 @@ fn honest_clients(path: &Path, conns: usize, values: u64) -> ! {
     let mut sent = std::collections::HashMap::<u64, u64>::new();
     let connect = |set: &mut WaitSet, token: u64| {
         let stream = UnixStream::connect(path).unwrap();
-        set.insert(token, Handshake::<Sender<u64>>::accept(stream, &opts).unwrap())
-            .unwrap();
+        set.insert(
+            token,
+            Handshake::<Sender<u64>>::accept(stream, &opts).unwrap(),
+        )
+        .unwrap();
     };
     for t in 0..conns as u64 {
         connect(&mut set, t);
@@ -285,10 +288,14 @@ fn honest_clients(path: &Path, conns: usize, values: u64) -> ! {
     let mut chunk = vec![0u64; 1024];
     let mut progress = Instant::now();
     while finished < conns {
-        set.wait(&mut events, Some(Duration::from_secs(60))).unwrap();
+        set.wait(&mut events, Some(Duration::from_secs(60)))
+            .unwrap();
         if events.is_empty() {
             // Only handshake steps (or nothing at all) happened.
-            assert!(progress.elapsed() < Duration::from_secs(60), "clients stalled for 60 s");
+            assert!(
+                progress.elapsed() < Duration::from_secs(60),
+                "clients stalled for 60 s"
+            );
             continue;
         }
         progress = Instant::now();
@@ -430,7 +437,9 @@ fn a_thousand_connections_with_a_hundred_hostile_on_one_thread() {
     while closed < 900 || failed < 70 {
         let line = out
             .recv_timeout(end.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("server report stopped at {closed} closed, {failed} failed"));
+            .unwrap_or_else(|_| {
+                panic!("server report stopped at {closed} closed, {failed} failed")
+            });
         let f: Vec<&str> = line.split_whitespace().collect();
         match f[0] {
             "closed" => {
@@ -464,10 +473,16 @@ fn a_thousand_connections_with_a_hundred_hostile_on_one_thread() {
     let (_, threads) = until(&out, "threads", Duration::from_secs(30));
     // `threads <at start> <at end>`: the harness's main thread and the
     // server's, and no other thread ever started.
-    assert_eq!(threads, "threads 2 2", "the server used more than one thread");
+    assert_eq!(
+        threads, "threads 2 2",
+        "the server used more than one thread"
+    );
     assert!(wait_exit(&mut server, Duration::from_secs(10)).success());
     assert!(!path.exists(), "socket file left behind");
-    eprintln!("1000 connections (100 hostile) served in {:?}", start.elapsed());
+    eprintln!(
+        "1000 connections (100 hostile) served in {:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -562,12 +577,18 @@ fn gone_and_closed_are_told_apart() {
         let token = 10 + i as u64;
         if how.starts_with("msg") {
             let opts = Options::new().capacity_bytes(4096);
-            set.insert(token, Handshake::<MsgReceiver>::create(stream, &opts).unwrap())
-                .unwrap();
+            set.insert(
+                token,
+                Handshake::<MsgReceiver>::create(stream, &opts).unwrap(),
+            )
+            .unwrap();
         } else {
             let opts = Options::new().capacity_elements(64);
-            set.insert(token, Handshake::<Receiver<u64>>::create(stream, &opts).unwrap())
-                .unwrap();
+            set.insert(
+                token,
+                Handshake::<Receiver<u64>>::create(stream, &opts).unwrap(),
+            )
+            .unwrap();
         }
         let (mut readable, mut ended) = (false, None);
         let mut events = Vec::new();

@@ -18,10 +18,7 @@ pub fn run_group(args: &[String], root: &Path, out: &Path) -> Option<ExitCode> {
     }
     let full = args.iter().any(|a| a == "--full");
     // Numbers on the command line choose N (e.g. `--group server 16`).
-    let ns: Vec<&String> = args
-        .iter()
-        .filter(|a| a.parse::<usize>().is_ok())
-        .collect();
+    let ns: Vec<&String> = args.iter().filter(|a| a.parse::<usize>().is_ok()).collect();
     if let Err(e) = std::fs::create_dir_all(out) {
         eprintln!("==> cannot create {}: {e}", out.display());
         return Some(ExitCode::FAILURE);
@@ -29,7 +26,14 @@ pub fn run_group(args: &[String], root: &Path, out: &Path) -> Option<ExitCode> {
     eprintln!("==> cargo bench -p sharedring-benches --bench server (only the server group)");
     let status = Command::new("cargo")
         .current_dir(root)
-        .args(["bench", "-p", "sharedring-benches", "--bench", "server", "--"])
+        .args([
+            "bench",
+            "-p",
+            "sharedring-benches",
+            "--bench",
+            "server",
+            "--",
+        ])
         .args(ns)
         .env("SHAREDRING_BENCH_MODE", if full { "full" } else { "quick" })
         .env("SHAREDRING_BENCH_REPORT", out)
