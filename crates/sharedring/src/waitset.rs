@@ -182,7 +182,6 @@ struct Slot {
     /// already in the output list.
     report: u8,
     listed: bool,
-    error: Option<Error>,
 }
 
 const READY: u8 = 1;
@@ -548,7 +547,6 @@ impl WaitSet {
             queued: false,
             report: 0,
             listed: false,
-            error: None,
         });
         self.tokens.insert(token, slot);
         self.queue_rearm(slot);
@@ -816,11 +814,18 @@ impl WaitSet {
         } else {
             Some(Duration::ZERO)
         };
-        let ts = sleep.map(|d| Timespec {
-            tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-            // Round up to whole milliseconds' worth is the kernel's job;
-            // a sub-millisecond remainder must not become a busy loop.
-            tv_nsec: i64::from(d.subsec_nanos()),
+        let ts = sleep.map(|d| {
+            // Whole milliseconds, rounded up: a kernel without
+            // `epoll_pwait2` would round a sub-millisecond remainder down
+            // to zero, and the loop would spin until a deadline.
+            let d = match d.subsec_nanos() % 1_000_000 {
+                0 => d,
+                rest => d.saturating_add(Duration::from_nanos(u64::from(1_000_000 - rest))),
+            };
+            Timespec {
+                tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                tv_nsec: i64::from(d.subsec_nanos()),
+            }
         });
         self.buf.clear();
         match epoll::wait(
@@ -848,13 +853,12 @@ impl WaitSet {
                     events.push(Event {
                         token: s.token,
                         flags,
-                        error: s.error.take(),
+                        error: None,
                     });
                 }
-            } else {
-                // A failed handshake: its slot is empty, the event was
-                // parked in `failed`.
             }
+            // An empty slot: a handshake that failed; its event is in
+            // `failures`.
         }
         events.append(&mut self.failed_events());
         Ok(())
