@@ -11,10 +11,13 @@
 //!   when the last honest stream ends (a stall delays nobody), and the
 //!   server has one thread.
 //! - `the_descriptor_limit_is_survived`: a server with `RLIMIT_NOFILE` at
-//!   64 (set in its own process) and 40 clients at once: `accept` and ring
-//!   creation run out of descriptors, the server backs off and keeps
-//!   serving, every client (which retries a refused connection) completes,
-//!   and one more client is served afterwards.
+//!   64 (set in its own process), every descriptor taken at start, and 40
+//!   clients at once: `accept` fails with `EMFILE` (the server backs off
+//!   and retries) until it frees its ballast, as when clients leave; then
+//!   ring creation keeps running out of descriptors (about 12 rings fit),
+//!   the server drops that one client and backs off; every client (which
+//!   retries a dropped connection) completes, and one more client is
+//!   served afterwards.
 //! - `gone_and_closed_are_told_apart`: a killed sender is reported gone, a
 //!   closed one closed, for both kinds of ring.
 //!
@@ -143,7 +146,11 @@ struct Stream {
 /// closes. Prints: `ready`; per ring `closed <count> <bad> <pending>` or
 /// `gone <count>`; per failed handshake `failed <error>`; per back-off
 /// `retry_later` / `create_failed`; at the end `threads <start> <end>`.
-fn serve(path: &Path, handshake_timeout: Duration, nofile: Option<u64>) -> ! {
+///
+/// With `ballast`, every free descriptor is taken at start (so `accept`
+/// itself fails with `EMFILE`), and given back after five back-offs: the
+/// limit lifted, as when clients leave.
+fn serve(path: &Path, handshake_timeout: Duration, nofile: Option<u64>, ballast: bool) -> ! {
     match nofile {
         Some(n) => set_nofile(n),
         None => raise_nofile(),
@@ -158,6 +165,14 @@ fn serve(path: &Path, handshake_timeout: Duration, nofile: Option<u64>) -> ! {
         .capacity_elements(4096)
         .handshake_timeout(Some(handshake_timeout));
     let mut out = std::io::stdout().lock();
+    let mut ballast_fds = Vec::new();
+    while ballast {
+        match rustix::io::dup(std::io::stdin()) {
+            Ok(fd) => ballast_fds.push(fd),
+            Err(_) => break,
+        }
+    }
+    let mut emfiles = 0;
     writeln!(out, "ready").unwrap();
     out.flush().unwrap();
     let mut streams = std::collections::HashMap::<u64, Stream>::new();
@@ -182,6 +197,11 @@ fn serve(path: &Path, handshake_timeout: Duration, nofile: Option<u64>) -> ! {
                         Err(AcceptError::Aborted(_)) => continue,
                         Err(e @ AcceptError::RetryLater(_)) => {
                             writeln!(out, "retry_later").unwrap();
+                            emfiles += 1;
+                            if emfiles == 5 && !ballast_fds.is_empty() {
+                                ballast_fds.clear();
+                                writeln!(out, "ballast_dropped").unwrap();
+                            }
                             set.pause(LISTENER);
                             paused_until = Some(Instant::now() + e.retry_after().unwrap());
                             break;
@@ -382,7 +402,12 @@ fn dispatch() -> bool {
     };
     let nums: Vec<u64> = arg.split(',').filter_map(|s| s.parse().ok()).collect();
     match role.as_str() {
-        "server" => serve(&path, Duration::from_secs(nums[0]), nums.get(1).copied()),
+        "server" => serve(
+            &path,
+            Duration::from_secs(nums[0]),
+            nums.get(1).copied(),
+            nums.get(2) == Some(&1),
+        ),
         "honest" => honest_clients(&path, nums[0] as usize, nums[1]),
         "stay" => hostile_stay(&path, nums[0] as usize, nums[1] as usize),
         "die" => hostile_die(&path, nums[0] as usize),
@@ -492,7 +517,8 @@ fn the_descriptor_limit_is_survived() {
     }
     const TEST: &str = "the_descriptor_limit_is_survived";
     let path = dir().join("emfile.sock");
-    let mut server = spawn(TEST, "server", &path, "30,64");
+    // 64 descriptors, all taken at start until five `accept`s failed.
+    let mut server = spawn(TEST, "server", &path, "30,64,1");
     let out = lines(server.stdout.take().unwrap());
     until(&out, "ready", Duration::from_secs(30));
     // 40 rings at once need about 200 descriptors in the server.
@@ -500,7 +526,7 @@ fn the_descriptor_limit_is_survived() {
     let mut client_out = lines(clients.stdout.take().unwrap());
     assert!(wait_exit(&mut clients, Duration::from_secs(120)).success());
     let (_, done) = until(&client_out, "done", Duration::from_secs(5));
-    let (mut closed, mut backoffs) = (0, 0);
+    let (mut closed, mut backoffs, mut emfile) = (0, 0, 0);
     while closed < 40 {
         let line = out
             .recv_timeout(Duration::from_secs(30))
@@ -512,12 +538,16 @@ fn the_descriptor_limit_is_survived() {
                 assert_eq!(f[2], "0", "{line}");
                 closed += 1;
             }
-            "retry_later" | "create_failed" => backoffs += 1,
-            "failed" => {}
+            "retry_later" => {
+                emfile += 1;
+                backoffs += 1;
+            }
+            "create_failed" => backoffs += 1,
+            "failed" | "ballast_dropped" => {}
             _ => panic!("unexpected server line: {line}"),
         }
     }
-    assert!(backoffs > 0, "the limit was never hit ({done})");
+    assert!(emfile >= 5, "accept never failed with EMFILE ({done})");
     // Still serving once the clients are gone.
     let mut late = spawn(TEST, "honest", &path, "1,1000");
     client_out = lines(late.stdout.take().unwrap());
@@ -528,7 +558,7 @@ fn the_descriptor_limit_is_survived() {
     drop(server.stdin.take());
     until(&out, "threads", Duration::from_secs(30));
     assert!(wait_exit(&mut server, Duration::from_secs(10)).success());
-    eprintln!("{backoffs} back-offs; clients: {done}");
+    eprintln!("{backoffs} back-offs ({emfile} of them accept's EMFILE); clients: {done}");
 }
 
 // ---------------------------------------------------------------------
