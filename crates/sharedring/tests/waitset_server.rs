@@ -166,10 +166,10 @@ fn serve(path: &Path, handshake_timeout: Duration, nofile: Option<u64>, ballast:
         .handshake_timeout(Some(handshake_timeout));
     let mut out = std::io::stdout().lock();
     let mut ballast_fds = Vec::new();
-    while ballast {
-        match rustix::io::dup(std::io::stdin()) {
-            Ok(fd) => ballast_fds.push(fd),
-            Err(_) => break,
+    if ballast {
+        // Until EMFILE.
+        while let Ok(fd) = rustix::io::dup(std::io::stdin()) {
+            ballast_fds.push(fd);
         }
     }
     let mut emfiles = 0;
