@@ -87,7 +87,7 @@ const LIVENESS: u64 = 1;
 /// ring with each without blocking, and receives from all of them:
 ///
 /// ```
-/// use std::time::Duration;
+/// use std::time::{Duration, Instant};
 /// use sharedring::{AcceptError, Error, Handshake, Listener, Options, Receiver, Sender, WaitSet};
 ///
 /// # let dir = std::env::temp_dir().join(format!("sr-waitset-doc-{}", std::process::id()));
@@ -111,10 +111,17 @@ const LIVENESS: u64 = 1;
 ///     .collect();
 ///
 /// let (mut next_token, mut received, mut finished) = (1, 0, 0);
+/// let mut resume_accept: Option<Instant> = None;
 /// let mut events = Vec::new();
 /// let mut buf = [0u64; 64];
 /// while finished < 3 {
-///     set.wait(&mut events, Some(Duration::from_secs(10)))?;
+///     // Sleep until something is ready, or until accepting resumes.
+///     let timeout = resume_accept.map(|t| t.saturating_duration_since(Instant::now()));
+///     set.wait(&mut events, timeout.or(Some(Duration::from_secs(10))))?;
+///     if resume_accept.is_some_and(|t| Instant::now() >= t) {
+///         resume_accept = None;
+///         set.resume(LISTENER);
+///     }
 ///     for event in events.drain(..) {
 ///         let token = event.token();
 ///         if token == LISTENER {
@@ -123,9 +130,16 @@ const LIVENESS: u64 = 1;
 ///                 let (stream, _creds) = match listener.accept() {
 ///                     Ok(client) => client,
 ///                     Err(AcceptError::WouldBlock) => break,
-///                     // Out of descriptors: stop accepting for a moment (a
-///                     // real server pauses the listener token instead).
-///                     Err(e) if e.is_transient() => break,
+///                     Err(AcceptError::Aborted(_)) => continue,
+///                     // Out of descriptors (EMFILE) or memory: back off.
+///                     // The listener stays readable, so pause its token
+///                     // for a few milliseconds; the clients already
+///                     // served go on.
+///                     Err(e @ AcceptError::RetryLater(_)) => {
+///                         set.pause(LISTENER);
+///                         resume_accept = Some(Instant::now() + e.retry_after().unwrap());
+///                         break;
+///                     }
 ///                     Err(e) => return Err(e.into()),
 ///                 };
 ///                 let opts = Options::new().capacity_elements(256);
