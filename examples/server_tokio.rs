@@ -5,7 +5,7 @@
 //! socket, a summary). Use it with the same `client` example:
 //!
 //! ```sh
-//! cargo run --release --example server_tokio -- /tmp/sharedring.sock &
+//! cargo run --release -p sharedring-examples --features tokio --example server_tokio -- /tmp/sharedring.sock &
 //! cargo run --release --example client -- /tmp/sharedring.sock 1000000
 //! cargo run --release --example client -- /tmp/sharedring.sock 10000 --messages 4096
 //! ```
