@@ -17,7 +17,9 @@
 //! - server CPU (user + system, `CLOCK_PROCESS_CPUTIME_ID`) per GiB received;
 //! - killing 10 % of the connections (SIGKILL to whole client processes)
 //!   while the others stream: median and maximum time until the server
-//!   reports each gone.
+//!   reports each gone; once with everyone streaming at full speed, and
+//!   once more (a second run) at a moderate load, all N connections paced
+//!   together to a quarter of what one ring alone moved.
 //!
 //! Then 10 000 idle rings set up and held: setup time, descriptors and
 //! memory (as many as the descriptor limit allows; the count is reported).
@@ -86,15 +88,20 @@ fn main() {
         STREAM_RING / 1024,
         loadavg()
     ));
-    let single = stream_run(&dir, 1, window);
+    let single = stream_run(&dir, 1, window, 0);
     md.push_str(
-        "| N | processes | all rings ready | fds per ring | RssAnon per ring | RssShmem per ring (ring size) | aggregate | vs one ring | fairness (min/max) | server CPU per GiB | kill 10 %: median | max | noticed |\n",
+        "| N | processes | all rings ready | fds per ring | RssAnon per ring | RssShmem per ring (ring size) | aggregate | vs one ring | fairness (min/max) | server CPU per GiB | kill 10 % at full load: median | max | noticed | kill 10 % at 25 % load: median | max | noticed |\n",
     );
-    md.push_str("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-    md.push_str(&single.row(single.gib_per_s));
+    md.push_str("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    md.push_str(&single.row(single.gib_per_s, None));
     for &n in &ns {
-        let r = stream_run(&dir, n, window);
-        md.push_str(&r.row(single.gib_per_s));
+        let r = stream_run(&dir, n, window, 0);
+        // Again at a moderate load: all N together at a quarter of what
+        // one ring alone moved, for the kill measurement.
+        let quarter = single.gib_per_s * (1u64 << 30) as f64 / 4.0;
+        let pace = (quarter / n as f64).max(MSG as f64) as u64;
+        let moderate = stream_run(&dir, n, window / 2, pace);
+        md.push_str(&r.row(single.gib_per_s, Some(&moderate)));
     }
     md.push('\n');
     if idle > 0 {
@@ -283,13 +290,13 @@ impl Server {
 }
 
 /// Starts client processes for `n` connections in `mode`.
-fn spawn_clients(path: &Path, n: usize, mode: &str) -> Vec<(Child, usize)> {
+fn spawn_clients(path: &Path, n: usize, mode: &str, pace: u64) -> Vec<(Child, usize)> {
     let procs = n.min(MAX_PROCS);
     (0..procs)
         .map(|p| {
             let conns = n / procs + usize::from(p < n % procs);
             let child = Command::new(std::env::current_exe().unwrap())
-                .env(ROLE, format!("{mode},{},{conns}", path.display()))
+                .env(ROLE, format!("{mode},{},{conns},{pace}", path.display()))
                 .stdin(Stdio::null())
                 .spawn()
                 .unwrap();
@@ -325,12 +332,20 @@ struct StreamResult {
 }
 
 impl StreamResult {
-    fn row(&self, single: f64) -> String {
+    fn row(&self, single: f64, moderate: Option<&StreamResult>) -> String {
         let ms = |d: Option<Duration>| {
             d.map_or("–".into(), |d| format!("{:.1} ms", d.as_secs_f64() * 1e3))
         };
+        let (mm, mx, mn) = match moderate {
+            Some(m) => (
+                ms(m.kill_median),
+                ms(m.kill_max),
+                format!("{}/{}", m.noticed, m.killed),
+            ),
+            None => ("–".into(), "–".into(), "–".into()),
+        };
         format!(
-            "| {} | {} | {:.1} ms | {:.2} | {:.1} KiB | {:.1} KiB ({} KiB) | {:.2} GiB/s | {:.2}x | {:.2} | {:.2} s | {} | {} | {}/{} |\n",
+            "| {} | {} | {:.1} ms | {:.2} | {:.1} KiB | {:.1} KiB ({} KiB) | {:.2} GiB/s | {:.2}x | {:.2} | {:.2} s | {} | {} | {}/{} | {mm} | {mx} | {mn} |\n",
             self.n,
             self.procs,
             self.ready.as_secs_f64() * 1e3,
@@ -350,14 +365,16 @@ impl StreamResult {
     }
 }
 
-fn stream_run(dir: &Path, n: usize, window: Duration) -> StreamResult {
-    let path = dir.join(format!("stream-{n}.sock"));
+/// One run with `n` connections; `pace`: bytes per second per connection
+/// (0: as fast as the rings take them).
+fn stream_run(dir: &Path, n: usize, window: Duration, pace: u64) -> StreamResult {
+    let path = dir.join(format!("stream-{n}-{pace}.sock"));
     let (anon_before, shmem_before) = rss();
     let mut server = Server::new(&path, STREAM_RING);
     // After the listener, its lock and the epoll set: per ring only.
     let fds_before = fds();
     let start = Instant::now();
-    let mut clients = spawn_clients(&path, n, "stream");
+    let mut clients = spawn_clients(&path, n, "stream", pace);
     let procs = clients.len();
     while server.rings.len() < n {
         server.round(Duration::from_millis(100));
@@ -470,7 +487,7 @@ fn idle_run(dir: &Path, n: usize) -> String {
     let mut server = Server::new(&path, IDLE_RING);
     let fds_before = fds();
     let start = Instant::now();
-    let mut clients = spawn_clients(&path, n, "idle");
+    let mut clients = spawn_clients(&path, n, "idle", 0);
     let mut last_progress = (Instant::now(), 0);
     while server.rings.len() + server.failed < n {
         server.round(Duration::from_millis(100));
@@ -524,8 +541,9 @@ fn server_failed_hint(n: usize, rings: usize) -> usize {
 // Client processes.
 // ---------------------------------------------------------------------
 
-/// `stream,<path>,<conns>`: streams 4 KiB messages on every connection as
-/// fast as the rings take them, until killed. `idle,<path>,<conns>`: sets
+/// `stream,<path>,<conns>,<pace>`: streams 4 KiB messages on every
+/// connection, as fast as the rings take them (pace 0) or at `pace` bytes
+/// per second each, until killed. `idle,<path>,<conns>`: sets
 /// the rings up and holds them.
 fn client(role: &str) -> ! {
     raise_nofile();
@@ -533,6 +551,7 @@ fn client(role: &str) -> ! {
     let mode = parts.next().unwrap().to_owned();
     let path = PathBuf::from(parts.next().unwrap());
     let conns: usize = parts.next().unwrap().parse().unwrap();
+    let pace: u64 = parts.next().map_or(0, |p| p.parse().unwrap());
     let opts = Options::new().handshake_timeout(Some(Duration::from_secs(120)));
     let mut set = WaitSet::new().unwrap();
     let mut live = 0;
@@ -549,8 +568,20 @@ fn client(role: &str) -> ! {
     let msg = vec![0x42u8; MSG];
     let mut events = Vec::new();
     let streaming = mode == "stream";
+    // Paced: (start, bytes sent) per connection; over budget, a token is
+    // paused until the next round (every 2 ms).
+    let mut budget: HashMap<u64, (Instant, u64)> = HashMap::new();
+    let mut paused: Vec<u64> = Vec::new();
     while live > 0 {
-        set.wait(&mut events, Some(Duration::from_secs(1))).unwrap();
+        let timeout = if paused.is_empty() {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_millis(2)
+        };
+        set.wait(&mut events, Some(timeout)).unwrap();
+        for t in paused.drain(..) {
+            set.resume(t);
+        }
         for mut ev in events.drain(..) {
             let t = ev.token();
             if ev.take_error().is_some() || ev.is_gone() {
@@ -568,10 +599,24 @@ fn client(role: &str) -> ! {
             if !streaming {
                 continue;
             }
+            let (since, sent) = budget.entry(t).or_insert((Instant::now(), 0));
+            let allowed = if pace == 0 {
+                u64::MAX
+            } else {
+                (since.elapsed().as_secs_f64() * pace as f64) as u64 + MSG as u64
+            };
+            if *sent >= allowed {
+                set.pause(t);
+                paused.push(t);
+                continue;
+            }
             if let Some(tx) = set.get_mut::<MsgSender>(t) {
                 for _ in 0..64 {
+                    if *sent >= allowed {
+                        break;
+                    }
                     match tx.try_send(&msg) {
-                        Ok(true) => {}
+                        Ok(true) => *sent += MSG as u64,
                         _ => break,
                     }
                 }
