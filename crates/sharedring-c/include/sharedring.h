@@ -807,6 +807,15 @@ int sharedring_listener_bind(const char *path, struct sharedring_listener **out)
  caller's to hand to a `create` or `accept` function, or to close) and
  credentials (`*creds`, if not NULL).
 
+ Returns `SHAREDRING_OK`; `SHAREDRING_AGAIN` when a non-blocking listener
+ has nobody waiting or one client gave up before it was accepted (call
+ again once the listener's descriptor is readable);
+ `SHAREDRING_ERR_NO_DESCRIPTORS` (or `SHAREDRING_ERR_IO` for kernel
+ memory) when the process is out of resources: the client stays queued,
+ so back off for about 10 ms (stop polling the listener meanwhile, it
+ stays readable) and let departing clients free descriptors; a server
+ should never exit for it.
+
  # Safety
 
  `l` is a live listener; `sock` is valid for a write; `creds` is NULL or

@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use sharedring::Listener;
+use sharedring::{AcceptError, Error, Listener};
 
 use crate::elements::{give, handle};
 use crate::error::*;
@@ -71,6 +71,15 @@ pub unsafe extern "C" fn sharedring_listener_bind(
 /// caller's to hand to a `create` or `accept` function, or to close) and
 /// credentials (`*creds`, if not NULL).
 ///
+/// Returns `SHAREDRING_OK`; `SHAREDRING_AGAIN` when a non-blocking listener
+/// has nobody waiting or one client gave up before it was accepted (call
+/// again once the listener's descriptor is readable);
+/// `SHAREDRING_ERR_NO_DESCRIPTORS` (or `SHAREDRING_ERR_IO` for kernel
+/// memory) when the process is out of resources: the client stays queued,
+/// so back off for about 10 ms (stop polling the listener meanwhile, it
+/// stays readable) and let departing clients free descriptors; a server
+/// should never exit for it.
+///
 /// # Safety
 ///
 /// `l` is a live listener; `sock` is valid for a write; `creds` is NULL or
@@ -85,7 +94,16 @@ pub unsafe extern "C" fn sharedring_listener_accept(
         // SAFETY: the caller's contract.
         let l = unsafe { handle(l) }?;
         required(sock, "sock")?;
-        let (stream, c) = l.inner.accept()?;
+        let (stream, c) = match l.inner.accept() {
+            Ok(client) => client,
+            // A non-blocking listener with nobody waiting, or one client
+            // that gave up before it was ours: accept again (when readable).
+            Err(AcceptError::WouldBlock | AcceptError::Aborted(_)) => return Ok(SHAREDRING_AGAIN),
+            // Out of descriptors (SHAREDRING_ERR_NO_DESCRIPTORS) or kernel
+            // memory: the client stays queued; back off, never exit for it.
+            Err(AcceptError::RetryLater(e)) => return Err(Error::from(e).into()),
+            Err(e) => return Err(std::io::Error::from(e).into()),
+        };
         // SAFETY: the caller's contract.
         unsafe {
             put(

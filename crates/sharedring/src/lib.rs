@@ -55,6 +55,9 @@
 //!   socket stays as the liveness channel.
 //! - A server binds a [`Listener`] (mode 0600) and sees each client's
 //!   [`PeerCredentials`] before it sets anything up.
+//! - A server with many clients runs one thread: a [`WaitSet`] (epoll)
+//!   holds its [`Listener`], the pending [`Handshake`]s and every ring
+//!   end, and reports only the ready ones.
 //! - [`Offer`] exposes the raw descriptors and values for moving them over
 //!   another channel (D-Bus, ...), and [`channel`] makes an in-process
 //!   pair for tests.
@@ -123,6 +126,7 @@ mod options;
 mod setup;
 #[cfg(feature = "tokio")]
 mod tokio;
+mod waitset;
 
 #[cfg(feature = "tokio")]
 pub use self::tokio::{AsyncMsgReceiver, AsyncMsgSender, AsyncReceiver, AsyncSender};
@@ -132,7 +136,7 @@ pub use elements::{
 pub use endpoint::pending::{Handshake, Progress};
 pub use endpoint::RingEnd;
 pub use error::{Error, HandshakeError, RefusalReason};
-pub use listener::{peer_credentials, Listener, PeerCredentials};
+pub use listener::{peer_credentials, AcceptError, Listener, PeerCredentials, ACCEPT_BACKOFF};
 pub use messages::{msg_channel, Duplex, MsgReceiver, MsgSender};
 pub use offer::{End, Offer, RingKind};
 pub use options::{
@@ -140,6 +144,7 @@ pub use options::{
     DEFAULT_SPIN,
 };
 pub use setup::{Interest, PeerFds};
+pub use waitset::{Event, WaitSet, Waitable};
 
 pub use eventfd_notify;
 pub use shmem_seal;

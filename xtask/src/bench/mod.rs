@@ -15,6 +15,10 @@
 //! `--compare`) and the report says which targets moved by more than
 //! 15 %.
 //!
+//! `--group server` runs only the server group (one server thread against
+//! many client processes; `server.rs`), whose section the full report
+//! appends.
+//!
 //! `--report-only` runs nothing: it renders `target/bench-report/` from
 //! the criterion results and probe records already there (any age, e.g.
 //! from single groups run with `cargo bench`), without the counts, and
@@ -24,6 +28,7 @@ mod charts;
 mod collect;
 mod counts;
 mod report;
+mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -58,6 +63,9 @@ pub fn run(args: &[String]) -> ExitCode {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let out = target.join("bench-report");
+    if let Some(code) = server::run_group(args, &root, &out) {
+        return code;
+    }
     if !report_only {
         let _ = std::fs::remove_dir_all(&out);
     }
@@ -129,6 +137,7 @@ pub fn run(args: &[String]) -> ExitCode {
         load: format!("{load_before} before, {load_after} after"),
     };
     let md = report::markdown(&meta, &tables, &pcts, &counts, previous.as_ref());
+    let md = server::append(md, &out);
     let summary = report::readme_summary(&meta, &tables, &counts, previous.as_ref());
     let ratios = report::Ratios::of(&meta, &report::checks(&tables, &counts));
     let written = (|| -> std::io::Result<()> {
