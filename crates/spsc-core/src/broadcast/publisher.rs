@@ -189,10 +189,14 @@ impl BcastPublisher {
 
     /// Marks the ring closed: subscribers get
     /// [`BcastRecvError::Closed`](super::BcastRecvError::Closed) once they
-    /// have read everything. Publishing afterwards fails.
+    /// have read everything. Publishing afterwards fails. The wake word is
+    /// advanced too: the caller then wakes every sleeper (`FUTEX_WAKE` and
+    /// the eventfd), whatever their wait words say.
     pub fn close(&mut self) {
         self.closed = true;
         self.view.closed().store(1, Ordering::Release);
+        self.wake = self.wake.wrapping_add(1);
+        self.view.wake().store(self.wake, Ordering::Release);
     }
 
     /// After publishing (one message or a batch): checks every

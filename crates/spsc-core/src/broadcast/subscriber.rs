@@ -17,6 +17,15 @@ pub enum StartAt {
     /// With up to this many of the messages already published, as far as
     /// the ring still holds them (at most `slots - 1`).
     History(u64),
+    /// Where the publisher said when it offered the ring: the cursor it
+    /// wrote into our control region (its head at that time), less up to
+    /// `history` messages (at most `slots - 1`). So nothing published
+    /// between the offer and our attaching is missed. A cursor beyond the
+    /// head is not believed: we start at the head.
+    Offered {
+        /// Messages before the offered cursor to start with.
+        history: u64,
+    },
 }
 
 /// How a sleeping subscriber waits, as it tells the publisher.
@@ -123,11 +132,16 @@ impl BcastSubscriber {
             view.load_header_u64(header::DATA_OFFSET),
         )?;
         let head = view.head().load(Ordering::Acquire);
+        let ctl = ControlView::new(control);
+        let keep = |n: u64| n.min(layout.slots() as u64 - 1);
         let cursor = match start {
             StartAt::Newest => head,
-            StartAt::History(n) => head.saturating_sub(n.min(layout.slots() as u64 - 1)),
+            StartAt::History(n) => head.saturating_sub(keep(n)),
+            StartAt::Offered { history } => {
+                let offered = ctl.cursor().load(Ordering::Acquire);
+                offered.min(head).saturating_sub(keep(history))
+            }
         };
-        let ctl = ControlView::new(control);
         ctl.cursor().store(cursor, Ordering::Release);
         Ok(Self {
             view,
