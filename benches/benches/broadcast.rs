@@ -10,6 +10,11 @@
 //!   criterion's figure is the aggregate delivered rate for the rows that
 //!   deliver everything (all but `broadcast-lossy`, whose delivered share
 //!   is printed as `delivered`).
+//! - `broadcast_publisher_path`: the publisher's own work per 64-byte
+//!   message (spsc-core's `publish` and `wake_scan` over N control
+//!   regions, nobody asleep), in one process with no reader: the part of
+//!   the cost that is the algorithm's, without the scheduling of N reader
+//!   processes on the other CPU.
 //! - `broadcast_wake_N<n>`: all N subscribers asleep; the publisher's cost
 //!   of one message including its wake-ups: `futex-word` (one
 //!   `FUTEX_WAKE` on the word in the read-only mapping), `shared-eventfd`
@@ -160,6 +165,7 @@ fn bcast_row(g: &mut Group<'_>, size: usize, n: usize, delivery: Delivery, id: &
     }
     let msg = vec![0x5au8; size];
     let (mut sent, mut delivered) = (0u64, 0u64);
+    let (calls0, head0) = (publisher.wake_syscalls(), publisher.head());
     g.row(id, |b| {
         b.iter_custom(|iters| {
             let end = publisher.head() + iters;
@@ -179,8 +185,9 @@ fn bcast_row(g: &mut Group<'_>, size: usize, n: usize, delivery: Delivery, id: &
         })
     });
     eprintln!(
-        "    {id} N={n} {size} B: delivered {:.1} % of {sent} copies",
-        100.0 * delivered as f64 / sent.max(1) as f64
+        "    {id} N={n} {size} B: delivered {:.1} % of {sent} copies, {:.4} wake-up syscalls per message",
+        100.0 * delivered as f64 / sent.max(1) as f64,
+        (publisher.wake_syscalls() - calls0) as f64 / (publisher.head() - head0).max(1) as f64
     );
     drop(publisher);
     for p in peers {
@@ -333,11 +340,59 @@ fn wake_efd_row(g: &mut Group<'_>, n: usize) {
     }
 }
 
+/// One 128-byte aligned line.
+#[derive(Clone, Copy)]
+#[repr(C, align(128))]
+struct Line([u8; 128]);
+
+/// Heap memory aligned to 128 bytes, for in-process regions.
+struct Lines(Box<[Line]>, usize);
+
+impl Lines {
+    fn new(len: usize) -> Self {
+        Self(
+            vec![Line([0; 128]); len.div_ceil(128)].into_boxed_slice(),
+            len,
+        )
+    }
+
+    fn region(&mut self) -> spsc_core::RawRegion {
+        let ptr = std::ptr::NonNull::new(self.0.as_mut_ptr().cast::<u8>()).expect("non-null");
+        // SAFETY: the buffer is valid for `len` bytes and outlives the
+        // handles built on it in `publisher_path_row`.
+        unsafe { spsc_core::RawRegion::new(ptr, self.1) }
+    }
+}
+
+fn publisher_path_row(g: &mut Group<'_>, n: usize) {
+    use spsc_core::broadcast::{control, BcastLayout, BcastPublisher, SubscriberWatch};
+    let layout = BcastLayout::new(SLOTS, 64).unwrap();
+    let mut data = Lines::new(layout.region_size());
+    let mut ctls: Vec<Lines> = (0..n).map(|_| Lines::new(control::SIZE)).collect();
+    let mut publisher = BcastPublisher::create(data.region(), layout).unwrap();
+    let mut watches: Vec<SubscriberWatch> = ctls
+        .iter_mut()
+        .map(|c| SubscriberWatch::create(c.region(), 0).unwrap())
+        .collect();
+    let msg = [0x5au8; 64];
+    g.row(&format!("N{n}"), |b| {
+        b.iter(|| {
+            publisher.publish(&msg).unwrap();
+            std::hint::black_box(publisher.wake_scan(watches.iter_mut()));
+        })
+    });
+}
+
 fn main() {
     if let Some(env) = PeerEnv::from_env() {
         return peer_main(env);
     }
     let mut h = Harness::new("broadcast");
+    let mut g = h.group("broadcast_publisher_path");
+    for n in COUNTS {
+        publisher_path_row(&mut g, n);
+    }
+    g.finish();
     for (size, label) in SIZES {
         for n in COUNTS {
             let mut g = h.group(&format!("broadcast_publish_{label}_N{n}"));

@@ -55,7 +55,7 @@ fn lapped_reader_never_accepts_a_torn_or_stale_message() {
     model(|| {
         let layout = BcastLayout::new(2, 16).unwrap();
         let mut data = Buffer::new(layout.region_size());
-        let mut ctl = Buffer::new(128);
+        let mut ctl = Buffer::new(spsc_core::broadcast::control::SIZE);
         let mut publisher = BcastPublisher::create(data.region(), layout).unwrap();
         // The publisher initialises the control region (under loom this
         // constructs its atomics).
@@ -102,7 +102,7 @@ fn sleeping_subscriber_is_always_woken() {
     model(|| {
         let layout = BcastLayout::new(2, 8).unwrap();
         let mut data = Buffer::new(layout.region_size());
-        let mut ctl = Buffer::new(128);
+        let mut ctl = Buffer::new(spsc_core::broadcast::control::SIZE);
         let mut publisher = BcastPublisher::create(data.region(), layout).unwrap();
         let mut watch = SubscriberWatch::create(ctl.region(), 0).unwrap();
         let mut sub =

@@ -48,7 +48,7 @@ proptest! {
         // Each subscriber: its control buffer, handle, watch, model cursor.
         let mut subs: Vec<(Buffer, BcastSubscriber, SubscriberWatch, u64)> = Vec::new();
         let join = |history: u64, publisher: &BcastPublisher, data: &mut Buffer, published: &Vec<Vec<u8>>| {
-            let mut ctl = Buffer::new(128, 1);
+            let mut ctl = Buffer::new(spsc_core::broadcast::control::SIZE, 1);
             let watch = SubscriberWatch::create(ctl.region(), publisher.head()).unwrap();
             let sub = BcastSubscriber::attach(data.region(), layout, ctl.region(), StartAt::History(history)).unwrap();
             let head = published.len() as u64;
@@ -121,7 +121,7 @@ proptest! {
         let mut data = Buffer::new(layout.region_size(), 1);
         let mut publisher = BcastPublisher::create(data.region(), layout).unwrap();
         for i in 0..start { publisher.publish(&[i as u8]).unwrap(); }
-        let mut ctl = Buffer::new(128, 1);
+        let mut ctl = Buffer::new(spsc_core::broadcast::control::SIZE, 1);
         let mut sub = BcastSubscriber::attach(data.region(), layout, ctl.region(), StartAt::History(start)).unwrap();
         let base = data.base();
         // SAFETY: test-only scribbling inside the region, as a hostile
@@ -157,7 +157,7 @@ proptest! {
 fn concurrent_reader_never_sees_a_torn_message() {
     let layout = BcastLayout::new(4, 256).unwrap();
     let mut data = Buffer::new(layout.region_size(), 1);
-    let mut ctl = Buffer::new(128, 1);
+    let mut ctl = Buffer::new(spsc_core::broadcast::control::SIZE, 1);
     let mut publisher = BcastPublisher::create(data.region(), layout).unwrap();
     let region = data.region();
     let mut sub = BcastSubscriber::attach(region, layout, ctl.region(), StartAt::Newest).unwrap();

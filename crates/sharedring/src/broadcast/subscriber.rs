@@ -24,8 +24,10 @@ const IDLE_CHECK_EVERY: u32 = 1024;
 /// A sleeping subscriber re-checks that the publisher lives this often
 /// (a futex cannot be waited on together with a socket).
 const LIVENESS_TICK: Duration = Duration::from_millis(50);
-/// Busy re-checks before a blocking receive sleeps.
-const SPINS: u32 = 256;
+/// How long a blocking receive re-checks before it sleeps (as the SPSC
+/// ends' default spin): a subscriber that keeps up with a fast publisher
+/// then never announces sleep, so it costs the publisher no wake-up.
+const SPIN: Duration = crate::options::DEFAULT_SPIN;
 
 /// The subscribing end of a broadcast of byte messages.
 ///
@@ -246,16 +248,22 @@ impl MsgSubscriber {
         timeout: Option<Duration>,
     ) -> Result<usize, BroadcastError> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut spins = 0;
+        let mut spin_until: Option<Instant> = None;
+        let mut spins = 0u32;
         loop {
             match self.core.try_recv(buf) {
                 Ok(n) => return Ok(n),
                 Err(BcastRecvError::Empty) => {}
                 Err(e) => return Err(Self::map(e)),
             }
-            if spins < SPINS {
-                spins += 1;
+            // Spin for `SPIN`, reading the clock every 64 rounds.
+            spins = spins.wrapping_add(1);
+            if spins % 64 != 0 {
                 std::hint::spin_loop();
+                continue;
+            }
+            let now = Instant::now();
+            if now < *spin_until.get_or_insert(now + SPIN) {
                 continue;
             }
             let left = match deadline {

@@ -72,13 +72,16 @@ pub mod control {
     pub const CURSOR: usize = 0;
     /// `u32` wait word: bit 0 "asleep or about to be", bits 1.. an
     /// announcement counter; bit 31 is reserved (0). Written by the
-    /// subscriber.
-    pub const WAIT: usize = 8;
+    /// subscriber. In a line of its own, apart from the cursor that the
+    /// subscriber stores on every message: the publisher loads this word
+    /// after every publication, and it stays a cache hit while the
+    /// subscriber does not sleep.
+    pub const WAIT: usize = 128;
     /// `u32` which wake-up the sleeper waits for: 0 the futex word, 1 the
     /// shared eventfd. Written by the subscriber.
-    pub const WAIT_HOW: usize = 12;
+    pub const WAIT_HOW: usize = 132;
     /// Size of the control region.
-    pub const SIZE: usize = 128;
+    pub const SIZE: usize = 256;
 }
 
 /// Offset of slot 0 from the start of the data region.

@@ -43,7 +43,7 @@
 //! }
 //! let layout = BcastLayout::new(8, 64)?;
 //! let mut data: Vec<Line> = (0..layout.region_size().div_ceil(64)).map(|_| Line([0; 64])).collect();
-//! let mut ctl: Vec<Line> = (0..2).map(|_| Line([0; 64])).collect();
+//! let mut ctl: Vec<Line> = (0..control::SIZE / 64).map(|_| Line([0; 64])).collect();
 //!
 //! let mut publisher = BcastPublisher::create(region(&mut data), layout)?;
 //! let watch = SubscriberWatch::create(region(&mut ctl), publisher.head())?;

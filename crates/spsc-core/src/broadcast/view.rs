@@ -387,7 +387,7 @@ impl ControlView {
     #[inline(always)]
     pub(crate) fn wait(&self) -> &AtomicU32 {
         #[cfg(not(loom))]
-        // SAFETY: as for `cursor`, offset 8.
+        // SAFETY: as for `cursor`, offset `control::WAIT` (4-aligned, inside).
         return unsafe { AtomicU32::from_ptr(self.base.as_ptr().add(control::WAIT).cast()) };
         // SAFETY: as for `cursor`.
         #[cfg(loom)]
@@ -397,7 +397,7 @@ impl ControlView {
     #[inline(always)]
     pub(crate) fn wait_how(&self) -> &AtomicU32 {
         #[cfg(not(loom))]
-        // SAFETY: as for `cursor`, offset 12.
+        // SAFETY: as for `cursor`, offset `control::WAIT_HOW` (4-aligned, inside).
         return unsafe { AtomicU32::from_ptr(self.base.as_ptr().add(control::WAIT_HOW).cast()) };
         // SAFETY: as for `cursor`.
         #[cfg(loom)]
