@@ -378,7 +378,7 @@ fn publisher_path_row(g: &mut Group<'_>, n: usize) {
     g.row(&format!("N{n}"), |b| {
         b.iter(|| {
             publisher.publish(&msg).unwrap();
-            std::hint::black_box(publisher.wake_scan(watches.iter_mut()));
+            let _ = std::hint::black_box(publisher.wake_scan(watches.iter_mut()));
         })
     });
 }
