@@ -200,3 +200,30 @@ fn event_loop_subscriber_is_woken_by_the_shared_eventfd() {
         }
     }
 }
+
+#[test]
+fn latest_value_cell_gives_every_reader_the_newest_state() {
+    let mut state = Publisher::<[u64; 4]>::new(&BroadcastOptions::latest_value()).unwrap();
+    let mut readers: Vec<Subscriber<[u64; 4]>> = (0..3)
+        .map(|_| {
+            let (a, b) = UnixStream::pair().unwrap();
+            state.add_subscriber(a).unwrap();
+            Subscriber::join(b, &SubscribeOptions::new()).unwrap()
+        })
+        .collect();
+    for r in &mut readers {
+        assert!(matches!(r.latest(), Err(BroadcastError::Empty)));
+    }
+    for x in 0..1000u64 {
+        state.publish(&[x, x + 1, x + 2, x + 3]).unwrap();
+        if x % 97 == 0 {
+            for r in &mut readers {
+                assert_eq!(r.latest().unwrap(), (x, [x, x + 1, x + 2, x + 3]));
+            }
+        }
+    }
+    for r in &mut readers {
+        assert_eq!(r.latest().unwrap(), (999, [999, 1000, 1001, 1002]));
+        assert_eq!(r.latest().unwrap().0, 999, "a cell is read again and again");
+    }
+}

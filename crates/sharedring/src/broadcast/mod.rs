@@ -22,6 +22,9 @@
 //!   (see [`MsgPublisher::accept_from`]), with or without history; they
 //!   leave or die at any time; [`MsgPublisher::subscribers`] lists them
 //!   with credentials and lag.
+//! - A latest-value cell ([`BroadcastOptions::latest_value`],
+//!   [`Subscriber::latest`]): readers take the newest value, whether or
+//!   not they read it before.
 //! - Wake-ups: at most one `FUTEX_WAKE` (and one eventfd write for
 //!   event-loop subscribers) per published message, however many
 //!   subscribers sleep.
@@ -160,6 +163,32 @@ impl<T: Element> Subscriber<T> {
     /// The next value, waiting at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, BroadcastError> {
         self.one(|s, b| s.recv_timeout(b, Some(timeout)))
+    }
+
+    /// The newest value and its sequence number, even if read before (a
+    /// latest-value cell; see [`BroadcastOptions::latest_value`]).
+    ///
+    /// ```
+    /// use sharedring::broadcast::{BroadcastOptions, Publisher, SubscribeOptions, Subscriber};
+    /// let mut state = Publisher::<[f32; 4]>::new(&BroadcastOptions::latest_value())?;
+    /// let (a, b) = std::os::unix::net::UnixStream::pair()?;
+    /// state.add_subscriber(a)?;
+    /// let mut reader = Subscriber::<[f32; 4]>::join(b, &SubscribeOptions::new())?;
+    /// for x in 0..100 {
+    ///     state.publish(&[x as f32, 0.0, 0.0, 1.0])?;
+    /// }
+    /// assert_eq!(reader.latest()?, (99, [99.0, 0.0, 0.0, 1.0]));
+    /// assert_eq!(reader.latest()?.0, 99); // still the newest
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn latest(&mut self) -> Result<(u64, T), BroadcastError> {
+        let mut seq = 0;
+        let value = self.one(|s, b| {
+            let (q, n) = s.latest(b)?;
+            seq = q;
+            Ok(n)
+        })?;
+        Ok((seq, value))
     }
 
     /// The byte-level subscriber (event-loop descriptors, lag, id).

@@ -67,6 +67,16 @@ impl BroadcastOptions {
         }
     }
 
+    /// A latest-value cell (the blackboard pattern: one writer, many
+    /// readers of the newest state): a small lossy ring (4 slots) whose
+    /// subscribers read with [`MsgSubscriber::latest`](super::MsgSubscriber::latest)
+    /// / [`Subscriber::latest`](super::Subscriber::latest). Four slots
+    /// rather than one so that reading the newest value does not race
+    /// with writing the next.
+    pub fn latest_value() -> Self {
+        Self::new().slots(4)
+    }
+
     /// How many messages the ring holds (a power of two, 2 to 2^24).
     pub fn slots(mut self, slots: usize) -> Self {
         self.slots = slots;

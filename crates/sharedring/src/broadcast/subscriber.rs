@@ -226,6 +226,22 @@ impl MsgSubscriber {
         }
     }
 
+    /// The newest value (a latest-value cell, the blackboard pattern):
+    /// copies the last message published into `buf`, even if it was read
+    /// before, and returns its sequence number (to tell a new value from
+    /// an old one) and length. Never blocks. [`BroadcastError::Empty`]
+    /// before the first message; `PeerGone` only once the publisher's
+    /// socket hung up and nothing was ever published.
+    pub fn latest(&mut self, buf: &mut [u8]) -> Result<(u64, usize), BroadcastError> {
+        match self.core.try_latest(buf) {
+            Ok(v) => Ok(v),
+            Err(BcastRecvError::Empty) if wire::gone(self.sock.as_fd()) => {
+                Err(BroadcastError::PeerGone)
+            }
+            Err(e) => Err(Self::map(e)),
+        }
+    }
+
     /// The socket hung up: whatever is still readable comes first.
     fn after_gone(&mut self, buf: &mut [u8]) -> Result<usize, BroadcastError> {
         match self.core.try_recv(buf) {

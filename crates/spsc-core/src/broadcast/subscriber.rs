@@ -282,6 +282,42 @@ impl BcastSubscriber {
         Ok(len)
     }
 
+    /// The newest message (a latest-value cell: history 1, no queue):
+    /// copies the last message published into `buf`, whether or not it
+    /// was read before, and returns its sequence number and length. The
+    /// cursor moves past it, so [`try_recv`](Self::try_recv) then waits
+    /// for the next one.
+    ///
+    /// `Empty` before the first message. The copy is checked like any
+    /// read; if the publisher overwrote the slot meanwhile (it published a
+    /// whole lap during our copy), this tries again with the new newest
+    /// message, at most four times, then returns that `Lagged` error.
+    pub fn try_latest(&mut self, buf: &mut [u8]) -> Result<(u64, usize), BcastRecvError> {
+        let mut last = BcastRecvError::Empty;
+        for _ in 0..4 {
+            if let Some(c) = self.broken {
+                return Err(BcastRecvError::Corrupted(c));
+            }
+            let h = self.load_head()?;
+            if h == 0 {
+                return Err(BcastRecvError::Empty);
+            }
+            // Re-read the newest even if already read: a cell.
+            self.cursor = h - 1;
+            match self.try_recv(buf) {
+                Ok(n) => return Ok((h - 1, n)),
+                Err(e @ BcastRecvError::Lagged { .. }) => last = e,
+                Err(BcastRecvError::Empty) => {
+                    // The head moved back under us: `try_recv` reported
+                    // nothing new only if the cursor met the head.
+                    return Err(BcastRecvError::Empty);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
     /// Announces that we are about to sleep (in our control region), then
     /// re-checks the ring. See [`BcastPublisher::wake_scan`](super::BcastPublisher::wake_scan)
     /// for why no wake-up is lost.
