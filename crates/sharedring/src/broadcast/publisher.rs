@@ -1,12 +1,11 @@
 //! The publishing end.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
-use rustix::event::{eventfd, EventfdFlags};
-use rustix::io::Errno;
+use eventfd_notify::Notifier;
 use rustix::thread::futex;
 use shmem_seal::{MemfdBuilder, SharedMemory};
 use spsc_core::broadcast::{
@@ -86,8 +85,10 @@ pub struct MsgPublisher {
     /// writer).
     data: SharedMemory,
     layout: BcastLayout,
-    /// The eventfd shared by event-loop subscribers (non-blocking).
-    event: OwnedFd,
+    /// The eventfd shared by event-loop subscribers, signalled through
+    /// io_uring where available (never blocks, whatever a subscriber did to
+    /// the shared eventfd: saturated it, cleared `O_NONBLOCK`).
+    event: Notifier,
     subs: Vec<Sub>,
     opts: BroadcastOptions,
     contract: (u32, u32, u64),
@@ -117,7 +118,7 @@ impl MsgPublisher {
         // reference into it; subscribers only read it (sealed).
         let region = unsafe { RawRegion::new(data.as_ptr(), layout.region_size()) };
         let core = BcastPublisher::create(region, layout)?;
-        let event = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        let event = Notifier::new()?;
         Ok(Self {
             core,
             data,
@@ -262,20 +263,13 @@ impl MsgPublisher {
         }
     }
 
-    /// Writes 1 to the shared eventfd. If a subscriber saturated the
-    /// counter (`EAGAIN`), drains it and writes again, so that the write
-    /// happens and edge-triggered waiters get their edge.
+    /// Signals the shared eventfd once. On the io_uring path the kernel
+    /// signals it, which never blocks and wakes its waiters even when a
+    /// subscriber saturated the counter (so edge-triggered waiters get
+    /// their edge); see [`eventfd_notify::NotifyPath`] for the fallback.
     fn signal_eventfd(&mut self) {
-        for _ in 0..2 {
-            self.wake_syscalls += 1;
-            match rustix::io::write(&self.event, &1u64.to_ne_bytes()) {
-                Err(Errno::AGAIN) => {
-                    let mut b = [0u8; 8];
-                    let _ = rustix::io::read(&self.event, &mut b);
-                }
-                _ => return,
-            }
-        }
+        self.wake_syscalls += 1;
+        let _ = self.event.notify();
     }
 
     /// Reliable mode: waits until no subscriber is `max_lag` or more
