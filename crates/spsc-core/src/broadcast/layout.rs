@@ -155,3 +155,29 @@ impl BcastLayout {
         size
     }
 }
+
+// Pinned against the tables of `docs/LAYOUT-BROADCAST.md`: changing any of
+// these is a layout change (new version, new history entry).
+static_assertions::const_assert_eq!(BCAST_MAGIC, 0x7473_6362_6472_6873);
+static_assertions::const_assert_eq!(BCAST_VERSION, 1);
+static_assertions::const_assert_eq!(KIND_BROADCAST, 3);
+static_assertions::const_assert_eq!(header::MAGIC, 0);
+static_assertions::const_assert_eq!(header::VERSION, 8);
+static_assertions::const_assert_eq!(header::KIND, 12);
+static_assertions::const_assert_eq!(header::SLOTS, 16);
+static_assertions::const_assert_eq!(header::SLOT_SIZE, 20);
+static_assertions::const_assert_eq!(header::MAX_MSG, 24);
+static_assertions::const_assert_eq!(header::FLAGS, 28);
+static_assertions::const_assert_eq!(header::DATA_OFFSET, 32);
+static_assertions::const_assert_eq!(header::HEAD, 128);
+static_assertions::const_assert_eq!(header::WAKE, 256);
+static_assertions::const_assert_eq!(header::CLOSED, 260);
+static_assertions::const_assert_eq!(BCAST_DATA_OFFSET, 384);
+static_assertions::const_assert_eq!(slot::STAMP, 0);
+static_assertions::const_assert_eq!(slot::LEN, 8);
+static_assertions::const_assert_eq!(slot::PAYLOAD, 16);
+static_assertions::const_assert_eq!(SLOT_ALIGN, 64);
+static_assertions::const_assert_eq!(control::CURSOR, 0);
+static_assertions::const_assert_eq!(control::WAIT, 128);
+static_assertions::const_assert_eq!(control::WAIT_HOW, 132);
+static_assertions::const_assert_eq!(control::SIZE, 256);
