@@ -276,7 +276,8 @@ impl MsgPublisher {
     /// behind, for at most `timeout`; then drops those still behind.
     /// Subscribers whose cursor is impossible are dropped at once.
     fn wait_for_room(&mut self, max_lag: u64, timeout: Duration) {
-        let mut deadline: Option<Instant> = None;
+        // When we started waiting (set once we must wait).
+        let mut started: Option<Instant> = None;
         let mut spins = 0u32;
         loop {
             let head = self.core.head();
@@ -296,8 +297,8 @@ impl MsgPublisher {
                 return;
             }
             let now = Instant::now();
-            let end = *deadline.get_or_insert(now + timeout);
-            if now >= end {
+            let waited = now.duration_since(*started.get_or_insert(now));
+            if waited >= timeout {
                 self.subs.retain(|s| {
                     let behind = s.watch.cursor(head).map_or(true, |c| head - c >= max_lag);
                     if behind {
@@ -308,16 +309,20 @@ impl MsgPublisher {
                 return;
             }
             spins += 1;
-            if spins % 64 == 0 {
+            if spins % 1024 == 0 {
                 // The departed never catch up: don't wait for them.
                 self.reap();
             }
-            if spins < 64 {
+            // Spin for the SPSC ends' spin budget, then yield for ten
+            // times that, then sleep in short steps: subscribers do not
+            // wake the publisher (they cannot write anything it sleeps on),
+            // so it polls their cursors.
+            if waited < crate::options::DEFAULT_SPIN {
                 std::hint::spin_loop();
-            } else if spins < 128 {
+            } else if waited < 10 * crate::options::DEFAULT_SPIN {
                 std::thread::yield_now();
             } else {
-                std::thread::sleep(Duration::from_micros(20));
+                std::thread::sleep(Duration::from_micros(50));
             }
         }
     }
