@@ -227,3 +227,50 @@ fn latest_value_cell_gives_every_reader_the_newest_state() {
         assert_eq!(r.latest().unwrap().0, 999, "a cell is read again and again");
     }
 }
+
+/// How a subscriber runs on tokio: `AsyncFd` over the shared eventfd
+/// (tokio registers it edge-triggered), `arm` before each wait.
+#[test]
+fn subscriber_on_tokio_waits_with_asyncfd() {
+    let mut publisher = MsgPublisher::new(&BroadcastOptions::new().max_msg(8)).unwrap();
+    let mut sub = pair(&mut publisher, &SubscribeOptions::new());
+    let feeder = std::thread::spawn(move || {
+        for i in 0..5u8 {
+            std::thread::sleep(Duration::from_millis(20));
+            publisher.publish(&[i]).unwrap();
+        }
+        publisher
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let got = rt.block_on(async {
+        let fd = tokio::io::unix::AsyncFd::with_interest(
+            sub.wait_fd().try_clone_to_owned().unwrap(),
+            tokio::io::Interest::READABLE,
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8];
+        while got.len() < 5 {
+            match sub.try_recv(&mut buf) {
+                Ok(1) => {
+                    got.push(buf[0]);
+                    continue;
+                }
+                Err(BroadcastError::Empty) => {}
+                other => panic!("{other:?}"),
+            }
+            if sub.arm() {
+                let ready = tokio::time::timeout(Duration::from_secs(10), fd.readable());
+                let mut guard = ready.await.expect("woken within 10 s").unwrap();
+                // Never read the shared eventfd: just forget the readiness.
+                guard.clear_ready();
+            }
+        }
+        got
+    });
+    assert_eq!(got, [0, 1, 2, 3, 4]);
+    drop(feeder.join().unwrap());
+}

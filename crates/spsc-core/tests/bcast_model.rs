@@ -278,3 +278,34 @@ fn concurrent_latest_reader_never_sees_a_torn_value() {
         assert!(reads > 0);
     });
 }
+
+/// The start the publisher offers through the control region is not
+/// believed beyond the head.
+#[test]
+fn offered_start_beyond_the_head_is_not_believed() {
+    let layout = BcastLayout::new(8, 8).unwrap();
+    let mut data = Buffer::new(layout.region_size(), 1);
+    let mut ctl = Buffer::new(spsc_core::broadcast::control::SIZE, 1);
+    let mut publisher = BcastPublisher::create(data.region(), layout).unwrap();
+    for i in 0..5u8 {
+        publisher.publish(&[i]).unwrap();
+    }
+    let _watch = SubscriberWatch::create(ctl.region(), u64::MAX).unwrap();
+    let sub = BcastSubscriber::attach(
+        data.region(),
+        layout,
+        ctl.region(),
+        StartAt::Offered { history: 2 },
+    )
+    .unwrap();
+    assert_eq!(sub.cursor(), 3, "head 5, less the history of 2");
+    let _watch = SubscriberWatch::create(ctl.region(), 1).unwrap();
+    let sub = BcastSubscriber::attach(
+        data.region(),
+        layout,
+        ctl.region(),
+        StartAt::Offered { history: 0 },
+    )
+    .unwrap();
+    assert_eq!(sub.cursor(), 1, "an offered start in the past is kept");
+}
