@@ -246,10 +246,15 @@ fn subscriber_on_tokio_waits_with_asyncfd() {
         .build()
         .unwrap();
     let got = rt.block_on(async {
-        let fd = tokio::io::unix::AsyncFd::with_interest(
-            sub.wait_fd().try_clone_to_owned().unwrap(),
-            tokio::io::Interest::READABLE,
-        )
+        // SAFETY: the `AsyncFd` owns the duplicate for its whole life and
+        // `OwnedFd::as_raw_fd` always returns that same descriptor.
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(
+                sub.wait_fd().try_clone_to_owned().unwrap(),
+                tokio::io::Interest::READABLE,
+            )
+        }
+        .map_err(|e| e.into_parts().1)
         .unwrap();
         let mut got = Vec::new();
         let mut buf = [0u8; 8];
