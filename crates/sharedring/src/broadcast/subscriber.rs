@@ -197,6 +197,8 @@ impl MsgSubscriber {
             BcastRecvError::Closed => BroadcastError::Closed,
             BcastRecvError::BufferTooSmall { needed } => BroadcastError::BufferTooSmall { needed },
             BcastRecvError::Corrupted(c) => BroadcastError::Corrupted(c),
+            // `BcastRecvError` is non-exhaustive; every variant it has
+            // today is mapped above.
             _ => BroadcastError::Empty,
         }
     }
