@@ -117,6 +117,7 @@
 
 #[macro_use]
 mod endpoint;
+pub mod broadcast;
 mod elements;
 mod error;
 mod listener;

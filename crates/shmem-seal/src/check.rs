@@ -239,6 +239,11 @@ pub(crate) enum Opener {
     /// [`SealedBlob`](crate::SealedBlob): a read-only mapping of memory
     /// nobody can write.
     Blob,
+    /// [`ReadOnlyMemory::open_write_sealed`](crate::ReadOnlyMemory::open_write_sealed):
+    /// a read-only mapping of memory that only its creator can still
+    /// write (`F_SEAL_WRITE` or `F_SEAL_FUTURE_WRITE` must be there
+    /// already: we cannot add `F_SEAL_FUTURE_WRITE` for the creator).
+    WriteSealed,
 }
 
 /// Seals that make a read-write mapping impossible.
@@ -261,7 +266,7 @@ impl Opener {
     fn required_seals(self) -> SealFlags {
         match self {
             Opener::ReadWrite { .. } => SealFlags::SHRINK | SealFlags::SEAL,
-            Opener::ReadOnly => SealFlags::SHRINK,
+            Opener::ReadOnly | Opener::WriteSealed => SealFlags::SHRINK,
             Opener::Blob => SealFlags::SHRINK | SealFlags::WRITE,
         }
     }
@@ -307,6 +312,14 @@ pub(crate) fn check_received(fd: OwnedFd, len: usize, opener: Opener) -> Result<
             }
         }
         Opener::Blob => {}
+        // Seals are never removed: what we read now holds for the life of
+        // the memfd. A write seal also forbids hole punching, so a hugetlb
+        // memfd is safe here.
+        Opener::WriteSealed => {
+            if !info.seals.intersects(WRITE_SEALS) {
+                return Err(Error::NotWriteSealed { seals: info.seals });
+            }
+        }
     }
     let seals = ensure_seals(fd.as_fd(), info.seals, opener.required_seals())?;
     // The peer may have added a write seal after we first read the seals

@@ -127,6 +127,17 @@ pub enum Error {
         /// The seals present on the memfd.
         seals: SealFlags,
     },
+    /// The peer sent a memfd that is *not* sealed against writing
+    /// (`F_SEAL_WRITE` or `F_SEAL_FUTURE_WRITE`) where we rely on nobody
+    /// but its creator being able to write it (see
+    /// [`ReadOnlyMemory::open_write_sealed`](crate::ReadOnlyMemory::open_write_sealed)):
+    /// anyone else holding the descriptor could write it. The creator must
+    /// seal it with `F_SEAL_FUTURE_WRITE` before sending it, for example with
+    /// [`MemfdBuilder::read_only_for_peers`](crate::MemfdBuilder::read_only_for_peers).
+    NotWriteSealed {
+        /// The seals present on the memfd.
+        seals: SealFlags,
+    },
     /// The peer sent a hugetlb memfd that is not sealed against writing,
     /// to an opener that does not accept that risk: anyone holding the
     /// descriptor can punch a hole in it (`fallocate`), and if the huge
@@ -198,6 +209,7 @@ impl Error {
             | Error::WriteSealBusy { .. }
             | Error::TooSmall { .. }
             | Error::SealedAgainstWriting { .. }
+            | Error::NotWriteSealed { .. }
             | Error::HugetlbRefused { .. }
             | Error::NotWritable
             | Error::NotReadable => Culprit::Peer,
@@ -286,6 +298,12 @@ impl fmt::Display for Error {
             Error::TooSmall { expected, actual } => write!(
                 f,
                 "peer sent a memfd too small: {actual} bytes, expected at least {expected}"
+            ),
+            Error::NotWriteSealed { seals } => write!(
+                f,
+                "peer sent a memfd that is not sealed against writing (seals {seals:?}), so \
+                 others holding it could write it; its creator must add F_SEAL_FUTURE_WRITE \
+                 before sending it (MemfdBuilder::read_only_for_peers)"
             ),
             Error::SealedAgainstWriting { seals } => write!(
                 f,

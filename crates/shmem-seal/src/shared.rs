@@ -427,6 +427,43 @@ impl ReadOnlyMemory {
         })
     }
 
+    /// Like [`open`](Self::open), but also requires that the memfd is
+    /// sealed against writing by anyone but its creator: `F_SEAL_FUTURE_WRITE`
+    /// (or `F_SEAL_WRITE`) must already be there, or it is refused with
+    /// [`Error::NotWriteSealed`]. This is what a reader that shares the
+    /// memory with *other* untrusted readers relies on (a broadcast
+    /// subscriber): none of them, nor anyone they pass the descriptor to,
+    /// can write the bytes, whatever they try (a writable `mmap`,
+    /// `mprotect`, `write`/`pwrite`, a reopen through `/proc/self/fd`,
+    /// hole punching); `F_SEAL_SHRINK` is added if missing (it fails with
+    /// [`Error::CannotSeal`] through a read-only descriptor, so the
+    /// creator should seal it too).
+    ///
+    /// ```
+    /// use shmem_seal::{Error, MemfdBuilder, ReadOnlyMemory, SharedMemory};
+    /// use std::os::fd::AsFd;
+    ///
+    /// let sealed = MemfdBuilder::new("feed").read_only_for_peers().create(4096)?;
+    /// ReadOnlyMemory::open_write_sealed(sealed.as_fd().try_clone_to_owned().unwrap(), 4096)?;
+    ///
+    /// let writable = SharedMemory::create("feed", 4096)?;
+    /// let refused = ReadOnlyMemory::open_write_sealed(writable.as_fd().try_clone_to_owned().unwrap(), 4096);
+    /// assert!(matches!(refused, Err(Error::NotWriteSealed { .. })));
+    /// # Ok::<(), shmem_seal::Error>(())
+    /// ```
+    pub fn open_write_sealed(fd: OwnedFd, len: usize) -> Result<ReadOnlyMemory, Error> {
+        let checked = check_received(fd, len, Opener::WriteSealed)?;
+        let map = MmapOptions::new()
+            .len(checked.map_len)
+            .map_raw_read_only(&checked.fd)
+            .map_err(|source| map_error(&checked, source))?;
+        Ok(ReadOnlyMemory {
+            map,
+            len,
+            fd: checked.fd,
+        })
+    }
+
     /// The start of the mapping, valid for reads (only) of
     /// [`len`](Self::len) bytes for as long as `self` lives. Writing
     /// through it raises `SIGSEGV`.

@@ -124,6 +124,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod broadcast;
 mod chunk;
 mod consumer;
 mod copy;

@@ -1,0 +1,281 @@
+//! Broadcast between real processes: delivery to several subscriber
+//! processes, membership (join with history, listing, leaving, the
+//! publisher dying), typed contracts, and waiting from an event loop.
+
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use rustix::event::epoll;
+use sharedring::broadcast::{
+    BroadcastError, BroadcastOptions, Delivery, MsgPublisher, MsgSubscriber, Publisher,
+    SubscribeOptions, Subscriber,
+};
+
+const N: u64 = 20_000;
+
+fn play_if_child() {
+    let Some((role, sock)) = testkit::as_peer() else {
+        return;
+    };
+    match role.as_str() {
+        // Receives every one of N values in order (reliable publisher).
+        "count" => {
+            let mut sub = Subscriber::<u64>::join(sock, &SubscribeOptions::new()).unwrap();
+            for want in 0..N {
+                assert_eq!(sub.recv().unwrap(), want * 3);
+            }
+            assert!(matches!(sub.recv(), Err(BroadcastError::Closed)));
+        }
+        // A publisher that dies mid-stream.
+        "dying-publisher" => {
+            let mut p = Publisher::<u64>::new(&BroadcastOptions::new()).unwrap();
+            p.add_subscriber(sock).unwrap();
+            for i in 0..10 {
+                p.publish(&i).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            // Exits with `p` alive: its Drop (which closes the stream)
+            // never runs, as in a crash.
+            std::process::exit(0);
+        }
+        other => panic!("unknown role {other}"),
+    }
+    std::process::exit(0);
+}
+
+#[test]
+fn reliable_publisher_delivers_every_message_to_every_subscriber_process() {
+    play_if_child();
+    let name = "reliable_publisher_delivers_every_message_to_every_subscriber_process";
+    let opts = BroadcastOptions::new()
+        .slots(256)
+        .delivery(Delivery::Reliable {
+            max_lag: 256,
+            timeout: Duration::from_secs(60),
+        });
+    let mut publisher = Publisher::<u64>::new(&opts).unwrap();
+    let mut children = Vec::new();
+    for _ in 0..3 {
+        let (child, sock) = testkit::spawn_peer(name, "count").unwrap();
+        publisher.add_subscriber(sock).unwrap();
+        children.push(child);
+    }
+    for i in 0..N {
+        publisher.publish(&(i * 3)).unwrap();
+    }
+    let listed = publisher.inner().subscribers();
+    assert_eq!(listed.len(), 3);
+    for s in &listed {
+        let creds = s.credentials.expect("credentials");
+        assert_eq!(creds.uid, rustix::process::getuid().as_raw());
+        assert!(s.lag <= 256);
+    }
+    drop(publisher);
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+}
+
+#[test]
+fn publisher_death_is_peer_gone_after_the_last_message() {
+    play_if_child();
+    let (mut child, sock) = testkit::spawn_peer(
+        "publisher_death_is_peer_gone_after_the_last_message",
+        "dying-publisher",
+    )
+    .unwrap();
+    let mut sub = Subscriber::<u64>::join(sock, &SubscribeOptions::new()).unwrap();
+    let mut got = Vec::new();
+    let started = Instant::now();
+    loop {
+        match sub.recv_timeout(Duration::from_secs(30)) {
+            Ok(v) => got.push(v),
+            Err(BroadcastError::PeerGone) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // It may have published before we attached; what we got is in order.
+    assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "{got:?}");
+    assert!(child.wait().unwrap().success());
+}
+
+fn pair(publisher: &mut MsgPublisher, opts: &SubscribeOptions) -> MsgSubscriber {
+    let (a, b) = UnixStream::pair().unwrap();
+    publisher.add_subscriber(a).unwrap();
+    MsgSubscriber::join(b, opts).unwrap()
+}
+
+#[test]
+fn lossy_subscriber_lags_then_resumes_at_the_oldest_intact_message() {
+    let mut publisher = MsgPublisher::new(&BroadcastOptions::new().slots(8).max_msg(16)).unwrap();
+    let mut sub = pair(&mut publisher, &SubscribeOptions::new());
+    for i in 0..20u8 {
+        publisher.publish(&[i]).unwrap();
+    }
+    let mut buf = [0u8; 16];
+    match sub.try_recv(&mut buf) {
+        Err(BroadcastError::Lagged { missed: 12 }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sub.try_recv(&mut buf).unwrap(), 1);
+    assert_eq!(buf[0], 12);
+    assert_eq!(publisher.subscribers()[0].lag, 7);
+}
+
+#[test]
+fn late_subscriber_gets_the_history_offered_and_no_more() {
+    let mut publisher =
+        MsgPublisher::new(&BroadcastOptions::new().slots(16).max_msg(8).history(4)).unwrap();
+    for i in 0..10u8 {
+        publisher.publish(&[i]).unwrap();
+    }
+    let mut newest = pair(&mut publisher, &SubscribeOptions::new());
+    let mut greedy = pair(&mut publisher, &SubscribeOptions::new().history(100));
+    let mut buf = [0u8; 8];
+    assert!(matches!(
+        newest.try_recv(&mut buf),
+        Err(BroadcastError::Empty)
+    ));
+    let mut seen = Vec::new();
+    while let Ok(1) = greedy.try_recv(&mut buf) {
+        seen.push(buf[0]);
+    }
+    assert_eq!(seen, [6, 7, 8, 9]);
+}
+
+#[test]
+fn a_subscriber_of_another_type_is_refused() {
+    let mut publisher = Publisher::<u64>::new(&BroadcastOptions::new()).unwrap();
+    let (a, b) = UnixStream::pair().unwrap();
+    publisher.add_subscriber(a).unwrap();
+    match Subscriber::<u32>::join(b, &SubscribeOptions::new()) {
+        Err(BroadcastError::Refused { field, .. }) => assert_eq!(field, "element size"),
+        other => panic!("{other:?}"),
+    }
+    // The refusal closed the socket: the publisher drops it.
+    assert!(publisher.inner().subscribers().is_empty());
+}
+
+#[test]
+fn event_loop_subscriber_is_woken_by_the_shared_eventfd() {
+    let mut publisher = MsgPublisher::new(&BroadcastOptions::new().max_msg(8)).unwrap();
+    let mut subs: Vec<MsgSubscriber> = (0..4)
+        .map(|_| pair(&mut publisher, &SubscribeOptions::new()))
+        .collect();
+    let ep = epoll::create(epoll::CreateFlags::CLOEXEC).unwrap();
+    for (i, s) in subs.iter().enumerate() {
+        epoll::add(
+            &ep,
+            s.wait_fd(),
+            epoll::EventData::new_u64(i as u64),
+            epoll::EventFlags::IN | epoll::EventFlags::ET,
+        )
+        .unwrap();
+    }
+    for round in 0..3u8 {
+        for s in &mut subs {
+            assert!(s.arm(), "nothing to read yet");
+        }
+        let before = publisher.wake_syscalls();
+        publisher.publish(&[round]).unwrap();
+        // One eventfd write for four sleepers.
+        assert_eq!(publisher.wake_syscalls() - before, 1);
+        let mut events = Vec::with_capacity(8);
+        let five_s = rustix::time::Timespec {
+            tv_sec: 5,
+            tv_nsec: 0,
+        };
+        epoll::wait(
+            &ep,
+            rustix::buffer::spare_capacity(&mut events),
+            Some(&five_s),
+        )
+        .unwrap();
+        assert!(!events.is_empty(), "no edge");
+        for s in &mut subs {
+            let mut buf = [0u8; 8];
+            assert_eq!(s.try_recv(&mut buf).unwrap(), 1);
+            assert_eq!(buf[0], round);
+        }
+    }
+}
+
+#[test]
+fn latest_value_cell_gives_every_reader_the_newest_state() {
+    let mut state = Publisher::<[u64; 4]>::new(&BroadcastOptions::latest_value()).unwrap();
+    let mut readers: Vec<Subscriber<[u64; 4]>> = (0..3)
+        .map(|_| {
+            let (a, b) = UnixStream::pair().unwrap();
+            state.add_subscriber(a).unwrap();
+            Subscriber::join(b, &SubscribeOptions::new()).unwrap()
+        })
+        .collect();
+    for r in &mut readers {
+        assert!(matches!(r.latest(), Err(BroadcastError::Empty)));
+    }
+    for x in 0..1000u64 {
+        state.publish(&[x, x + 1, x + 2, x + 3]).unwrap();
+        if x % 97 == 0 {
+            for r in &mut readers {
+                assert_eq!(r.latest().unwrap(), (x, [x, x + 1, x + 2, x + 3]));
+            }
+        }
+    }
+    for r in &mut readers {
+        assert_eq!(r.latest().unwrap(), (999, [999, 1000, 1001, 1002]));
+        assert_eq!(r.latest().unwrap().0, 999, "a cell is read again and again");
+    }
+}
+
+/// How a subscriber runs on tokio: `AsyncFd` over the shared eventfd
+/// (tokio registers it edge-triggered), `arm` before each wait.
+#[test]
+fn subscriber_on_tokio_waits_with_asyncfd() {
+    let mut publisher = MsgPublisher::new(&BroadcastOptions::new().max_msg(8)).unwrap();
+    let mut sub = pair(&mut publisher, &SubscribeOptions::new());
+    let feeder = std::thread::spawn(move || {
+        for i in 0..5u8 {
+            std::thread::sleep(Duration::from_millis(20));
+            publisher.publish(&[i]).unwrap();
+        }
+        publisher
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let got = rt.block_on(async {
+        // SAFETY: the `AsyncFd` owns the duplicate for its whole life and
+        // `OwnedFd::as_raw_fd` always returns that same descriptor.
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(
+                sub.wait_fd().try_clone_to_owned().unwrap(),
+                tokio::io::Interest::READABLE,
+            )
+        }
+        .map_err(|e| e.into_parts().1)
+        .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8];
+        while got.len() < 5 {
+            match sub.try_recv(&mut buf) {
+                Ok(1) => {
+                    got.push(buf[0]);
+                    continue;
+                }
+                Err(BroadcastError::Empty) => {}
+                other => panic!("{other:?}"),
+            }
+            if sub.arm() {
+                let ready = tokio::time::timeout(Duration::from_secs(10), fd.readable());
+                let mut guard = ready.await.expect("woken within 10 s").unwrap();
+                // Never read the shared eventfd: just forget the readiness.
+                guard.clear_ready();
+            }
+        }
+        got
+    });
+    assert_eq!(got, [0, 1, 2, 3, 4]);
+    drop(feeder.join().unwrap());
+}
