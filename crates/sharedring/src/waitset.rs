@@ -319,7 +319,7 @@ macro_rules! ring_source {
                 self.end.is_peer_gone()
             }
             fn peer_closed(&mut self) -> bool {
-                $inbound && self.end.peer_closed()
+                $inbound && self.end.peer_marked_closed()
             }
             fn as_any_mut(&mut self) -> &mut dyn Any {
                 self

@@ -570,6 +570,8 @@ fn the_descriptor_limit_is_survived() {
 fn gone_closed_peer(path: &Path, arg: &str) -> ! {
     let stream = UnixStream::connect(path).unwrap();
     let (msg, close) = (arg.starts_with("msg"), arg.ends_with("close"));
+    // The end stays alive until the process ends: a drop would close the
+    // stream cleanly, which the "kill" cases must not do.
     if msg {
         let mut tx = MsgSender::accept(stream).unwrap();
         tx.send(b"hello", None).unwrap();
@@ -577,6 +579,7 @@ fn gone_closed_peer(path: &Path, arg: &str) -> ! {
             tx.close().unwrap();
             std::process::exit(0);
         }
+        kill_self(tx)
     } else {
         let mut tx = Sender::<u64>::accept(stream).unwrap();
         tx.send(&[1, 2, 3], None).unwrap();
@@ -584,7 +587,12 @@ fn gone_closed_peer(path: &Path, arg: &str) -> ! {
             tx.close().unwrap();
             std::process::exit(0);
         }
+        kill_self(tx)
     }
+}
+
+/// SIGKILLs this process while `_end` is still open (never dropped).
+fn kill_self<E>(_end: E) -> ! {
     nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL).unwrap();
     unreachable!("SIGKILL");
 }

@@ -298,6 +298,14 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
         Ok(self.refresh()? == 0)
     }
 
+    /// Whether the producer has marked its stream closed (one Acquire
+    /// load of `producer_closed`), whether or not data is still queued:
+    /// an event loop uses it to say how a peer that hung up left
+    /// ([`end_of_stream`](Self::end_of_stream) says when to stop reading).
+    pub fn closed_mark(&self) -> bool {
+        self.producer_closed()
+    }
+
     /// The corruption this handle has seen, if any.
     pub fn corruption(&self) -> Option<Corruption> {
         self.poisoned

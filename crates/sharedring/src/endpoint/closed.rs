@@ -43,6 +43,11 @@ pub(crate) trait Closing {
     /// Whether the stream ended: marked and drained (consumers; call on
     /// an empty ring).
     fn stream_ended(&mut self) -> Result<bool, Corruption>;
+    /// Whether the producer marked its stream closed, drained or not
+    /// (consumers; producers answer `false`).
+    fn closed_mark(&self) -> bool {
+        false
+    }
 }
 
 impl<T: Element> Closing for Producer<T> {
@@ -64,6 +69,9 @@ impl Closing for MsgProducer {
 }
 
 impl<T: Element> Closing for Consumer<T> {
+    fn closed_mark(&self) -> bool {
+        Self::closed_mark(self)
+    }
     fn close_stream(&mut self) -> bool {
         false
     }
@@ -73,6 +81,9 @@ impl<T: Element> Closing for Consumer<T> {
 }
 
 impl Closing for MsgConsumer {
+    fn closed_mark(&self) -> bool {
+        Self::closed_mark(self)
+    }
     fn close_stream(&mut self) -> bool {
         false
     }

@@ -244,6 +244,13 @@ impl<K: Kind> Endpoint<K> {
         self.closed
     }
 
+    /// Receivers: whether the sender marked its stream closed, whether or
+    /// not the ring is drained (one load; for telling how a peer that hung
+    /// up left).
+    pub(crate) fn peer_marked_closed(&self) -> bool {
+        self.closed || (K::ROLE == setup::Role::Receiver && self.half.closed_mark())
+    }
+
     /// What a receiver reports once the ring is drained and the peer is
     /// gone or closed: [`Error::Closed`] if the sender closed its stream,
     /// [`Error::PeerGone`] otherwise.

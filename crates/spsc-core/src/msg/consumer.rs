@@ -486,6 +486,13 @@ impl MsgConsumer {
         self.inner.withdraw_wait()
     }
 
+    /// Whether the producer has marked its stream closed (one Acquire
+    /// load of `producer_closed`), whether or not records are still
+    /// queued; [`end_of_stream`](Self::end_of_stream) says when to stop.
+    pub fn closed_mark(&self) -> bool {
+        self.inner.producer_closed()
+    }
+
     /// Whether the stream has ended: the producer
     /// [closed](crate::MsgProducer::close) it and every record it
     /// published before has been received. Call it when the ring was
