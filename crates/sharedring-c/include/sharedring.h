@@ -467,9 +467,9 @@ int sharedring_receiver_from_offer(const struct sharedring_offer *offer,
                                    struct sharedring_receiver **out);
 
 /*
- Frees a sender: the receiver sees the peer gone (`SHAREDRING_ERR_PEER_GONE`)
- after it received everything. Use [`sharedring_sender_close`] for a
- clean end of stream.
+ Frees a sender, closing its stream cleanly: the receiver gets
+ `SHAREDRING_ERR_CLOSED` after it received everything (a process that
+ dies without freeing it is seen as `SHAREDRING_ERR_PEER_GONE`).
 
  # Safety
 
@@ -979,9 +979,9 @@ int sharedring_msg_receiver_from_offer(const struct sharedring_offer *offer,
                                        struct sharedring_msg_receiver **out);
 
 /*
- Frees a message sender: the receiver sees the peer gone after it
- received everything. Use [`sharedring_msg_sender_close`] for a clean
- end of stream.
+ Frees a message sender, closing its stream cleanly: the receiver gets
+ `SHAREDRING_ERR_CLOSED` after it received everything (a process that
+ dies without freeing it is seen as `SHAREDRING_ERR_PEER_GONE`).
 
  # Safety
 

@@ -650,9 +650,9 @@ pub unsafe extern "C" fn sharedring_receiver_from_offer(
     elem_constructor!(from_offer Receiver, AnyReceiver, sharedring_receiver, offer, elem, opts, liveness_fd, out)
 }
 
-/// Frees a sender: the receiver sees the peer gone (`SHAREDRING_ERR_PEER_GONE`)
-/// after it received everything. Use [`sharedring_sender_close`] for a
-/// clean end of stream.
+/// Frees a sender, closing its stream cleanly: the receiver gets
+/// `SHAREDRING_ERR_CLOSED` after it received everything (a process that
+/// dies without freeing it is seen as `SHAREDRING_ERR_PEER_GONE`).
 ///
 /// # Safety
 ///

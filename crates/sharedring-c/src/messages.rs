@@ -253,9 +253,9 @@ pub unsafe extern "C" fn sharedring_msg_receiver_from_offer(
     msg_constructor!(from_offer MsgReceiver, new_receiver, offer, opts, liveness_fd, out)
 }
 
-/// Frees a message sender: the receiver sees the peer gone after it
-/// received everything. Use [`sharedring_msg_sender_close`] for a clean
-/// end of stream.
+/// Frees a message sender, closing its stream cleanly: the receiver gets
+/// `SHAREDRING_ERR_CLOSED` after it received everything (a process that
+/// dies without freeing it is seen as `SHAREDRING_ERR_PEER_GONE`).
 ///
 /// # Safety
 ///

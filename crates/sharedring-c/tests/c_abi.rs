@@ -311,7 +311,9 @@ fn element_rings_copy_and_work_in_place_through_the_c_api() {
 }
 
 #[test]
-fn a_freed_sender_is_a_gone_peer_after_the_drain() {
+fn a_freed_sender_is_a_closed_stream_after_the_drain() {
+    // Freeing a sender closes its stream cleanly (as a Rust drop does):
+    // the receiver reports the end as closed, not as a vanished peer.
     let (tx, rx) = element_pair(U8, 16);
     // SAFETY: live handles, valid buffers.
     unsafe {
@@ -329,7 +331,7 @@ fn a_freed_sender_is_a_gone_peer_after_the_drain() {
         assert_eq!(sharedring_receiver_release(rx, 3), SHAREDRING_OK);
         assert_eq!(
             sharedring_receiver_read_chunk(rx, 16, &mut chunk),
-            SHAREDRING_ERR_PEER_GONE
+            SHAREDRING_ERR_CLOSED
         );
         sharedring_receiver_free(rx);
     }
