@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use criterion::Throughput;
 use sharedring::{Options, Receiver, Sender};
-use sharedring_benches::harness::{Harness, Mode};
+use sharedring_benches::harness::{Group, Harness, Mode, Ratio};
 use sharedring_benches::peer::{Peer, PeerEnv};
 use sharedring_benches::unchecked::{UncheckedConsumer, UncheckedRing};
 use sharedring_benches::{probe, PlacedBuf, Placement};
@@ -578,6 +578,43 @@ macro_rules! cross_process_row {
     }};
 }
 
+/// The target ratios of one message size, measured again interleaved
+/// ([`Group::paired`]): every row they need set up and alive side by side,
+/// batches of subject and reference alternating.
+fn paired_rows(g: &mut Group<'_>, size: usize) {
+    let mut copy = ring_row(size, RING_BYTES, Placement::Aligned);
+    let mut inplace = inplace_row(size);
+    let mut unchecked_copy = unchecked_copy_row(size);
+    let mut unchecked_inplace = unchecked_inplace_row(size);
+    let mut shmem = shmem_ipc_row(size);
+    g.paired(
+        "sharedring-copy",
+        "unchecked-copy",
+        Ratio::Throughput,
+        |n| copy.run(n),
+        |n| unchecked_copy.run(n),
+    );
+    g.paired(
+        "sharedring-inplace",
+        "unchecked-inplace",
+        Ratio::Throughput,
+        |n| inplace.run(n),
+        |n| unchecked_inplace.run(n),
+    );
+    g.paired(
+        "sharedring-copy",
+        "shmem-ipc",
+        Ratio::Throughput,
+        |n| copy.run(n),
+        |n| shmem.run(n),
+    );
+    copy.finish();
+    inplace.finish();
+    unchecked_copy.finish();
+    unchecked_inplace.finish();
+    shmem.finish();
+}
+
 fn criterion_main() {
     let mut h = Harness::new("stream");
     let mode = h.mode();
@@ -600,6 +637,7 @@ fn criterion_main() {
         cross_process_row!(g, "shmem-ipc", shmem_ipc_row(size));
         cross_process_row!(g, "unix-socket", socket_row(size));
         cross_process_row!(g, "pipe", pipe_row(size));
+        paired_rows(&mut g, size);
         for p in [Placement::Aligned, Placement::Skew8] {
             let mut m = Memcpy::new(size, RING_BYTES, p);
             g.row(&format!("memcpy{}", p.suffix()), |b| {

@@ -16,6 +16,16 @@
 //! it, between probes of their own), whose p50, p99, p99.9, p99.99 and
 //! maximum go to `target/bench-report/latency.jsonl`.
 //!
+//! A target ratio is measured once more by [`Group::paired`]: the subject
+//! and its reference, both set up and kept alive side by side, are run in
+//! alternating short batches (A B, B A, A B, …) after a warm-up, and the
+//! ratio is the median of the per-pair ratios, with its quartiles as its
+//! own spread. Both sides see the same host state (the slow mode, another
+//! process's load, the CPU's frequency) within a few milliseconds of each
+//! other, where criterion's separate rows are measured seconds or minutes
+//! apart. Each comparison is one JSON line in
+//! `target/bench-report/paired.jsonl`.
+//!
 //! `SHAREDRING_BENCH_MODE=full` selects the long settings; anything else
 //! (and plain `cargo bench`) the quick ones.
 
@@ -50,6 +60,15 @@ impl Mode {
         }
     }
 
+    /// How long one batch of a paired comparison runs, and how many pairs
+    /// are taken.
+    fn pairing(self) -> (Duration, usize) {
+        match self {
+            Mode::Quick => (Duration::from_millis(3), 41),
+            Mode::Full => (Duration::from_millis(8), 101),
+        }
+    }
+
     fn attempts(self) -> usize {
         match self {
             Mode::Quick => 3,
@@ -79,6 +98,7 @@ pub struct Harness {
     fastest: f64,
     log: File,
     latency_log: File,
+    paired_log: File,
     bench: String,
     mode: Mode,
 }
@@ -114,12 +134,18 @@ impl Harness {
             .append(true)
             .open(dir.join("latency.jsonl"))
             .expect("open latency.jsonl");
+        let paired_log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("paired.jsonl"))
+            .expect("open paired.jsonl");
         Self {
             criterion,
             probe,
             fastest,
             log,
             latency_log,
+            paired_log,
             bench: bench.to_owned(),
             mode,
         }
@@ -138,11 +164,13 @@ impl Harness {
             fastest: &mut self.fastest,
             log: &mut self.log,
             latency_log: &mut self.latency_log,
+            paired_log: &mut self.paired_log,
             bench: &self.bench,
             name: name.to_owned(),
             attempts: self.mode.attempts(),
             mode: self.mode,
             measured: None,
+            measured_ids: Vec::new(),
         }
     }
 
@@ -176,12 +204,42 @@ pub struct Group<'a> {
     fastest: &'a mut f64,
     log: &'a mut File,
     latency_log: &'a mut File,
+    paired_log: &'a mut File,
     bench: &'a str,
     name: String,
     attempts: usize,
     mode: Mode,
     /// The last row criterion actually measured (not filtered out).
     measured: Option<String>,
+    /// Every row criterion measured in this group.
+    measured_ids: Vec<String>,
+}
+
+/// Whether a paired comparison's ratio is of throughputs or of times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ratio {
+    /// The subject's throughput over the reference's (reference time over
+    /// subject time): above 1 when the subject is faster.
+    Throughput,
+    /// The subject's time over the reference's (a round trip as a multiple
+    /// of the reference's): below 1 when the subject is faster.
+    Time,
+}
+
+/// The quartiles of `v` (sorted in place): (first, median, third).
+pub fn quartiles(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        // Linear interpolation between the closest ranks.
+        let x = q * (v.len() - 1) as f64;
+        let (i, f) = (x.floor() as usize, x - x.floor());
+        if i + 1 < v.len() {
+            v[i] * (1.0 - f) + v[i + 1] * f
+        } else {
+            v[i]
+        }
+    };
+    (at(0.25), at(0.5), at(0.75))
 }
 
 impl<'a> Group<'a> {
@@ -252,6 +310,9 @@ impl<'a> Group<'a> {
                 return;
             }
             self.measured = Some(id.to_owned());
+            if !self.measured_ids.iter().any(|m| m == id) {
+                self.measured_ids.push(id.to_owned());
+            }
             let after = self.probe.measure();
             self.note_fastest(after);
             let slow = self.is_slow(before) || self.is_slow(after);
@@ -352,6 +413,118 @@ impl<'a> Group<'a> {
                 p(0.999),
                 p(0.9999),
                 samples[samples.len() - 1]
+            );
+            break;
+        }
+    }
+
+    /// Whether criterion measured row `id` of this group (it was not
+    /// filtered out on the command line).
+    pub fn was_measured(&self, id: &str) -> bool {
+        self.measured_ids.iter().any(|m| m == id)
+    }
+
+    /// Measures the ratio of `subject` to `reference` interleaved, if
+    /// criterion measured both rows (neither was filtered out): `a(n)` and
+    /// `b(n)` each run a batch of `n` iterations of the subject and of the
+    /// reference (set up and alive side by side) and return its time.
+    ///
+    /// `n` is calibrated on the reference to the mode's batch time; then
+    /// both warm up (a few batches each, not counted) and run in
+    /// alternating pairs, the order swapped every pair (A B, B A, …) so
+    /// neither side always runs first. The ratio of each pair is
+    /// computed; the median of those is the comparison's ratio and their
+    /// quartiles its spread. One JSON line in `paired.jsonl` keeps it as a
+    /// speed-up (reference time over subject time, whatever `kind`; `kind`
+    /// only says how the report shows it). Between probes, and again while
+    /// they show the slow mode, like a row.
+    pub fn paired(
+        &mut self,
+        subject: &str,
+        reference: &str,
+        kind: Ratio,
+        mut a: impl FnMut(u64) -> Duration,
+        mut b: impl FnMut(u64) -> Duration,
+    ) {
+        if !self.was_measured(subject) || !self.was_measured(reference) {
+            return;
+        }
+        let (batch, pairs) = self.mode.pairing();
+        // Calibrate on the reference: the smallest power of two whose
+        // batch takes at least the batch time (the subject's takes about
+        // as long, since their ratio is near 1 for every target).
+        let mut n = 1u64;
+        while b(n) < batch && n < 1 << 30 {
+            n *= 2;
+        }
+        for attempt in 1..=self.attempts {
+            let before = self.settled_probe();
+            for _ in 0..3 {
+                a(n);
+                b(n);
+            }
+            let (mut speedups, mut ta, mut tb) = (Vec::new(), Vec::new(), Vec::new());
+            for i in 0..pairs {
+                let (x, y) = if i % 2 == 0 {
+                    let x = a(n);
+                    (x, b(n))
+                } else {
+                    let y = b(n);
+                    (a(n), y)
+                };
+                let (x, y) = (x.as_nanos() as f64, y.as_nanos() as f64);
+                speedups.push(y / x);
+                ta.push(x / n as f64);
+                tb.push(y / n as f64);
+            }
+            let after = self.probe.measure();
+            self.note_fastest(after);
+            let slow = self.is_slow(before) || self.is_slow(after);
+            if slow && attempt < self.attempts {
+                eprintln!("    {subject} / {reference} paired: slow mode, measuring again");
+                continue;
+            }
+            let (q1, median, q3) = quartiles(&mut speedups);
+            let (min, max) = (speedups[0], speedups[speedups.len() - 1]);
+            let (_, a_ns, _) = quartiles(&mut ta);
+            let (_, b_ns, _) = quartiles(&mut tb);
+            let line = serde_json::json!({
+                "bench": self.bench,
+                "group": self.name,
+                "subject": subject,
+                "reference": reference,
+                "kind": match kind { Ratio::Throughput => "throughput", Ratio::Time => "time" },
+                "pairs": pairs,
+                "batch_iterations": n,
+                "speedup_median": median,
+                "speedup_q1": q1,
+                "speedup_q3": q3,
+                "speedup_min": min,
+                "speedup_max": max,
+                "subject_ns": a_ns,
+                "reference_ns": b_ns,
+                "attempt": attempt,
+                "probe_before_ns": before,
+                "probe_after_ns": after,
+                "slow": slow,
+            });
+            let _ = writeln!(self.paired_log, "{line}");
+            let show = |r: f64| match kind {
+                Ratio::Throughput => r,
+                Ratio::Time => 1.0 / r,
+            };
+            let (lo, hi) = match kind {
+                Ratio::Throughput => (q1, q3),
+                Ratio::Time => (1.0 / q3, 1.0 / q1),
+            };
+            eprintln!(
+                "    {subject} / {reference} ({}), {pairs} interleaved pairs of {n}: \
+                 median {:.3}x, quartiles {lo:.3}–{hi:.3}x ({a_ns:.1} vs {b_ns:.1} ns per iteration)",
+                match kind {
+                    Ratio::Throughput => "throughput ratio",
+                    Ratio::Time => "time ratio",
+                },
+                show(median),
             );
             break;
         }
