@@ -46,6 +46,66 @@ pub struct Table {
     pub group: String,
     /// The rows.
     pub rows: Vec<Row>,
+    /// The ratios measured interleaved in this group (`paired.jsonl`).
+    pub pairs: Vec<Pair>,
+}
+
+/// A ratio measured interleaved by the bench harness (`Group::paired`):
+/// subject and reference alive side by side, alternating short batches.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    /// The subject row's id.
+    pub subject: String,
+    /// The reference row's id.
+    pub reference: String,
+    /// How many pairs of batches.
+    pub pairs: u64,
+    /// The median of the per-pair speed-ups (reference time over subject
+    /// time).
+    pub median: f64,
+    /// Their first quartile.
+    pub q1: f64,
+    /// Their third quartile.
+    pub q3: f64,
+    /// Whether the kept attempt's probes showed the slow mode.
+    pub slow: bool,
+}
+
+/// Attaches the interleaved ratios of `paired.jsonl` (the last attempt of
+/// each comparison) to their groups.
+pub fn attach_pairs(tables: &mut [Table], paired_jsonl: &Path) {
+    for line in std::fs::read_to_string(paired_jsonl)
+        .unwrap_or_default()
+        .lines()
+    {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let Some(t) = tables
+            .iter_mut()
+            .find(|t| Some(t.group.as_str()) == v["group"].as_str())
+        else {
+            continue;
+        };
+        let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        let pair = Pair {
+            subject: v["subject"].as_str().unwrap_or("?").to_owned(),
+            reference: v["reference"].as_str().unwrap_or("?").to_owned(),
+            pairs: v["pairs"].as_u64().unwrap_or(0),
+            median: f("speedup_median"),
+            q1: f("speedup_q1"),
+            q3: f("speedup_q3"),
+            slow: v["slow"].as_bool().unwrap_or(false),
+        };
+        match t
+            .pairs
+            .iter_mut()
+            .find(|p| p.subject == pair.subject && p.reference == pair.reference)
+        {
+            Some(earlier) => *earlier = pair,
+            None => t.pairs.push(pair),
+        }
+    }
 }
 
 impl Table {
@@ -160,6 +220,7 @@ pub fn tables(criterion: &Path, rows_jsonl: &Path, since: SystemTime) -> Vec<Tab
             None => tables.push(Table {
                 group,
                 rows: vec![row],
+                pairs: Vec::new(),
             }),
         }
     }

@@ -154,28 +154,82 @@ fn find<'a>(tables: &'a [Table], group: &str, id: &str) -> Option<&'a Row> {
 }
 
 /// Time of `b` over time of `a`: above 1 when `a` is faster (for a
-/// throughput row, `a`'s throughput as a multiple of `b`'s).
+/// throughput row, `a`'s throughput as a multiple of `b`'s), from the two
+/// criterion rows.
 fn speedup(tables: &[Table], group: &str, a: &str, b: &str) -> Option<f64> {
     Some(find(tables, group, b)?.ns / find(tables, group, a)?.ns)
 }
 
-/// Time of `a` over time of `b` (for round trips: `a`'s round trip as a
-/// multiple of `b`'s).
-fn slowdown(tables: &[Table], group: &str, a: &str, b: &str) -> Option<f64> {
-    speedup(tables, group, a, b).map(|r| 1.0 / r)
+/// A target's ratio: measured interleaved (with its quartiles and the
+/// number of pairs), or from two criterion rows.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    ratio: f64,
+    /// First and third quartile of the per-pair ratios, and the pairs.
+    spread: Option<(f64, f64, u64)>,
+    slow: bool,
 }
 
-fn ratio_check(key: String, what: String, r: Option<f64>, bound: Bound) -> Check {
+/// The speed-up of `a` over `b` (see [`speedup`]): the interleaved
+/// measurement if there is one, else the criterion rows.
+fn measured_speedup(tables: &[Table], group: &str, a: &str, b: &str) -> Option<Measured> {
+    let t = tables.iter().find(|t| t.group == group)?;
+    if let Some(p) = t
+        .pairs
+        .iter()
+        .find(|p| p.subject == a && p.reference == b && p.median.is_finite())
+    {
+        return Some(Measured {
+            ratio: p.median,
+            spread: Some((p.q1, p.q3, p.pairs)),
+            slow: p.slow,
+        });
+    }
+    speedup(tables, group, a, b).map(|ratio| Measured {
+        ratio,
+        spread: None,
+        slow: false,
+    })
+}
+
+/// The slow-down of `a` against `b` (time of `a` over time of `b`; for
+/// round trips, `a`'s round trip as a multiple of `b`'s), interleaved if
+/// measured so.
+fn measured_slowdown(tables: &[Table], group: &str, a: &str, b: &str) -> Option<Measured> {
+    measured_speedup(tables, group, a, b).map(|m| Measured {
+        ratio: 1.0 / m.ratio,
+        spread: m.spread.map(|(q1, q3, n)| (1.0 / q3, 1.0 / q1, n)),
+        slow: m.slow,
+    })
+}
+
+fn ratio_check(key: String, what: String, m: Option<Measured>, bound: Bound) -> Check {
+    let r = m.map(|m| m.ratio);
     let met = r.map(|r| match bound {
         Bound::AtLeast(x) => r >= x,
         Bound::Above(x) => r > x,
         Bound::AtMost(x) => r <= x,
     });
+    let measured = match m {
+        None => "n/a".into(),
+        Some(Measured {
+            ratio,
+            spread: Some((lo, hi, n)),
+            slow,
+        }) => format!(
+            "{} ({}–{}, {n} pairs{})",
+            fmt_ratio(ratio),
+            fmt_ratio(lo),
+            fmt_ratio(hi),
+            if slow { ", **slow mode**" } else { "" }
+        ),
+        Some(Measured { ratio, .. }) => format!("{} (separate rows)", fmt_ratio(ratio)),
+    };
     Check {
         key,
         what,
         ratio: r,
-        measured: r.map_or("n/a".into(), fmt_ratio),
+        measured,
         met,
     }
 }
@@ -217,26 +271,26 @@ pub fn checks(tables: &[Table], counts: &Counts) -> Vec<Check> {
                 "8 B busy round trip, {name}: ≤ 1.1x the validated one-line round trip \
                  (time ratio)"
             ),
-            slowdown(tables, "rtt_8B", id, "validated-line"),
+            measured_slowdown(tables, "rtt_8B", id, "validated-line"),
             Bound::AtMost(1.1),
         ));
         v.push(ratio_check(
             format!("rtt_8B/{id}:shmem-ipc-busy"),
             format!("8 B busy round trip, {name}: faster than shmem-ipc 0.3 busy (speed-up)"),
-            speedup(tables, "rtt_8B", id, "shmem-ipc-busy"),
+            measured_speedup(tables, "rtt_8B", id, "shmem-ipc-busy"),
             Bound::Above(1.0),
         ));
     }
     v.push(ratio_check(
         "rtt_8B/sharedring-park:futex".into(),
         "park-at-once round trip: ≤ 1.1x the futex ping-pong (time ratio)".into(),
-        slowdown(tables, "rtt_8B", "sharedring-park", "futex"),
+        measured_slowdown(tables, "rtt_8B", "sharedring-park", "futex"),
         Bound::AtMost(1.1),
     ));
     v.push(ratio_check(
         "rtt_8B/sharedring-blocking:shmem-ipc-blocking".into(),
         "default blocking round trip: faster than shmem-ipc 0.3 blocking (speed-up)".into(),
-        speedup(
+        measured_speedup(
             tables,
             "rtt_8B",
             "sharedring-blocking",
@@ -251,7 +305,7 @@ pub fn checks(tables: &[Table], counts: &Counts) -> Vec<Check> {
             v.push(ratio_check(
                 format!("{g}/sharedring-copy:unchecked-copy"),
                 format!("{size} streaming, copy: ≥ 0.95x the unchecked ring (throughput ratio)"),
-                speedup(tables, &g, "sharedring-copy", "unchecked-copy"),
+                measured_speedup(tables, &g, "sharedring-copy", "unchecked-copy"),
                 Bound::AtLeast(0.95),
             ));
         }
@@ -261,13 +315,13 @@ pub fn checks(tables: &[Table], counts: &Counts) -> Vec<Check> {
                 "{size} streaming, in place: ≥ 0.9x the unchecked ring in place \
                  (throughput ratio)"
             ),
-            speedup(tables, &g, "sharedring-inplace", "unchecked-inplace"),
+            measured_speedup(tables, &g, "sharedring-inplace", "unchecked-inplace"),
             Bound::AtLeast(0.9),
         ));
         v.push(ratio_check(
             format!("{g}/sharedring-copy:shmem-ipc"),
             format!("{size} streaming, copy: faster than shmem-ipc 0.3 (throughput ratio)"),
-            speedup(tables, &g, "sharedring-copy", "shmem-ipc"),
+            measured_speedup(tables, &g, "sharedring-copy", "shmem-ipc"),
             Bound::Above(1.0),
         ));
     }
@@ -277,14 +331,14 @@ pub fn checks(tables: &[Table], counts: &Counts) -> Vec<Check> {
         v.push(ratio_check(
             format!("{}/sharedring-msg:sharedring-elements", t.group),
             format!("{size} messages: ≥ 0.9x the element ring (throughput ratio)"),
-            speedup(tables, &t.group, "sharedring-msg", "sharedring-elements"),
+            measured_speedup(tables, &t.group, "sharedring-msg", "sharedring-elements"),
             Bound::AtLeast(0.9),
         ));
         if size == "64B" {
             v.push(ratio_check(
                 format!("{}/sharedring-msg:shmem-ipc", t.group),
                 format!("{size} messages: ≥ 1.5x shmem-ipc 0.3 (throughput ratio)"),
-                speedup(tables, &t.group, "sharedring-msg", "shmem-ipc"),
+                measured_speedup(tables, &t.group, "sharedring-msg", "shmem-ipc"),
                 Bound::AtLeast(1.5),
             ));
         }
@@ -524,7 +578,9 @@ fn limits(out: &mut String, tables: &[Table], pcts: &[Percentiles]) {
                     .and_then(Row::bytes_per_sec)
                     .map_or("n/a".into(), fmt_rate)
             };
-            let of = |a: &str, b: &str| speedup(tables, &g, a, b).map_or("n/a".into(), fmt_ratio);
+            let of = |a: &str, b: &str| {
+                measured_speedup(tables, &g, a, b).map_or("n/a".into(), |m| fmt_ratio(m.ratio))
+            };
             let _ = writeln!(
                 out,
                 "| {size} | {} | {} | {} | {} | {} | {} | {} |",
@@ -563,7 +619,8 @@ fn limits(out: &mut String, tables: &[Table], pcts: &[Percentiles]) {
                 "| `{limit}` | {} | `{row}` | {} | {} | {} |",
                 ns(limit),
                 ns(row),
-                slowdown(tables, "rtt_8B", row, limit).map_or("n/a".into(), fmt_ratio),
+                measured_slowdown(tables, "rtt_8B", row, limit)
+                    .map_or("n/a".into(), |m| fmt_ratio(m.ratio)),
                 p50(row)
                     .zip(p50(limit))
                     .map_or("n/a".into(), |(a, b)| fmt_ratio(a / b))
@@ -653,8 +710,17 @@ pub fn markdown(
          number, length and 8-byte payload share one cache line, the header loaded \
          once and checked), `futex` (a futex ping-pong). A throughput ratio is \
          sharedring's throughput over the reference's; a time ratio is sharedring's \
-         round trip over the reference's. The last column is the previous run's \
-         ratio and the change from it; a change beyond {:.0} % is in bold.\n",
+         round trip over the reference's. Each ratio is measured **interleaved**: \
+         subject and reference are set up side by side and run in alternating \
+         batches of a few milliseconds (A B, B A, …, after a warm-up), so both see \
+         the same state of the host; the ratio is the median of the per-pair \
+         ratios, and the parentheses give their first and third quartiles (the \
+         ratio's own spread in this run) and the number of pairs. \"separate \
+         rows\" marks a ratio of two criterion rows measured apart, where no \
+         interleaved measurement was made. The \"of the limit\" and \"time ratio\" \
+         columns of the limits below are the same interleaved ratios. The last \
+         column is the previous run's ratio and the change from it; a change \
+         beyond {:.0} % is in bold.\n",
         100.0 * AGREEMENT
     );
     checks_table(&mut out, &checks, previous);
