@@ -192,13 +192,16 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
         // SAFETY: `runs` returns slot runs inside the data area, filled by
         // the producer; `bytes` is private and does not overlap them. Any
         // bytes are a valid `T` (`FromBytes`).
+        // The second run (after the wrap) is empty for most calls: no call.
         unsafe {
             copy::from_shared(bytes.as_mut_ptr(), first, split);
-            copy::from_shared(
-                bytes.as_mut_ptr().add(split),
-                self.shared.data(),
-                second_len * size_of::<T>(),
-            );
+            if second_len > 0 {
+                copy::from_shared(
+                    bytes.as_mut_ptr().add(split),
+                    self.shared.data(),
+                    second_len * size_of::<T>(),
+                );
+            }
         }
         self.release(n);
         Ok(n)
