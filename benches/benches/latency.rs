@@ -370,10 +370,12 @@ impl RttRow {
 /// interleaved ([`Group::paired`]).
 fn paired(g: &mut Group<'_>, subject: &mut RttRow, reference: &mut RttRow) {
     let (s, r) = (subject.id.clone(), reference.id.clone());
+    let pids = [subject.peer.pid(), reference.peer.pid()];
     g.paired(
         &s,
         &r,
         Ratio::Time,
+        &pids,
         |n| subject.batch(n),
         |n| reference.batch(n),
     );

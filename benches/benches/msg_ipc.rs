@@ -192,10 +192,12 @@ impl StreamRow {
 /// Measures `subject`'s throughput as a multiple of `reference`'s,
 /// interleaved ([`Group::paired`]).
 fn paired(g: &mut Group<'_>, subject: &mut StreamRow, reference: &mut StreamRow) {
+    let pids = [subject.peer.pid(), reference.peer.pid()];
     g.paired(
         subject.id,
         reference.id,
         Ratio::Throughput,
+        &pids,
         |n| subject.batch(n),
         |n| reference.batch(n),
     );

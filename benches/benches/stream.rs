@@ -591,6 +591,7 @@ fn paired_rows(g: &mut Group<'_>, size: usize) {
         "sharedring-copy",
         "unchecked-copy",
         Ratio::Throughput,
+        &[copy.peer.pid(), unchecked_copy.peer.pid()],
         |n| copy.run(n),
         |n| unchecked_copy.run(n),
     );
@@ -598,6 +599,7 @@ fn paired_rows(g: &mut Group<'_>, size: usize) {
         "sharedring-inplace",
         "unchecked-inplace",
         Ratio::Throughput,
+        &[inplace.peer.pid(), unchecked_inplace.peer.pid()],
         |n| inplace.run(n),
         |n| unchecked_inplace.run(n),
     );
@@ -605,6 +607,7 @@ fn paired_rows(g: &mut Group<'_>, size: usize) {
         "sharedring-copy",
         "shmem-ipc",
         Ratio::Throughput,
+        &[copy.peer.pid(), shmem.peer.pid()],
         |n| copy.run(n),
         |n| shmem.run(n),
     );

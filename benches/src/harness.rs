@@ -64,8 +64,8 @@ impl Mode {
     /// are taken.
     fn pairing(self) -> (Duration, usize) {
         match self {
-            Mode::Quick => (Duration::from_millis(3), 41),
-            Mode::Full => (Duration::from_millis(8), 101),
+            Mode::Quick => (Duration::from_millis(1), 61),
+            Mode::Full => (Duration::from_millis(3), 151),
         }
     }
 
@@ -224,6 +224,26 @@ pub enum Ratio {
     /// The subject's time over the reference's (a round trip as a multiple
     /// of the reference's): below 1 when the subject is faster.
     Time,
+}
+
+/// Involuntary context switches so far of this thread and of the
+/// processes `pids` (from `/proc`; 0 for what cannot be read).
+fn preemptions(pids: &[u32]) -> u64 {
+    let count = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+    };
+    count("/proc/thread-self/status")
+        + pids
+            .iter()
+            .map(|p| count(&format!("/proc/{p}/status")))
+            .sum::<u64>()
 }
 
 /// The quartiles of `v` (sorted in place): (first, median, third).
@@ -438,11 +458,19 @@ impl<'a> Group<'a> {
     /// speed-up (reference time over subject time, whatever `kind`; `kind`
     /// only says how the report shows it). Between probes, and again while
     /// they show the slow mode, like a row.
+    ///
+    /// `peers` are the process ids of the subject's and the reference's
+    /// peers: a pair during which this thread or one of them was
+    /// preempted (its count of involuntary context switches moved; on a
+    /// busy host another process took the CPU for milliseconds) is
+    /// dropped and taken again, up to three times the pairs wanted; the
+    /// record says how many were dropped.
     pub fn paired(
         &mut self,
         subject: &str,
         reference: &str,
         kind: Ratio,
+        peers: &[u32],
         mut a: impl FnMut(u64) -> Duration,
         mut b: impl FnMut(u64) -> Duration,
     ) {
@@ -466,7 +494,9 @@ impl<'a> Group<'a> {
                 b(n);
             }
             let (mut speedups, mut ta, mut tb) = (Vec::new(), Vec::new(), Vec::new());
-            for i in 0..pairs {
+            let (mut i, mut dropped) = (0, 0);
+            while speedups.len() < pairs && i < 3 * pairs {
+                let switches = preemptions(peers);
                 let (x, y) = if i % 2 == 0 {
                     let x = a(n);
                     (x, b(n))
@@ -474,6 +504,11 @@ impl<'a> Group<'a> {
                     let y = b(n);
                     (a(n), y)
                 };
+                i += 1;
+                if preemptions(peers) != switches {
+                    dropped += 1;
+                    continue;
+                }
                 let (x, y) = (x.as_nanos() as f64, y.as_nanos() as f64);
                 speedups.push(y / x);
                 ta.push(x / n as f64);
@@ -486,6 +521,11 @@ impl<'a> Group<'a> {
                 eprintln!("    {subject} / {reference} paired: slow mode, measuring again");
                 continue;
             }
+            if speedups.is_empty() {
+                eprintln!("    {subject} / {reference} paired: every pair was preempted");
+                return;
+            }
+            let got = speedups.len();
             let (q1, median, q3) = quartiles(&mut speedups);
             let (min, max) = (speedups[0], speedups[speedups.len() - 1]);
             let (_, a_ns, _) = quartiles(&mut ta);
@@ -496,7 +536,8 @@ impl<'a> Group<'a> {
                 "subject": subject,
                 "reference": reference,
                 "kind": match kind { Ratio::Throughput => "throughput", Ratio::Time => "time" },
-                "pairs": pairs,
+                "pairs": speedups.len(),
+                "pairs_dropped_preempted": dropped,
                 "batch_iterations": n,
                 "speedup_median": median,
                 "speedup_q1": q1,
@@ -520,7 +561,7 @@ impl<'a> Group<'a> {
                 Ratio::Time => (1.0 / q3, 1.0 / q1),
             };
             eprintln!(
-                "    {subject} / {reference} ({}), {pairs} interleaved pairs of {n}: \
+                "    {subject} / {reference} ({}), {got} interleaved pairs of {n} ({dropped} preempted, dropped): \
                  median {:.3}x, quartiles {lo:.3}–{hi:.3}x ({a_ns:.1} vs {b_ns:.1} ns per iteration)",
                 match kind {
                     Ratio::Throughput => "throughput ratio",

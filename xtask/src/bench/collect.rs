@@ -58,8 +58,10 @@ pub struct Pair {
     pub subject: String,
     /// The reference row's id.
     pub reference: String,
-    /// How many pairs of batches.
+    /// How many pairs of batches were kept.
     pub pairs: u64,
+    /// How many were dropped because a process of the pair was preempted.
+    pub dropped: u64,
     /// The median of the per-pair speed-ups (reference time over subject
     /// time).
     pub median: f64,
@@ -92,6 +94,7 @@ pub fn attach_pairs(tables: &mut [Table], paired_jsonl: &Path) {
             subject: v["subject"].as_str().unwrap_or("?").to_owned(),
             reference: v["reference"].as_str().unwrap_or("?").to_owned(),
             pairs: v["pairs"].as_u64().unwrap_or(0),
+            dropped: v["pairs_dropped_preempted"].as_u64().unwrap_or(0),
             median: f("speedup_median"),
             q1: f("speedup_q1"),
             q3: f("speedup_q3"),

@@ -165,8 +165,9 @@ fn speedup(tables: &[Table], group: &str, a: &str, b: &str) -> Option<f64> {
 #[derive(Debug, Clone, Copy)]
 struct Measured {
     ratio: f64,
-    /// First and third quartile of the per-pair ratios, and the pairs.
-    spread: Option<(f64, f64, u64)>,
+    /// First and third quartile of the per-pair ratios, the pairs kept
+    /// and the pairs dropped (preempted).
+    spread: Option<(f64, f64, u64, u64)>,
     slow: bool,
 }
 
@@ -181,7 +182,7 @@ fn measured_speedup(tables: &[Table], group: &str, a: &str, b: &str) -> Option<M
     {
         return Some(Measured {
             ratio: p.median,
-            spread: Some((p.q1, p.q3, p.pairs)),
+            spread: Some((p.q1, p.q3, p.pairs, p.dropped)),
             slow: p.slow,
         });
     }
@@ -198,7 +199,7 @@ fn measured_speedup(tables: &[Table], group: &str, a: &str, b: &str) -> Option<M
 fn measured_slowdown(tables: &[Table], group: &str, a: &str, b: &str) -> Option<Measured> {
     measured_speedup(tables, group, a, b).map(|m| Measured {
         ratio: 1.0 / m.ratio,
-        spread: m.spread.map(|(q1, q3, n)| (1.0 / q3, 1.0 / q1, n)),
+        spread: m.spread.map(|(q1, q3, n, d)| (1.0 / q3, 1.0 / q1, n, d)),
         slow: m.slow,
     })
 }
@@ -214,13 +215,18 @@ fn ratio_check(key: String, what: String, m: Option<Measured>, bound: Bound) -> 
         None => "n/a".into(),
         Some(Measured {
             ratio,
-            spread: Some((lo, hi, n)),
+            spread: Some((lo, hi, n, dropped)),
             slow,
         }) => format!(
-            "{} ({}–{}, {n} pairs{})",
+            "{} ({}–{}, {n} pairs{}{})",
             fmt_ratio(ratio),
             fmt_ratio(lo),
             fmt_ratio(hi),
+            if dropped > 0 {
+                format!(", {dropped} preempted pairs dropped")
+            } else {
+                String::new()
+            },
             if slow { ", **slow mode**" } else { "" }
         ),
         Some(Measured { ratio, .. }) => format!("{} (separate rows)", fmt_ratio(ratio)),
@@ -715,7 +721,9 @@ pub fn markdown(
          batches of a few milliseconds (A B, B A, …, after a warm-up), so both see \
          the same state of the host; the ratio is the median of the per-pair \
          ratios, and the parentheses give their first and third quartiles (the \
-         ratio's own spread in this run) and the number of pairs. \"separate \
+         ratio's own spread in this run) and the number of pairs (a pair during \
+         which a process of either row was preempted by another process is \
+         dropped and taken again; many dropped pairs say the host was busy). \"separate \
          rows\" marks a ratio of two criterion rows measured apart, where no \
          interleaved measurement was made. The \"of the limit\" and \"time ratio\" \
          columns of the limits below are the same interleaved ratios. The last \
