@@ -71,6 +71,9 @@ pub struct Pair {
     pub q3: f64,
     /// Whether the kept attempt's probes showed the slow mode.
     pub slow: bool,
+    /// Whether so few pairs ran unpreempted that the preempted ones were
+    /// kept too.
+    pub busy_host: bool,
 }
 
 /// Attaches the interleaved ratios of `paired.jsonl` (the last attempt of
@@ -99,6 +102,7 @@ pub fn attach_pairs(tables: &mut [Table], paired_jsonl: &Path) {
             q1: f("speedup_q1"),
             q3: f("speedup_q3"),
             slow: v["slow"].as_bool().unwrap_or(false),
+            busy_host: v["busy_host"].as_bool().unwrap_or(false),
         };
         match t
             .pairs

@@ -169,6 +169,8 @@ struct Measured {
     /// and the pairs dropped (preempted).
     spread: Option<(f64, f64, u64, u64)>,
     slow: bool,
+    /// The host was so busy that preempted pairs were kept.
+    busy_host: bool,
 }
 
 /// The speed-up of `a` over `b` (see [`speedup`]): the interleaved
@@ -184,12 +186,14 @@ fn measured_speedup(tables: &[Table], group: &str, a: &str, b: &str) -> Option<M
             ratio: p.median,
             spread: Some((p.q1, p.q3, p.pairs, p.dropped)),
             slow: p.slow,
+            busy_host: p.busy_host,
         });
     }
     speedup(tables, group, a, b).map(|ratio| Measured {
         ratio,
         spread: None,
         slow: false,
+        busy_host: false,
     })
 }
 
@@ -201,6 +205,7 @@ fn measured_slowdown(tables: &[Table], group: &str, a: &str, b: &str) -> Option<
         ratio: 1.0 / m.ratio,
         spread: m.spread.map(|(q1, q3, n, d)| (1.0 / q3, 1.0 / q1, n, d)),
         slow: m.slow,
+        busy_host: m.busy_host,
     })
 }
 
@@ -217,8 +222,9 @@ fn ratio_check(key: String, what: String, m: Option<Measured>, bound: Bound) -> 
             ratio,
             spread: Some((lo, hi, n, dropped)),
             slow,
+            busy_host,
         }) => format!(
-            "{} ({}–{}, {n} pairs{}{})",
+            "{} ({}–{}, {n} pairs{}{}{})",
             fmt_ratio(ratio),
             fmt_ratio(lo),
             fmt_ratio(hi),
@@ -226,6 +232,11 @@ fn ratio_check(key: String, what: String, m: Option<Measured>, bound: Bound) -> 
                 format!(", {dropped} preempted pairs dropped")
             } else {
                 String::new()
+            },
+            if busy_host {
+                ", **busy host**: preempted pairs kept"
+            } else {
+                ""
             },
             if slow { ", **slow mode**" } else { "" }
         ),
