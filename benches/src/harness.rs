@@ -226,23 +226,21 @@ pub enum Ratio {
     Time,
 }
 
-/// Involuntary context switches so far of this thread and of the
-/// processes `pids` (from `/proc`; 0 for what cannot be read).
-fn preemptions(pids: &[u32]) -> u64 {
-    let count = |path: &str| {
+/// How long this thread and the processes `pids` have waited, runnable,
+/// for a CPU so far, ns (`run_delay` of `/proc/…/schedstat`: a preemption
+/// by another process, or a wake-up that found the CPU busy; 0 for what
+/// cannot be read).
+fn run_delay(pids: &[u32]) -> u64 {
+    let delay = |path: &str| {
         std::fs::read_to_string(path)
             .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-            })
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    count("/proc/thread-self/status")
+    delay("/proc/thread-self/schedstat")
         + pids
             .iter()
-            .map(|p| count(&format!("/proc/{p}/status")))
+            .map(|p| delay(&format!("/proc/{p}/schedstat")))
             .sum::<u64>()
 }
 
@@ -460,10 +458,11 @@ impl<'a> Group<'a> {
     /// they show the slow mode, like a row.
     ///
     /// `peers` are the process ids of the subject's and the reference's
-    /// peers: a pair during which this thread or one of them was
-    /// preempted (its count of involuntary context switches moved; on a
-    /// busy host another process took the CPU for milliseconds) is
-    /// dropped and taken again, up to three times the pairs wanted; the
+    /// peers: a pair during which this thread or one of them waited for a
+    /// CPU (kernel's `run_delay`) for more than 1 % of the pair's time
+    /// (on a busy host another process took the CPU, or a woken side found
+    /// it taken) is dropped and taken again, up to three times the pairs
+    /// wanted; the
     /// record says how many were dropped. If fewer than a third of the
     /// pairs wanted ran unpreempted, every pair taken counts and the record
     /// is marked `busy_host`.
@@ -500,7 +499,7 @@ impl<'a> Group<'a> {
             let (mut all_s, mut all_a, mut all_b) = (Vec::new(), Vec::new(), Vec::new());
             let (mut i, mut dropped) = (0, 0);
             while speedups.len() < pairs && i < 3 * pairs {
-                let switches = preemptions(peers);
+                let delay = run_delay(peers);
                 let (x, y) = if i % 2 == 0 {
                     let x = a(n);
                     (x, b(n))
@@ -513,7 +512,9 @@ impl<'a> Group<'a> {
                 all_s.push(y / x);
                 all_a.push(x / n as f64);
                 all_b.push(y / n as f64);
-                if preemptions(peers) != switches {
+                // Waiting for a CPU for more than 1 % of the pair's time:
+                // the host, not the rows, decided this pair.
+                if (run_delay(peers) - delay) as f64 > 0.01 * (x + y) {
                     dropped += 1;
                     continue;
                 }
