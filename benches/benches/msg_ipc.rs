@@ -6,7 +6,9 @@
 //!   `SOCK_SEQPACKET` socket pair) and `sharedring-elements` (the
 //!   fixed-element ring of `u8` moving the same bytes per call), and
 //!   `shmem-ipc` (the original crate 0.3, a byte ring of the same size,
-//!   busy-polled: its fastest mode).
+//!   busy-polled: its fastest mode). The target ratios (`sharedring-msg`
+//!   against `sharedring-elements`, and against `shmem-ipc` at 64 B) are
+//!   then measured again interleaved (`Group::paired`).
 //! - `msg_rtt_64B`: a 64-byte request and its 64-byte answer over a
 //!   `Duplex` pair of message rings, against a Unix stream socket; both
 //!   rows also timed round trip by round trip for their percentiles.
