@@ -142,6 +142,11 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
         if available >= want {
             return Ok(available);
         }
+        // Ask for the next slot's line while we load the position: when
+        // the load shows new data, the data's line is on its way too,
+        // instead of being missed only after the position (a hint; it
+        // reads nothing we use).
+        crate::copy::prefetch(self.shared.slot(self.cached_write));
         self.refresh()
     }
 

@@ -21,9 +21,12 @@
 //! the two ranges we hand it. It is also what makes a cross-core copy
 //! fast: with fast strings (ERMS) the processor writes whole lines without
 //! first reading them from the other core's cache, and moves a line per
-//! step where the SSE2 loop needs four loads and four stores. Measured on
-//! the streaming bench (64 KiB and 1 MiB messages; see `docs/LAYOUT.md`'s
-//! neighbour `docs/ARCHITECTURE.md`, "The data path").
+//! step where the SSE2 loop needs four loads and four stores (measured on
+//! the streaming bench; `docs/ARCHITECTURE.md`, "The data path").
+//!
+//! Up to a word, copies are inline and each shared access is as wide as
+//! the shared side's alignment and the bytes left allow, so an aligned
+//! 8-byte element costs one access, not eight.
 
 use core::ptr::{read_unaligned, read_volatile, write_unaligned, write_volatile};
 
@@ -33,6 +36,20 @@ type Word = core::arch::x86_64::__m128i;
 type Word = u64;
 
 const WORD: usize = core::mem::size_of::<Word>();
+
+/// Hints that the line at `p` be fetched into our cache (a prefetch: it
+/// never faults, and its result is never used as a value).
+#[inline(always)]
+pub(crate) fn prefetch(p: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    // SAFETY: a prefetch is a hint: it does not fault on any address and
+    // has no architectural effect.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(loom), not(miri))))]
+    let _ = p;
+}
 
 /// From this length on, x86-64 copies with `rep movsb` (below it, the
 /// instruction's start-up cost exceeds the SSE2 loop's).
