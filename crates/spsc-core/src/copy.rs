@@ -154,9 +154,9 @@ unsafe fn to_shared_long(dst: *mut u8, src: *const u8, len: usize) {
 unsafe fn small_to_shared(dst: *mut u8, src: *const u8, len: usize) {
     let mut i = 0;
     while i < len {
-        // SAFETY (every arm): `i + width <= len` and `dst + i` is aligned
-        // for the width; the caller's contract covers both ranges.
         let (at, left) = (dst as usize + i, len - i);
+        // SAFETY: in every arm, `i + width <= len` and `dst + i` is aligned
+        // for the width; the caller's contract covers both ranges.
         unsafe {
             if at % 8 == 0 && left >= 8 {
                 write_volatile(dst.add(i).cast::<u64>(), read_unaligned(src.add(i).cast()));
@@ -247,9 +247,9 @@ unsafe fn from_shared_long(dst: *mut u8, src: *const u8, len: usize) {
 unsafe fn small_from_shared(dst: *mut u8, src: *const u8, len: usize) {
     let mut i = 0;
     while i < len {
-        // SAFETY (every arm): `i + width <= len` and `src + i` is aligned
-        // for the width; the caller's contract covers both ranges.
         let (at, left) = (src as usize + i, len - i);
+        // SAFETY: in every arm, `i + width <= len` and `src + i` is aligned
+        // for the width; the caller's contract covers both ranges.
         unsafe {
             if at % 8 == 0 && left >= 8 {
                 write_unaligned(dst.add(i).cast(), read_volatile(src.add(i).cast::<u64>()));
