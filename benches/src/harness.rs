@@ -481,22 +481,20 @@ impl<'a> Group<'a> {
         let (batch, pairs) = self.mode.pairing();
         // Calibrate on the reference: the smallest power of two whose
         // batch takes at least the batch time (the subject's takes about
-        // as long, since their ratio is near 1 for every target), and
-        // whose time has stopped being the batch's fixed cost (the command
-        // that wakes the peer): doubling `n` must nearly double the time.
-        // The fastest of three tries counts, so that a batch that lost the
-        // CPU to another process does not end the search early.
+        // as long, since their ratio is near 1 for every target) and at
+        // least 20 times a batch of one, so that the batch's fixed cost
+        // (the command that wakes the peer) is at most 5 % of it. The
+        // fastest of three tries counts, so that a batch that lost the CPU
+        // to another process does not end the search early.
         let fastest = |b: &mut dyn FnMut(u64) -> Duration, n: u64| {
             (0..3).map(|_| b(n)).min().unwrap_or_default()
         };
+        let fixed = fastest(&mut b, 1);
         let mut n = 1u64;
-        let mut t = fastest(&mut b, n);
         while n < 1 << 30 {
-            let t2 = fastest(&mut b, 2 * n);
             n *= 2;
-            let grew = t2.as_secs_f64() >= 1.6 * t.as_secs_f64();
-            t = t2;
-            if t >= batch && (grew || t >= 8 * batch) {
+            let t = fastest(&mut b, n);
+            if t >= batch && t >= 20 * fixed {
                 break;
             }
         }
