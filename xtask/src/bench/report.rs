@@ -915,3 +915,120 @@ pub fn update_readme(path: &Path, summary: &str) -> std::io::Result<()> {
     };
     std::fs::write(path, new)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::collect::{attach_pairs, Pair};
+
+    fn row(id: &str, ns: f64) -> Row {
+        Row {
+            id: id.into(),
+            ns,
+            ns_low: ns,
+            ns_high: ns,
+            bytes: None,
+            elements: None,
+            probe: None,
+            attempts: 1,
+            slow: false,
+        }
+    }
+
+    fn table() -> Table {
+        Table {
+            group: "rtt_8B".into(),
+            rows: vec![row("sharedring-busy", 600.0), row("validated-line", 300.0)],
+            pairs: Vec::new(),
+        }
+    }
+
+    /// Without an interleaved measurement the target falls back to the
+    /// two criterion rows, and says so.
+    #[test]
+    fn a_target_without_pairs_is_the_ratio_of_the_separate_rows() {
+        let m =
+            measured_slowdown(&[table()], "rtt_8B", "sharedring-busy", "validated-line").unwrap();
+        assert!((m.ratio - 2.0).abs() < 1e-9);
+        assert!(m.spread.is_none());
+        let c = ratio_check("k".into(), "w".into(), Some(m), Bound::AtMost(1.1));
+        assert_eq!(c.met, Some(false));
+        assert!(c.measured.contains("separate rows"), "{}", c.measured);
+    }
+
+    /// The interleaved record wins over the rows; a time ratio is the
+    /// inverse of the recorded speed-up, its quartiles swapped.
+    #[test]
+    fn an_interleaved_pair_is_preferred_and_inverted_for_time_ratios() {
+        let mut t = table();
+        t.pairs.push(Pair {
+            subject: "sharedring-busy".into(),
+            reference: "validated-line".into(),
+            pairs: 61,
+            dropped: 3,
+            median: 0.8,
+            q1: 0.5,
+            q3: 1.0,
+            slow: false,
+            busy_host: false,
+        });
+        let tables = [t];
+        let m = measured_slowdown(&tables, "rtt_8B", "sharedring-busy", "validated-line").unwrap();
+        assert!((m.ratio - 1.25).abs() < 1e-9);
+        let (lo, hi, n, d) = m.spread.unwrap();
+        assert!((lo - 1.0).abs() < 1e-9 && (hi - 2.0).abs() < 1e-9);
+        assert_eq!((n, d), (61, 3));
+        let c = ratio_check("k".into(), "w".into(), Some(m), Bound::AtMost(1.1));
+        assert_eq!(c.met, Some(false));
+        assert!(c.measured.contains("61 pairs"), "{}", c.measured);
+        assert!(
+            c.measured.contains("3 preempted pairs dropped"),
+            "{}",
+            c.measured
+        );
+    }
+
+    /// `paired.jsonl` lines attach to their group; a later attempt of the
+    /// same comparison replaces the earlier one; other groups are left
+    /// alone.
+    #[test]
+    fn paired_records_attach_to_their_group_last_attempt_wins() {
+        let dir = std::env::temp_dir().join(format!("xtask-paired-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("paired.jsonl");
+        let line = |median: f64, busy: bool| {
+            serde_json::json!({
+                "group": "rtt_8B", "subject": "sharedring-busy",
+                "reference": "validated-line", "pairs": 61,
+                "pairs_dropped_preempted": 0, "busy_host": busy,
+                "speedup_median": median, "speedup_q1": median * 0.9,
+                "speedup_q3": median * 1.1, "slow": false,
+            })
+            .to_string()
+        };
+        let other = serde_json::json!({"group": "nowhere", "subject": "a", "reference": "b"});
+        std::fs::write(
+            &file,
+            format!(
+                "{}\n{}\n{other}\nnot json\n",
+                line(0.4, false),
+                line(0.5, true)
+            ),
+        )
+        .unwrap();
+        let mut tables = [table()];
+        attach_pairs(&mut tables, &file);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(tables[0].pairs.len(), 1);
+        let p = &tables[0].pairs[0];
+        assert!((p.median - 0.5).abs() < 1e-9);
+        assert!(p.busy_host);
+        let c = ratio_check(
+            "k".into(),
+            "w".into(),
+            measured_slowdown(&tables, "rtt_8B", "sharedring-busy", "validated-line"),
+            Bound::AtMost(1.1),
+        );
+        assert!(c.measured.contains("busy host"), "{}", c.measured);
+    }
+}
