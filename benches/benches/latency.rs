@@ -529,28 +529,31 @@ fn main() {
     socket_row().measure(&mut g);
     pipe_row().measure(&mut g);
     // The target ratios again, interleaved: the rows they need alive side
-    // by side, batches of subject and reference alternating.
-    let mut line = line_row();
-    let mut busy = ring_row(Wait::Busy);
-    let mut duplex = duplex_busy_row();
-    let mut shmem_busy = shmem_ipc_row(true);
-    paired(&mut g, &mut busy, &mut line);
-    paired(&mut g, &mut duplex, &mut line);
-    paired(&mut g, &mut busy, &mut shmem_busy);
-    paired(&mut g, &mut duplex, &mut shmem_busy);
-    for r in [line, busy, duplex, shmem_busy] {
-        r.finish();
+    // by side, batches of subject and reference alternating; each set of
+    // rows set up afresh a few times.
+    for _ in 0..g.mode().setups() {
+        let mut line = line_row();
+        let mut busy = ring_row(Wait::Busy);
+        let mut duplex = duplex_busy_row();
+        let mut shmem_busy = shmem_ipc_row(true);
+        paired(&mut g, &mut busy, &mut line);
+        paired(&mut g, &mut duplex, &mut line);
+        paired(&mut g, &mut busy, &mut shmem_busy);
+        paired(&mut g, &mut duplex, &mut shmem_busy);
+        for r in [line, busy, duplex, shmem_busy] {
+            r.finish();
+        }
+        let mut futex_row = page_row(true);
+        let mut park = ring_row(Wait::Park);
+        paired(&mut g, &mut park, &mut futex_row);
+        park.finish();
+        futex_row.finish();
+        let mut blocking = ring_row(Wait::Blocking);
+        let mut shmem_blocking = shmem_ipc_row(false);
+        paired(&mut g, &mut blocking, &mut shmem_blocking);
+        blocking.finish();
+        shmem_blocking.finish();
     }
-    let mut futex_row = page_row(true);
-    let mut park = ring_row(Wait::Park);
-    paired(&mut g, &mut park, &mut futex_row);
-    park.finish();
-    futex_row.finish();
-    let mut blocking = ring_row(Wait::Blocking);
-    let mut shmem_blocking = shmem_ipc_row(false);
-    paired(&mut g, &mut blocking, &mut shmem_blocking);
-    blocking.finish();
-    shmem_blocking.finish();
     g.finish();
     h.finish();
 }

@@ -346,17 +346,19 @@ fn main() {
         seqpacket_row(size).measure(&mut g);
         elements_row(size).measure(&mut g);
         shmem_ipc_row(size).measure(&mut g);
-        // The target ratios again, interleaved.
-        let mut msg = msg_row(size);
-        let mut elements = elements_row(size);
-        paired(&mut g, &mut msg, &mut elements);
-        if size == 64 {
-            let mut shmem = shmem_ipc_row(size);
-            paired(&mut g, &mut msg, &mut shmem);
-            shmem.finish();
+        // The target ratios again, interleaved, on fresh set-ups.
+        for _ in 0..g.mode().setups() {
+            let mut msg = msg_row(size);
+            let mut elements = elements_row(size);
+            paired(&mut g, &mut msg, &mut elements);
+            if size == 64 {
+                let mut shmem = shmem_ipc_row(size);
+                paired(&mut g, &mut msg, &mut shmem);
+                shmem.finish();
+            }
+            msg.finish();
+            elements.finish();
         }
-        msg.finish();
-        elements.finish();
         g.finish();
     }
     let mut g = h.group(&format!("msg_rtt_{RTT_BYTES}B"));

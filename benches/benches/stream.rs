@@ -651,7 +651,9 @@ fn criterion_main() {
         cross_process_row!(g, "shmem-ipc", shmem_ipc_row(size));
         cross_process_row!(g, "unix-socket", socket_row(size));
         cross_process_row!(g, "pipe", pipe_row(size));
-        paired_rows(&mut g, size);
+        for _ in 0..mode.setups() {
+            paired_rows(&mut g, size);
+        }
         for p in [Placement::Aligned, Placement::Skew8] {
             let mut m = Memcpy::new(size, RING_BYTES, p);
             g.row(&format!("memcpy{}", p.suffix()), |b| {

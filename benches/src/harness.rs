@@ -23,8 +23,12 @@
 //! own spread. Both sides see the same host state (the slow mode, another
 //! process's load, the CPU's frequency) within a few milliseconds of each
 //! other, where criterion's separate rows are measured seconds or minutes
-//! apart. Each comparison is one JSON line in
-//! `target/bench-report/paired.jsonl`.
+//! apart. The benches set the rows up afresh [`Mode::setups`] times and
+//! compare them again each time: where a row's memory lands (which cache
+//! slice is home to its lines) moves a cross-core round trip by up to a
+//! third on the 2-vCPU VM, the same in every batch of one set-up, so only
+//! several set-ups show it. Each comparison of each set-up is one JSON
+//! line in `target/bench-report/paired.jsonl`.
 //!
 //! `SHAREDRING_BENCH_MODE=full` selects the long settings; anything else
 //! (and plain `cargo bench`) the quick ones.
@@ -57,6 +61,15 @@ impl Mode {
         match std::env::var("SHAREDRING_BENCH_MODE").as_deref() {
             Ok("full") => Mode::Full,
             _ => Mode::Quick,
+        }
+    }
+
+    /// How many times the rows of a paired comparison are set up afresh
+    /// (new rings, new peers, new memory) and compared again.
+    pub fn setups(self) -> usize {
+        match self {
+            Mode::Quick => 3,
+            Mode::Full => 5,
         }
     }
 
@@ -171,6 +184,7 @@ impl Harness {
             mode: self.mode,
             measured: None,
             measured_ids: Vec::new(),
+            setups: Vec::new(),
         }
     }
 
@@ -213,6 +227,8 @@ pub struct Group<'a> {
     measured: Option<String>,
     /// Every row criterion measured in this group.
     measured_ids: Vec<String>,
+    /// How many set-ups each paired comparison has had so far.
+    setups: Vec<((String, String), u32)>,
 }
 
 /// Whether a paired comparison's ratio is of throughputs or of times.
@@ -478,6 +494,17 @@ impl<'a> Group<'a> {
         if !self.was_measured(subject) || !self.was_measured(reference) {
             return;
         }
+        let key = (subject.to_owned(), reference.to_owned());
+        let setup = match self.setups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                self.setups.push((key, 1));
+                1
+            }
+        };
         let (batch, pairs) = self.mode.pairing();
         // Calibrate on the reference: the smallest power of two whose
         // batch takes at least the batch time (the subject's takes about
@@ -578,6 +605,7 @@ impl<'a> Group<'a> {
                 "speedup_max": max,
                 "subject_ns": a_ns,
                 "reference_ns": b_ns,
+                "setup": setup,
                 "attempt": attempt,
                 "probe_before_ns": before,
                 "probe_after_ns": after,
@@ -593,7 +621,7 @@ impl<'a> Group<'a> {
                 Ratio::Time => (1.0 / q3, 1.0 / q1),
             };
             eprintln!(
-                "    {subject} / {reference} ({}), {got} interleaved pairs of {n} ({dropped} preempted{}): \
+                "    {subject} / {reference} ({}), set-up {setup}, {got} interleaved pairs of {n} ({dropped} preempted{}): \
                  median {:.3}x, quartiles {lo:.3}–{hi:.3}x ({a_ns:.1} vs {b_ns:.1} ns per iteration)",
                 match kind {
                     Ratio::Throughput => "throughput ratio",

@@ -162,12 +162,14 @@ fn speedup(tables: &[Table], group: &str, a: &str, b: &str) -> Option<f64> {
 
 /// A target's ratio: measured interleaved (with its quartiles and the
 /// number of pairs), or from two criterion rows.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Measured {
     ratio: f64,
     /// First and third quartile of the per-pair ratios, the pairs kept
     /// and the pairs dropped (preempted).
     spread: Option<(f64, f64, u64, u64)>,
+    /// Each set-up's ratio, when there were several.
+    setups: Vec<f64>,
     slow: bool,
     /// The host was so busy that preempted pairs were kept.
     busy_host: bool,
@@ -185,6 +187,7 @@ fn measured_speedup(tables: &[Table], group: &str, a: &str, b: &str) -> Option<M
         return Some(Measured {
             ratio: p.median,
             spread: Some((p.q1, p.q3, p.pairs, p.dropped)),
+            setups: p.setups.clone(),
             slow: p.slow,
             busy_host: p.busy_host,
         });
@@ -192,6 +195,7 @@ fn measured_speedup(tables: &[Table], group: &str, a: &str, b: &str) -> Option<M
     speedup(tables, group, a, b).map(|ratio| Measured {
         ratio,
         spread: None,
+        setups: Vec::new(),
         slow: false,
         busy_host: false,
     })
@@ -204,43 +208,58 @@ fn measured_slowdown(tables: &[Table], group: &str, a: &str, b: &str) -> Option<
     measured_speedup(tables, group, a, b).map(|m| Measured {
         ratio: 1.0 / m.ratio,
         spread: m.spread.map(|(q1, q3, n, d)| (1.0 / q3, 1.0 / q1, n, d)),
+        setups: m.setups.iter().map(|r| 1.0 / r).collect(),
         slow: m.slow,
         busy_host: m.busy_host,
     })
 }
 
 fn ratio_check(key: String, what: String, m: Option<Measured>, bound: Bound) -> Check {
-    let r = m.map(|m| m.ratio);
+    let r = m.as_ref().map(|m| m.ratio);
     let met = r.map(|r| match bound {
         Bound::AtLeast(x) => r >= x,
         Bound::Above(x) => r > x,
         Bound::AtMost(x) => r <= x,
     });
-    let measured = match m {
+    let measured = match &m {
         None => "n/a".into(),
         Some(Measured {
             ratio,
             spread: Some((lo, hi, n, dropped)),
+            setups,
             slow,
             busy_host,
         }) => format!(
-            "{} ({}–{}, {n} pairs{}{}{})",
-            fmt_ratio(ratio),
-            fmt_ratio(lo),
-            fmt_ratio(hi),
-            if dropped > 0 {
+            "{} (quartiles {}–{}{}, {n} pairs{}{}{})",
+            fmt_ratio(*ratio),
+            fmt_ratio(*lo),
+            fmt_ratio(*hi),
+            if setups.len() > 1 {
+                format!(
+                    "; {} set-ups: {}",
+                    setups.len(),
+                    setups
+                        .iter()
+                        .map(|r| fmt_ratio(*r))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            } else {
+                String::new()
+            },
+            if *dropped > 0 {
                 format!(", {dropped} preempted pairs dropped")
             } else {
                 String::new()
             },
-            if busy_host {
+            if *busy_host {
                 ", **busy host**: preempted pairs kept"
             } else {
                 ""
             },
-            if slow { ", **slow mode**" } else { "" }
+            if *slow { ", **slow mode**" } else { "" }
         ),
-        Some(Measured { ratio, .. }) => format!("{} (separate rows)", fmt_ratio(ratio)),
+        Some(Measured { ratio, .. }) => format!("{} (separate rows)", fmt_ratio(*ratio)),
     };
     Check {
         key,
@@ -732,7 +751,11 @@ pub fn markdown(
          batches of a few milliseconds (A B, B A, …, after a warm-up), so both see \
          the same state of the host; the ratio is the median of the per-pair \
          ratios, and the parentheses give their first and third quartiles (the \
-         ratio's own spread in this run) and the number of pairs (a pair during \
+         ratio's own spread in this run). The rows are set up afresh several \
+         times (new rings, new memory, new peers) and compared again: the ratio \
+         is the median over set-ups, each set-up's ratio is listed (where a \
+         row's memory lands moves a round trip by up to a third here, the same \
+         for every batch of a set-up), and so is the number of pairs (a pair during \
          which a process of either row was preempted by another process is \
          dropped and taken again; many dropped pairs say the host was busy). \"separate \
          rows\" marks a ratio of two criterion rows measured apart, where no \
@@ -969,6 +992,7 @@ mod tests {
             median: 0.8,
             q1: 0.5,
             q3: 1.0,
+            setups: vec![0.8],
             slow: false,
             busy_host: false,
         });
@@ -1030,5 +1054,49 @@ mod tests {
             Bound::AtMost(1.1),
         );
         assert!(c.measured.contains("busy host"), "{}", c.measured);
+    }
+
+    /// The set-ups of one run combine: the ratio is the median of their
+    /// medians and each is listed; a record of set-up 1 starts a new run,
+    /// whose set-ups replace the earlier run's.
+    #[test]
+    fn set_ups_of_the_last_run_combine_into_their_median() {
+        let dir = std::env::temp_dir().join(format!("xtask-setups-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("paired.jsonl");
+        let line = |setup: u64, median: f64| {
+            serde_json::json!({
+                "group": "rtt_8B", "subject": "sharedring-busy",
+                "reference": "validated-line", "pairs": 61, "setup": setup,
+                "speedup_median": median, "speedup_q1": median, "speedup_q3": median,
+            })
+            .to_string()
+        };
+        let lines = [
+            line(1, 0.1),
+            line(2, 0.1),
+            line(1, 0.5),
+            line(2, 0.4),
+            line(3, 0.625),
+        ];
+        std::fs::write(&file, lines.join("\n")).unwrap();
+        let mut tables = [table()];
+        attach_pairs(&mut tables, &file);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let p = &tables[0].pairs[0];
+        assert_eq!(p.setups, vec![0.5, 0.4, 0.625]);
+        assert!((p.median - 0.5).abs() < 1e-9);
+        let c = ratio_check(
+            "k".into(),
+            "w".into(),
+            measured_slowdown(&tables, "rtt_8B", "sharedring-busy", "validated-line"),
+            Bound::AtMost(1.1),
+        );
+        assert!((c.ratio.unwrap() - 2.0).abs() < 1e-9);
+        assert!(
+            c.measured.contains("3 set-ups: 2.00x, 2.50x, 1.60x"),
+            "{}",
+            c.measured
+        );
     }
 }
