@@ -24,11 +24,12 @@
 //! process's load, the CPU's frequency) within a few milliseconds of each
 //! other, where criterion's separate rows are measured seconds or minutes
 //! apart. The benches set the rows up afresh [`Mode::setups`] times and
-//! compare them again each time: where a row's memory lands (which cache
-//! slice is home to its lines) moves a cross-core round trip by up to a
-//! third on the 2-vCPU VM, the same in every batch of one set-up, so only
-//! several set-ups show it. Each comparison of each set-up is one JSON
-//! line in `target/bench-report/paired.jsonl`.
+//! compare them again each time: on the 2-vCPU VM one set-up of a row
+//! (its rings, its memory, its peer process) can be a third faster than
+//! another (the validated one-line round trip: 220 against 300 ns per
+//! iteration in two runs), while it is steady over all the batches of one
+//! set-up, so only several set-ups show it. Each comparison of each set-up
+//! is one JSON line in `target/bench-report/paired.jsonl`.
 //!
 //! `SHAREDRING_BENCH_MODE=full` selects the long settings; anything else
 //! (and plain `cargo bench`) the quick ones.

@@ -753,9 +753,9 @@ pub fn markdown(
          ratios, and the parentheses give their first and third quartiles (the \
          ratio's own spread in this run). The rows are set up afresh several \
          times (new rings, new memory, new peers) and compared again: the ratio \
-         is the median over set-ups, each set-up's ratio is listed (where a \
-         row's memory lands moves a round trip by up to a third here, the same \
-         for every batch of a set-up), and so is the number of pairs (a pair during \
+         is the median over set-ups, each set-up's ratio is listed (one set-up \
+         of a row can be a third faster than another here while it is steady \
+         over all its batches), and so is the number of pairs (a pair during \
          which a process of either row was preempted by another process is \
          dropped and taken again; many dropped pairs say the host was busy). \"separate \
          rows\" marks a ratio of two criterion rows measured apart, where no \
