@@ -37,6 +37,8 @@ pub struct Consumer<T> {
     /// Set once the peer is caught breaking the protocol; every later call
     /// returns it.
     poisoned: Option<Corruption>,
+    /// How many refreshes in a row found nothing new (see `available`).
+    empty_refreshes: u32,
     _elements: PhantomData<T>,
 }
 
@@ -94,6 +96,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
             waker: Waker::default(),
             wait: WaitWord::default(),
             poisoned: None,
+            empty_refreshes: 0,
             _elements: PhantomData,
         }
     }
@@ -127,6 +130,11 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
             self.poisoned = Some(c);
             return Err(c);
         }
+        self.empty_refreshes = if write == self.cached_write {
+            self.empty_refreshes.saturating_add(1)
+        } else {
+            0
+        };
         self.cached_write = write;
         Ok(ahead)
     }
@@ -142,11 +150,16 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
         if available >= want {
             return Ok(available);
         }
-        // Ask for the next slot's line while we load the position: when
-        // the load shows new data, the data's line is on its way too,
-        // instead of being missed only after the position (a hint; it
-        // reads nothing we use).
-        crate::copy::prefetch(self.shared.slot(self.cached_write));
+        // Waiting on a quiet producer (two refreshes in a row found
+        // nothing new): ask for the next slot's line while we load the
+        // position, so that when the load shows new data, the data's line
+        // is on its way too, instead of being missed only after the
+        // position (a hint; it reads nothing we use). Not while the
+        // producer streams: there the prefetch would pull the line it is
+        // filling away from it.
+        if self.empty_refreshes >= 2 {
+            crate::copy::prefetch(self.shared.slot(self.cached_write));
+        }
         self.refresh()
     }
 
@@ -197,16 +210,13 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
         // SAFETY: `runs` returns slot runs inside the data area, filled by
         // the producer; `bytes` is private and does not overlap them. Any
         // bytes are a valid `T` (`FromBytes`).
-        // The second run (after the wrap) is empty for most calls: no call.
         unsafe {
             copy::from_shared(bytes.as_mut_ptr(), first, split);
-            if second_len > 0 {
-                copy::from_shared(
-                    bytes.as_mut_ptr().add(split),
-                    self.shared.data(),
-                    second_len * size_of::<T>(),
-                );
-            }
+            copy::from_shared(
+                bytes.as_mut_ptr().add(split),
+                self.shared.data(),
+                second_len * size_of::<T>(),
+            );
         }
         self.release(n);
         Ok(n)

@@ -24,9 +24,6 @@
 //! step where the SSE2 loop needs four loads and four stores (measured on
 //! the streaming bench; `docs/ARCHITECTURE.md`, "The data path").
 //!
-//! Up to a word, copies are inline and each shared access is as wide as
-//! the shared side's alignment and the bytes left allow, so an aligned
-//! 8-byte element costs one access, not eight.
 
 use core::ptr::{read_unaligned, read_volatile, write_unaligned, write_volatile};
 
@@ -86,35 +83,21 @@ unsafe fn rep_movsb(dst: *mut u8, src: *const u8, len: usize) {
 ///
 /// `src` is valid for reads of `len` bytes; `dst` is valid for writes of
 /// `len` bytes (the peer may access it concurrently); they do not overlap.
-#[inline(always)]
+#[inline]
 pub(crate) unsafe fn to_shared(dst: *mut u8, src: *const u8, len: usize) {
-    // A small message (a `u64`, a short record) is copied inline, without
-    // a call and without the word loop's set-up.
-    if len <= WORD {
-        // SAFETY: the caller's contract.
-        return unsafe { small_to_shared(dst, src, len) };
-    }
-    // SAFETY: the caller's contract.
-    unsafe { to_shared_long(dst, src, len) }
-}
-
-/// [`to_shared`] of more than a word.
-///
-/// # Safety
-///
-/// As [`to_shared`].
-#[inline(never)]
-unsafe fn to_shared_long(dst: *mut u8, src: *const u8, len: usize) {
     #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
     if len >= REP_MOVSB_MIN {
         // SAFETY: the caller's contract.
         return unsafe { rep_movsb(dst, src, len) };
     }
+    let mut i = 0;
     // Bytes up to the first word boundary of the shared side.
     let head = dst.align_offset(WORD).min(len);
-    // SAFETY: `head <= len`; the caller's contract covers both ranges.
-    unsafe { small_to_shared(dst, src, head) };
-    let mut i = head;
+    while i < head {
+        // SAFETY: `i < len`; the caller's contract covers both ranges.
+        unsafe { write_volatile(dst.add(i), *src.add(i)) };
+        i += 1;
+    }
     while i + 4 * WORD <= len {
         // SAFETY: `dst + i` is word-aligned (we passed the head) and the
         // four words lie inside both ranges.
@@ -138,40 +121,10 @@ unsafe fn to_shared_long(dst: *mut u8, src: *const u8, len: usize) {
         }
         i += WORD;
     }
-    // SAFETY: `i <= len`; the rest of both ranges.
-    unsafe { small_to_shared(dst.add(i), src.add(i), len - i) };
-}
-
-/// Copies a short run (a head or tail of less than a word, or a small
-/// message) from private `src` to shared `dst`, each shared access as wide
-/// as the shared side's alignment and the bytes left allow (8, 4, 2 or 1):
-/// an aligned 8-byte element is one store, not eight.
-///
-/// # Safety
-///
-/// As [`to_shared`].
-#[inline(always)]
-unsafe fn small_to_shared(dst: *mut u8, src: *const u8, len: usize) {
-    let mut i = 0;
     while i < len {
-        let (at, left) = (dst as usize + i, len - i);
-        // SAFETY: in every arm, `i + width <= len` and `dst + i` is aligned
-        // for the width; the caller's contract covers both ranges.
-        unsafe {
-            if at % 8 == 0 && left >= 8 {
-                write_volatile(dst.add(i).cast::<u64>(), read_unaligned(src.add(i).cast()));
-                i += 8;
-            } else if at % 4 == 0 && left >= 4 {
-                write_volatile(dst.add(i).cast::<u32>(), read_unaligned(src.add(i).cast()));
-                i += 4;
-            } else if at % 2 == 0 && left >= 2 {
-                write_volatile(dst.add(i).cast::<u16>(), read_unaligned(src.add(i).cast()));
-                i += 2;
-            } else {
-                write_volatile(dst.add(i), *src.add(i));
-                i += 1;
-            }
-        }
+        // SAFETY: `i < len`.
+        unsafe { write_volatile(dst.add(i), *src.add(i)) };
+        i += 1;
     }
 }
 
@@ -182,33 +135,20 @@ unsafe fn small_to_shared(dst: *mut u8, src: *const u8, len: usize) {
 /// `src` is valid for reads of `len` bytes (the peer may write it
 /// concurrently); `dst` is valid for writes of `len` bytes; they do not
 /// overlap.
-#[inline(always)]
+#[inline]
 pub(crate) unsafe fn from_shared(dst: *mut u8, src: *const u8, len: usize) {
-    // A small message is copied inline; see `to_shared`.
-    if len <= WORD {
-        // SAFETY: the caller's contract.
-        return unsafe { small_from_shared(dst, src, len) };
-    }
-    // SAFETY: the caller's contract.
-    unsafe { from_shared_long(dst, src, len) }
-}
-
-/// [`from_shared`] of more than a word.
-///
-/// # Safety
-///
-/// As [`from_shared`].
-#[inline(never)]
-unsafe fn from_shared_long(dst: *mut u8, src: *const u8, len: usize) {
     #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
     if len >= REP_MOVSB_MIN {
         // SAFETY: the caller's contract.
         return unsafe { rep_movsb(dst, src, len) };
     }
+    let mut i = 0;
     let head = src.align_offset(WORD).min(len);
-    // SAFETY: `head <= len`; the caller's contract covers both ranges.
-    unsafe { small_from_shared(dst, src, head) };
-    let mut i = head;
+    while i < head {
+        // SAFETY: `i < len`; the caller's contract covers both ranges.
+        unsafe { *dst.add(i) = read_volatile(src.add(i)) };
+        i += 1;
+    }
     while i + 4 * WORD <= len {
         // SAFETY: `src + i` is word-aligned (we passed the head) and the
         // four words lie inside both ranges.
@@ -232,39 +172,10 @@ unsafe fn from_shared_long(dst: *mut u8, src: *const u8, len: usize) {
         }
         i += WORD;
     }
-    // SAFETY: `i <= len`; the rest of both ranges.
-    unsafe { small_from_shared(dst.add(i), src.add(i), len - i) };
-}
-
-/// Copies a short run from shared `src` to private `dst`, each shared
-/// access as wide as the shared side's alignment and the bytes left allow;
-/// see [`small_to_shared`].
-///
-/// # Safety
-///
-/// As [`from_shared`].
-#[inline(always)]
-unsafe fn small_from_shared(dst: *mut u8, src: *const u8, len: usize) {
-    let mut i = 0;
     while i < len {
-        let (at, left) = (src as usize + i, len - i);
-        // SAFETY: in every arm, `i + width <= len` and `src + i` is aligned
-        // for the width; the caller's contract covers both ranges.
-        unsafe {
-            if at % 8 == 0 && left >= 8 {
-                write_unaligned(dst.add(i).cast(), read_volatile(src.add(i).cast::<u64>()));
-                i += 8;
-            } else if at % 4 == 0 && left >= 4 {
-                write_unaligned(dst.add(i).cast(), read_volatile(src.add(i).cast::<u32>()));
-                i += 4;
-            } else if at % 2 == 0 && left >= 2 {
-                write_unaligned(dst.add(i).cast(), read_volatile(src.add(i).cast::<u16>()));
-                i += 2;
-            } else {
-                *dst.add(i) = read_volatile(src.add(i));
-                i += 1;
-            }
-        }
+        // SAFETY: `i < len`.
+        unsafe { *dst.add(i) = read_volatile(src.add(i)) };
+        i += 1;
     }
 }
 

@@ -207,16 +207,13 @@ impl<T: FromBytes + IntoBytes + Immutable> Producer<T> {
         let split = first_len * size_of::<T>();
         // SAFETY: `runs` returns slot runs inside the data area, free for
         // us to write; `bytes` is private and does not overlap them.
-        // The second run (after the wrap) is empty for most calls: no call.
         unsafe {
             copy::to_shared(first, bytes.as_ptr(), split);
-            if second_len > 0 {
-                copy::to_shared(
-                    self.shared.data(),
-                    bytes.as_ptr().add(split),
-                    second_len * size_of::<T>(),
-                );
-            }
+            copy::to_shared(
+                self.shared.data(),
+                bytes.as_ptr().add(split),
+                second_len * size_of::<T>(),
+            );
         }
         self.publish(n);
         Ok(n)

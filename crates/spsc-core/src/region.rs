@@ -144,7 +144,6 @@ impl Shared {
 
     /// Pointer to the slot of `pos`, always inside the data area because
     /// the index is masked with our own capacity.
-    #[inline]
     pub(crate) fn slot(&self, pos: u64) -> *mut u8 {
         let index = (pos & self.mask) as usize;
         // SAFETY: `index < capacity`, and the data area holds `capacity`
@@ -155,7 +154,6 @@ impl Shared {
     /// The slots of `n` positions from `pos`, as at most two contiguous
     /// runs `(first_pointer, first_len, second_len)`; the second run starts
     /// at the data area's start.
-    #[inline]
     pub(crate) fn runs(&self, pos: u64, n: usize) -> (*mut u8, usize, usize) {
         let index = (pos & self.mask) as usize;
         let to_end = self.capacity as usize - index;
