@@ -464,8 +464,8 @@ impl<'a> Group<'a> {
     /// `b(n)` each run a batch of `n` iterations of the subject and of the
     /// reference (set up and alive side by side) and return its time.
     ///
-    /// `n` is calibrated on the reference to the mode's batch time; then
-    /// both warm up (a few batches each, not counted) and run in
+    /// Each side's `n` is calibrated to the mode's batch time; then both
+    /// warm up (a few batches each, not counted) and run in
     /// alternating pairs, the order swapped every pair (A B, B A, …) so
     /// neither side always runs first. The ratio of each pair is
     /// computed; the median of those is the comparison's ratio and their
@@ -507,30 +507,33 @@ impl<'a> Group<'a> {
             }
         };
         let (batch, pairs) = self.mode.pairing();
-        // Calibrate on the reference: the smallest power of two whose
-        // batch takes at least the batch time (the subject's takes about
-        // as long, since their ratio is near 1 for every target) and at
-        // least 20 times a batch of one, so that the batch's fixed cost
-        // (the command that wakes the peer) is at most 5 % of it. The
-        // fastest of three tries counts, so that a batch that lost the CPU
-        // to another process does not end the search early.
-        let fastest = |b: &mut dyn FnMut(u64) -> Duration, n: u64| {
-            (0..3).map(|_| b(n)).min().unwrap_or_default()
-        };
-        let fixed = fastest(&mut b, 1);
-        let mut n = 1u64;
-        while n < 1 << 30 {
-            n *= 2;
-            let t = fastest(&mut b, n);
-            if t >= batch && t >= 20 * fixed {
-                break;
+        // Calibrate each side: the smallest power of two whose batch takes
+        // at least the batch time and at least 20 times a batch of one, so
+        // that the batch's fixed cost (the command that wakes the peer) is
+        // at most 5 % of it. Each side gets its own count: a subject 100
+        // times faster than its reference (a spinning round trip against a
+        // sleeping one) would otherwise run batches of nothing but fixed
+        // cost. The fastest of three tries counts, so that a batch that
+        // lost the CPU to another process does not end the search early.
+        let calibrate = |f: &mut dyn FnMut(u64) -> Duration| {
+            let mut fastest = |n: u64| (0..3).map(|_| f(n)).min().unwrap_or_default();
+            let fixed = fastest(1);
+            let mut n = 1u64;
+            while n < 1 << 30 {
+                n *= 2;
+                let t = fastest(n);
+                if t >= batch && t >= 20 * fixed {
+                    break;
+                }
             }
-        }
+            n
+        };
+        let (na, nb) = (calibrate(&mut a), calibrate(&mut b));
         for attempt in 1..=self.attempts {
             let before = self.settled_probe();
             for _ in 0..3 {
-                a(n);
-                b(n);
+                a(na);
+                b(nb);
             }
             let (mut speedups, mut ta, mut tb) = (Vec::new(), Vec::new(), Vec::new());
             // The preempted pairs too, in case too few are clean.
@@ -539,37 +542,40 @@ impl<'a> Group<'a> {
             while speedups.len() < pairs && i < 3 * pairs {
                 let delay = run_delay(peers);
                 let (x, y) = if i % 2 == 0 {
-                    let x = a(n);
-                    (x, b(n))
+                    let x = a(na);
+                    (x, b(nb))
                 } else {
-                    let y = b(n);
-                    (a(n), y)
+                    let y = b(nb);
+                    (a(na), y)
                 };
                 i += 1;
                 let (x, y) = (x.as_nanos() as f64, y.as_nanos() as f64);
-                all_s.push(y / x);
-                all_a.push(x / n as f64);
-                all_b.push(y / n as f64);
+                // Per iteration.
+                let (xa, yb) = (x / na as f64, y / nb as f64);
+                all_s.push(yb / xa);
+                all_a.push(xa);
+                all_b.push(yb);
                 // Waiting for a CPU for more than 1 % of the pair's time:
                 // the host, not the rows, decided this pair. A row that
-                // sleeps and is woken (10 µs or more per iteration: park,
+                // sleeps and is woken (10 us or more per iteration: park,
                 // futex, sockets) waits a little for its CPU at every
-                // wake-up by design; 2 µs per iteration of either row is
+                // wake-up by design; 2 us per iteration of such a row is
                 // allowed for that.
                 let waited = run_delay(peers).saturating_sub(delay) as f64;
-                let per_iteration = (x + y) / (2 * n) as f64;
-                let woken = if per_iteration >= 10_000.0 {
-                    2_000.0 * (2 * n) as f64
-                } else {
-                    0.0
+                let woken = |per: f64, n: u64| {
+                    if per >= 10_000.0 {
+                        2_000.0 * n as f64
+                    } else {
+                        0.0
+                    }
                 };
-                if waited > 0.01 * (x + y) + woken {
+                if waited > 0.01 * (x + y) + woken(xa, na) + woken(yb, nb) {
                     dropped += 1;
                     continue;
                 }
-                speedups.push(y / x);
-                ta.push(x / n as f64);
-                tb.push(y / n as f64);
+                speedups.push(yb / xa);
+                ta.push(xa);
+                tb.push(yb);
             }
             // A host so busy that fewer than a third of the pairs ran
             // unpreempted: every pair counts, and the record says so.
@@ -598,7 +604,7 @@ impl<'a> Group<'a> {
                 "pairs": speedups.len(),
                 "pairs_dropped_preempted": if busy_host { 0 } else { dropped },
                 "busy_host": busy_host,
-                "batch_iterations": n,
+                "batch_iterations": [na, nb],
                 "speedup_median": median,
                 "speedup_q1": q1,
                 "speedup_q3": q3,
@@ -622,7 +628,7 @@ impl<'a> Group<'a> {
                 Ratio::Time => (1.0 / q3, 1.0 / q1),
             };
             eprintln!(
-                "    {subject} / {reference} ({}), set-up {setup}, {got} interleaved pairs of {n} ({dropped} preempted{}): \
+                "    {subject} / {reference} ({}), set-up {setup}, {got} interleaved pairs of {na}/{nb} ({dropped} preempted{}): \
                  median {:.3}x, quartiles {lo:.3}–{hi:.3}x ({a_ns:.1} vs {b_ns:.1} ns per iteration)",
                 match kind {
                     Ratio::Throughput => "throughput ratio",

@@ -756,8 +756,10 @@ pub fn markdown(
          is the median over set-ups, each set-up's ratio is listed (one set-up \
          of a row can be a third faster than another here while it is steady \
          over all its batches), and so is the number of pairs (a pair during \
-         which a process of either row was preempted by another process is \
-         dropped and taken again; many dropped pairs say the host was busy). \"separate \
+         which a process of either row waited for a CPU for more than 1 % of \
+         the pair's time, preempted by another process or woken onto a busy \
+         one, is dropped and taken again; many dropped pairs say the host was \
+         busy). \"separate \
          rows\" marks a ratio of two criterion rows measured apart, where no \
          interleaved measurement was made. The \"of the limit\" and \"time ratio\" \
          columns of the limits below are the same interleaved ratios. The last \
