@@ -25,7 +25,11 @@
 //!   park-at-once target is a ratio to it).
 //!
 //! After criterion's estimate, every row is also timed round trip by round
-//! trip (`Group::percentiles`): p50, p99, p99.9, p99.99.
+//! trip (`Group::percentiles`): p50, p99, p99.9, p99.99. Then the rows of
+//! each target are set up again side by side and their ratio measured
+//! interleaved (`Group::paired`): the busy rows against `validated-line`
+//! and `shmem-ipc-busy`, `sharedring-park` against `futex`,
+//! `sharedring-blocking` against `shmem-ipc-blocking`.
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -35,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use rustix::thread::futex;
 use sharedring::{Duplex, Options, Receiver, Sender};
-use sharedring_benches::harness::{Group, Harness, Mode};
+use sharedring_benches::harness::{Group, Harness, Mode, Ratio};
 use sharedring_benches::peer::{Peer, PeerEnv};
 use sharedring_benches::{probe, SharedPage};
 
@@ -321,23 +325,71 @@ fn timed(peer: &mut Peer, n: u64, mut rt: impl FnMut(u64)) -> Duration {
     start.elapsed()
 }
 
-/// Criterion's estimate of row `id`, then its percentiles over a fixed
-/// number of round trips (`fast`: a busy row, so many more of them).
-fn measure(g: &mut Group<'_>, id: &str, peer: &mut Peer, fast: bool, mut rt: impl FnMut(u64)) {
-    g.row(id, |b| b.iter_custom(|n| timed(peer, n, &mut rt)));
-    let n = samples(g, fast);
-    g.percentiles(id, n, |n| peer.command(n), &mut rt);
+/// One round-trip row, set up: its peer and one round trip.
+struct RttRow {
+    id: String,
+    /// A busy row (many more percentile samples).
+    fast: bool,
+    peer: Peer,
+    rt: Box<dyn FnMut(u64)>,
 }
 
-fn ring_row(g: &mut Group<'_>, wait: Wait) {
+impl RttRow {
+    fn new(id: impl Into<String>, fast: bool, peer: Peer, rt: impl FnMut(u64) + 'static) -> Self {
+        Self {
+            id: id.into(),
+            fast,
+            peer,
+            rt: Box::new(rt),
+        }
+    }
+
+    /// Times a batch of `n` round trips.
+    fn batch(&mut self, n: u64) -> Duration {
+        timed(&mut self.peer, n, &mut self.rt)
+    }
+
+    /// Criterion's estimate of the row, then its percentiles over a fixed
+    /// number of round trips; then the row is closed.
+    fn measure(mut self, g: &mut Group<'_>) {
+        let id = self.id.clone();
+        g.row(&id, |b| b.iter_custom(|n| self.batch(n)));
+        let n = samples(g, self.fast);
+        let peer = &mut self.peer;
+        g.percentiles(&id, n, |n| peer.command(n), &mut self.rt);
+        self.finish();
+    }
+
+    fn finish(self) {
+        drop(self.rt);
+        self.peer.finish();
+    }
+}
+
+/// Measures `subject`'s round trip as a multiple of `reference`'s,
+/// interleaved ([`Group::paired`]).
+fn paired(g: &mut Group<'_>, subject: &mut RttRow, reference: &mut RttRow) {
+    let (s, r) = (subject.id.clone(), reference.id.clone());
+    let pids = [subject.peer.pid(), reference.peer.pid()];
+    g.paired(
+        &s,
+        &r,
+        Ratio::Time,
+        &pids,
+        |n| subject.batch(n),
+        |n| reference.batch(n),
+    );
+}
+
+fn ring_row(wait: Wait) -> RttRow {
     let (ours, theirs) = UnixStream::pair().unwrap();
-    let mut peer = Peer::spawn("ring", vec![theirs.into()], &[wait.name().into()]).unwrap();
+    let peer = Peer::spawn("ring", vec![theirs.into()], &[wait.name().into()]).unwrap();
     let opts = wait.options().capacity_elements(RING);
     let mut ping = Sender::<u64>::create_with(ours.try_clone().unwrap(), &opts).unwrap();
     let mut pong = Receiver::<u64>::create_with(ours, &opts).unwrap();
     let mut one = [0u64; 1];
     let id = format!("sharedring-{}", wait.name());
-    measure(g, &id, &mut peer, wait != Wait::Park, |i| {
+    RttRow::new(id, wait != Wait::Park, peer, move |i| {
         if wait == Wait::Busy {
             while ping.try_send(&[i]).unwrap() == 0 {
                 std::hint::spin_loop();
@@ -349,51 +401,45 @@ fn ring_row(g: &mut Group<'_>, wait: Wait) {
             ping.send(&[i], None).unwrap();
             pong.recv(&mut one, None).unwrap();
         }
-    });
-    drop((ping, pong));
-    peer.finish();
+    })
 }
 
-fn duplex_busy_row(g: &mut Group<'_>) {
+fn duplex_busy_row() -> RttRow {
     let (ours, theirs) = UnixStream::pair().unwrap();
-    let mut peer = Peer::spawn("duplex-busy", vec![theirs.into()], &[]).unwrap();
+    let peer = Peer::spawn("duplex-busy", vec![theirs.into()], &[]).unwrap();
     let mut d = Duplex::create_with(ours, &Options::new().capacity_bytes(DUPLEX_BYTES)).unwrap();
     let mut b8 = [0u8; 8];
-    measure(g, "sharedring-duplex-busy", &mut peer, true, |i| {
+    RttRow::new("sharedring-duplex-busy", true, peer, move |i| {
         while !d.tx.try_send(&i.to_ne_bytes()).unwrap() {
             std::hint::spin_loop();
         }
         while d.rx.try_recv_into(&mut b8).unwrap().is_none() {
             std::hint::spin_loop();
         }
-    });
-    drop(d);
-    peer.finish();
+    })
 }
 
-fn socket_row(g: &mut Group<'_>) {
+fn socket_row() -> RttRow {
     let (mut ours, theirs) = UnixStream::pair().unwrap();
-    let mut peer = Peer::spawn("socket", vec![theirs.into()], &[]).unwrap();
+    let peer = Peer::spawn("socket", vec![theirs.into()], &[]).unwrap();
     let mut w = [0u8; 8];
-    measure(g, "unix-socket", &mut peer, false, |i| {
+    RttRow::new("unix-socket", false, peer, move |i| {
         ours.write_all(&i.to_ne_bytes()).unwrap();
         ours.read_exact(&mut w).unwrap();
-    });
-    peer.finish();
+    })
 }
 
-fn pipe_row(g: &mut Group<'_>) {
+fn pipe_row() -> RttRow {
     let (to_peer_r, to_peer_w) = rustix::pipe::pipe().unwrap();
     let (to_us_r, to_us_w) = rustix::pipe::pipe().unwrap();
-    let mut peer = Peer::spawn("pipe", vec![to_peer_r, to_us_w], &[]).unwrap();
+    let peer = Peer::spawn("pipe", vec![to_peer_r, to_us_w], &[]).unwrap();
     let mut w = std::fs::File::from(to_peer_w);
     let mut r = std::fs::File::from(to_us_r);
     let mut b8 = [0u8; 8];
-    measure(g, "pipe", &mut peer, false, |i| {
+    RttRow::new("pipe", false, peer, move |i| {
         w.write_all(&i.to_ne_bytes()).unwrap();
         r.read_exact(&mut b8).unwrap();
-    });
-    peer.finish();
+    })
 }
 
 /// The three descriptors of a shmem-ipc ring end, duplicated for the peer.
@@ -407,30 +453,30 @@ macro_rules! shmem_fds {
     };
 }
 
-fn shmem_ipc_row(g: &mut Group<'_>, busy: bool) {
+fn shmem_ipc_row(busy: bool) -> RttRow {
     let mut ping = ShmemTx::new(RING).unwrap();
     let mut pong = ShmemRx::new(RING).unwrap();
     let mut fds = shmem_fds!(ping);
     fds.extend(shmem_fds!(pong));
     let mode = if busy { "busy" } else { "blocking" };
-    let mut peer = Peer::spawn("shmem-ipc", fds, &[mode.into()]).unwrap();
-    measure(g, &format!("shmem-ipc-{mode}"), &mut peer, busy, |i| {
+    let peer = Peer::spawn("shmem-ipc", fds, &[mode.into()]).unwrap();
+    RttRow::new(format!("shmem-ipc-{mode}"), busy, peer, move |i| {
         shmem_send(&mut ping, i, busy);
         let v = shmem_recv(&mut pong, busy);
         debug_assert_eq!(v, i);
-    });
-    peer.finish();
+    })
 }
 
-fn page_row(g: &mut Group<'_>, futex_wait: bool) {
+fn page_row(futex_wait: bool) -> RttRow {
     let page = SharedPage::new().unwrap();
     let fd = rustix::io::dup(&page).unwrap();
     let role = if futex_wait { "futex" } else { "atomic" };
-    let mut peer = Peer::spawn(role, vec![fd], &[]).unwrap();
-    let (ping, pong) = (page.word(1), page.word(2));
+    let peer = Peer::spawn(role, vec![fd], &[]).unwrap();
     let mut seq = 0u32;
     let id = if futex_wait { "futex" } else { "atomic-busy" };
-    measure(g, id, &mut peer, !futex_wait, |_| {
+    let (ping, pong) = (page.word(1), page.word(2));
+    RttRow::new(id, !futex_wait, peer, move |_| {
+        let _mapping = &page;
         seq = seq.wrapping_add(1).max(1);
         ping.store(seq, Ordering::Release);
         if futex_wait {
@@ -447,23 +493,22 @@ fn page_row(g: &mut Group<'_>, futex_wait: bool) {
                 std::hint::spin_loop();
             }
         }
-    });
-    peer.finish();
+    })
 }
 
-fn line_row(g: &mut Group<'_>) {
+fn line_row() -> RttRow {
     let page = SharedPage::new().unwrap();
     let fd = rustix::io::dup(&page).unwrap();
-    let mut peer = Peer::spawn("line", vec![fd], &[]).unwrap();
+    let peer = Peer::spawn("line", vec![fd], &[]).unwrap();
+    let (mut seq, mut last) = (0u32, 0u32);
     let (ping_h, ping_p) = page.line_u64(PING_LINE);
     let (pong_h, pong_p) = page.line_u64(PONG_LINE);
-    let (mut seq, mut last) = (0u32, 0u32);
-    measure(g, "validated-line", &mut peer, true, |i| {
+    RttRow::new("validated-line", true, peer, move |i| {
+        let _mapping = &page;
         line_send(ping_h, ping_p, &mut seq, i);
         let v = line_recv(pong_h, pong_p, &mut last);
         debug_assert_eq!(v, i);
-    });
-    peer.finish();
+    })
 }
 
 fn main() {
@@ -472,17 +517,43 @@ fn main() {
     }
     let mut h = Harness::new("latency");
     let mut g = h.group("rtt_8B");
-    line_row(&mut g);
-    page_row(&mut g, false);
-    ring_row(&mut g, Wait::Busy);
-    duplex_busy_row(&mut g);
-    shmem_ipc_row(&mut g, true);
-    ring_row(&mut g, Wait::Blocking);
-    page_row(&mut g, true);
-    ring_row(&mut g, Wait::Park);
-    shmem_ipc_row(&mut g, false);
-    socket_row(&mut g);
-    pipe_row(&mut g);
+    line_row().measure(&mut g);
+    page_row(false).measure(&mut g);
+    ring_row(Wait::Busy).measure(&mut g);
+    duplex_busy_row().measure(&mut g);
+    shmem_ipc_row(true).measure(&mut g);
+    ring_row(Wait::Blocking).measure(&mut g);
+    page_row(true).measure(&mut g);
+    ring_row(Wait::Park).measure(&mut g);
+    shmem_ipc_row(false).measure(&mut g);
+    socket_row().measure(&mut g);
+    pipe_row().measure(&mut g);
+    // The target ratios again, interleaved: the rows they need alive side
+    // by side, batches of subject and reference alternating; each set of
+    // rows set up afresh a few times.
+    for _ in 0..g.mode().setups() {
+        let mut line = line_row();
+        let mut busy = ring_row(Wait::Busy);
+        let mut duplex = duplex_busy_row();
+        let mut shmem_busy = shmem_ipc_row(true);
+        paired(&mut g, &mut busy, &mut line);
+        paired(&mut g, &mut duplex, &mut line);
+        paired(&mut g, &mut busy, &mut shmem_busy);
+        paired(&mut g, &mut duplex, &mut shmem_busy);
+        for r in [line, busy, duplex, shmem_busy] {
+            r.finish();
+        }
+        let mut futex_row = page_row(true);
+        let mut park = ring_row(Wait::Park);
+        paired(&mut g, &mut park, &mut futex_row);
+        park.finish();
+        futex_row.finish();
+        let mut blocking = ring_row(Wait::Blocking);
+        let mut shmem_blocking = shmem_ipc_row(false);
+        paired(&mut g, &mut blocking, &mut shmem_blocking);
+        blocking.finish();
+        shmem_blocking.finish();
+    }
     g.finish();
     h.finish();
 }

@@ -6,7 +6,9 @@
 //!   `SOCK_SEQPACKET` socket pair) and `sharedring-elements` (the
 //!   fixed-element ring of `u8` moving the same bytes per call), and
 //!   `shmem-ipc` (the original crate 0.3, a byte ring of the same size,
-//!   busy-polled: its fastest mode).
+//!   busy-polled: its fastest mode). The target ratios (`sharedring-msg`
+//!   against `sharedring-elements`, and against `shmem-ipc` at 64 B) are
+//!   then measured again interleaved (`Group::paired`).
 //! - `msg_rtt_64B`: a 64-byte request and its 64-byte answer over a
 //!   `Duplex` pair of message rings, against a Unix stream socket; both
 //!   rows also timed round trip by round trip for their percentiles.
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 use criterion::Throughput;
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 use sharedring::{Duplex, MsgReceiver, MsgSender, Options, Receiver, Sender};
-use sharedring_benches::harness::{Group, Harness, Mode};
+use sharedring_benches::harness::{Group, Harness, Mode, Ratio};
 use sharedring_benches::peer::{Peer, PeerEnv};
 use sharedring_benches::probe;
 
@@ -155,19 +157,63 @@ fn streamed(peer: &mut Peer, n: u64, mut send: impl FnMut()) -> Duration {
     start.elapsed()
 }
 
-fn msg_row(g: &mut Group<'_>, size: usize) {
-    let (ours, theirs) = UnixStream::pair().unwrap();
-    let mut peer = Peer::spawn("msg", vec![theirs.into()], &[]).unwrap();
-    let mut tx = MsgSender::create_with(ours, &opts()).unwrap();
-    let msg = vec![0x5au8; size];
-    g.row("sharedring-msg", |b| {
-        b.iter_custom(|n| streamed(&mut peer, n, || tx.send(&msg, None).unwrap()))
-    });
-    drop(tx);
-    peer.finish();
+/// One streaming row, set up: its peer and one send.
+struct StreamRow {
+    id: &'static str,
+    peer: Peer,
+    send: Box<dyn FnMut()>,
 }
 
-fn seqpacket_row(g: &mut Group<'_>, size: usize) {
+impl StreamRow {
+    fn new(id: &'static str, peer: Peer, send: impl FnMut() + 'static) -> Self {
+        Self {
+            id,
+            peer,
+            send: Box::new(send),
+        }
+    }
+
+    /// Times a batch of `n` messages, until the peer has them all.
+    fn batch(&mut self, n: u64) -> Duration {
+        streamed(&mut self.peer, n, &mut self.send)
+    }
+
+    /// Criterion's estimate of the row; then the row is closed.
+    fn measure(mut self, g: &mut Group<'_>) {
+        let id = self.id;
+        g.row(id, |b| b.iter_custom(|n| self.batch(n)));
+        self.finish();
+    }
+
+    fn finish(self) {
+        drop(self.send);
+        self.peer.finish();
+    }
+}
+
+/// Measures `subject`'s throughput as a multiple of `reference`'s,
+/// interleaved ([`Group::paired`]).
+fn paired(g: &mut Group<'_>, subject: &mut StreamRow, reference: &mut StreamRow) {
+    let pids = [subject.peer.pid(), reference.peer.pid()];
+    g.paired(
+        subject.id,
+        reference.id,
+        Ratio::Throughput,
+        &pids,
+        |n| subject.batch(n),
+        |n| reference.batch(n),
+    );
+}
+
+fn msg_row(size: usize) -> StreamRow {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let peer = Peer::spawn("msg", vec![theirs.into()], &[]).unwrap();
+    let mut tx = MsgSender::create_with(ours, &opts()).unwrap();
+    let msg = vec![0x5au8; size];
+    StreamRow::new("sharedring-msg", peer, move || tx.send(&msg, None).unwrap())
+}
+
+fn seqpacket_row(size: usize) -> StreamRow {
     let (ours, theirs) = rustix::net::socketpair(
         AddressFamily::UNIX,
         SocketType::SEQPACKET,
@@ -177,70 +223,56 @@ fn seqpacket_row(g: &mut Group<'_>, size: usize) {
     .unwrap();
     // Room for several of the largest messages in flight.
     let _ = rustix::net::sockopt::set_socket_send_buffer_size(&ours, RING_BYTES);
-    let mut peer = Peer::spawn("seqpacket", vec![theirs], &[]).unwrap();
+    let peer = Peer::spawn("seqpacket", vec![theirs], &[]).unwrap();
     let msg = vec![0x5au8; size];
-    g.row("seqpacket", |b| {
-        b.iter_custom(|n| {
-            streamed(&mut peer, n, || {
-                rustix::net::send(&ours, &msg, SendFlags::empty()).unwrap();
-            })
-        })
-    });
-    drop(ours);
-    peer.finish();
+    StreamRow::new("seqpacket", peer, move || {
+        rustix::net::send(&ours, &msg, SendFlags::empty()).unwrap();
+    })
 }
 
-fn elements_row(g: &mut Group<'_>, size: usize) {
+fn elements_row(size: usize) -> StreamRow {
     let (ours, theirs) = UnixStream::pair().unwrap();
-    let mut peer = Peer::spawn("elements", vec![theirs.into()], &[size.to_string()]).unwrap();
+    let peer = Peer::spawn("elements", vec![theirs.into()], &[size.to_string()]).unwrap();
     // The same ring size, in elements of one byte (an element ring refuses
     // `capacity_bytes`).
     let mut tx =
         Sender::<u8>::create_with(ours, &Options::new().capacity_elements(RING_BYTES)).unwrap();
     let msg = vec![0x5au8; size];
-    g.row("sharedring-elements", |b| {
-        b.iter_custom(|n| streamed(&mut peer, n, || tx.send(&msg, None).unwrap()))
-    });
-    drop(tx);
-    peer.finish();
+    StreamRow::new("sharedring-elements", peer, move || {
+        tx.send(&msg, None).unwrap()
+    })
 }
 
-fn shmem_ipc_row(g: &mut Group<'_>, size: usize) {
+fn shmem_ipc_row(size: usize) -> StreamRow {
     let mut tx = shmem_ipc::sharedring::Sender::<u8>::new(RING_BYTES).expect("shmem-ipc ring");
     let fds: Vec<OwnedFd> = vec![
         tx.memfd().as_file().try_clone().expect("dup").into(),
         tx.empty_signal().try_clone().expect("dup").into(),
         tx.full_signal().try_clone().expect("dup").into(),
     ];
-    let mut peer = Peer::spawn("shmem-ipc", fds, &[size.to_string()]).unwrap();
+    let peer = Peer::spawn("shmem-ipc", fds, &[size.to_string()]).unwrap();
     let msg = vec![0x5au8; size];
-    let src = msg.as_ptr();
-    g.row("shmem-ipc", |b| {
-        b.iter_custom(|n| {
-            streamed(&mut peer, n, || {
-                let mut off = 0;
-                while off < size {
-                    let mut k = 0;
-                    tx.sender_mut()
-                        .send(|p, room| {
-                            k = room.min(size - off);
-                            // SAFETY: shmem-ipc hands us `room` writable
-                            // slots at `p`; we write `k <= room` bytes from
-                            // our message of `size` bytes.
-                            unsafe { std::ptr::copy_nonoverlapping(src.add(off), p, k) };
-                            k
-                        })
-                        .expect("shmem-ipc send");
-                    off += k;
-                    if k == 0 {
-                        std::hint::spin_loop();
-                    }
-                }
-            })
-        })
-    });
-    drop(tx);
-    peer.finish();
+    StreamRow::new("shmem-ipc", peer, move || {
+        let src = msg.as_ptr();
+        let mut off = 0;
+        while off < size {
+            let mut k = 0;
+            tx.sender_mut()
+                .send(|p, room| {
+                    k = room.min(size - off);
+                    // SAFETY: shmem-ipc hands us `room` writable slots at
+                    // `p`; we write `k <= room` bytes from our message of
+                    // `size` bytes.
+                    unsafe { std::ptr::copy_nonoverlapping(src.add(off), p, k) };
+                    k
+                })
+                .expect("shmem-ipc send");
+            off += k;
+            if k == 0 {
+                std::hint::spin_loop();
+            }
+        }
+    })
 }
 
 /// How many round trips the percentile pass of a row times.
@@ -310,10 +342,23 @@ fn main() {
     for (size, label) in SIZES {
         let mut g = h.group(&format!("msg_stream_{label}"));
         g.throughput(Throughput::Bytes(size as u64));
-        msg_row(&mut g, size);
-        seqpacket_row(&mut g, size);
-        elements_row(&mut g, size);
-        shmem_ipc_row(&mut g, size);
+        msg_row(size).measure(&mut g);
+        seqpacket_row(size).measure(&mut g);
+        elements_row(size).measure(&mut g);
+        shmem_ipc_row(size).measure(&mut g);
+        // The target ratios again, interleaved, on fresh set-ups.
+        for _ in 0..g.mode().setups() {
+            let mut msg = msg_row(size);
+            let mut elements = elements_row(size);
+            paired(&mut g, &mut msg, &mut elements);
+            if size == 64 {
+                let mut shmem = shmem_ipc_row(size);
+                paired(&mut g, &mut msg, &mut shmem);
+                shmem.finish();
+            }
+            msg.finish();
+            elements.finish();
+        }
         g.finish();
     }
     let mut g = h.group(&format!("msg_rtt_{RTT_BYTES}B"));

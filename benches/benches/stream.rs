@@ -9,7 +9,8 @@
 //!   slots' offset modulo 4096; `sharedring-copy-skew8`: the same with the
 //!   caller buffers 8 bytes off (the glibc memcpy 4K-aliasing cliff);
 //! - `sharedring-inplace`: `write_chunk` filled in place (a memset stands
-//!   for the producer's work) / `read_chunk` read in place (a checksum);
+//!   for the producer's work) / `read_chunk` read in place (a checksum),
+//!   at most 64 KiB per chunk (`INPLACE_STEP`);
 //! - `unix-socket`, `pipe`: `write_all` / `read`, blocking;
 //! - `shmem-ipc`: the original crate 0.3, busy-polling its ring (its
 //!   fastest mode: no eventfd write or read at all), same ring size;
@@ -20,7 +21,7 @@
 //!   out with the same buffer placement as `sharedring-copy`;
 //! - `unchecked-inplace`: the limit of the in-place row: the same ring,
 //!   its slots filled in place by the same memset and read in place by
-//!   the same checksum;
+//!   the same checksum, in the same steps;
 //! - `memcpy`, `memcpy-skew8`: one thread copying each message into a
 //!   1 MiB ring-sized buffer (single-thread memcpy: no cross-core transfer
 //!   can reach it; shown for scale, no target refers to it).
@@ -41,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use criterion::Throughput;
 use sharedring::{Options, Receiver, Sender};
-use sharedring_benches::harness::{Harness, Mode};
+use sharedring_benches::harness::{Group, Harness, Mode, Ratio};
 use sharedring_benches::peer::{Peer, PeerEnv};
 use sharedring_benches::unchecked::{UncheckedConsumer, UncheckedRing};
 use sharedring_benches::{probe, PlacedBuf, Placement};
@@ -49,6 +50,16 @@ use sharedring_benches::{probe, PlacedBuf, Placement};
 const SIZES: [usize; 6] = [8, 64, 1 << 10, 4 << 10, 64 << 10, 1 << 20];
 const RING_BYTES: usize = sharedring::DEFAULT_RING_BYTES;
 const SHMEM_IPC_SLOT_PAGE_OFFSET: usize = 64;
+/// The most an in-place row (ours and the unchecked ring's alike) writes or
+/// reads per chunk: the copying rows' step (64 KiB, a quarter of the
+/// ring). With one chunk per 1 MiB message the two sides take turns (one
+/// fills the whole ring while the other waits, then the reverse), and a
+/// wait longer than the spin budget parks: measured interleaved on the
+/// 2-vCPU VM, 1 MiB in place went from 0.09-0.11x the unchecked ring to
+/// 0.97-0.99x when the spin budget was raised to 1 ms, so the row measured
+/// the wake-up, not the ring. In steps the sides overlap, as `send`/`recv`
+/// make them.
+const INPLACE_STEP: usize = 64 << 10;
 
 fn size_name(bytes: usize) -> String {
     match bytes {
@@ -110,7 +121,7 @@ fn peer_ring_inplace(mut env: PeerEnv) {
         for _ in 0..n {
             let mut left = size;
             while left > 0 {
-                let mut chunk = tx.write_chunk(left).expect("write_chunk");
+                let mut chunk = tx.write_chunk(left.min(INPLACE_STEP)).expect("write_chunk");
                 let k = chunk.len();
                 if k == 0 {
                     tx.wait_writable(1, None).expect("wait_writable");
@@ -202,7 +213,7 @@ fn peer_unchecked(mut env: PeerEnv, inplace: bool) {
             if inplace {
                 let mut left = size;
                 while left > 0 {
-                    left -= tx.write_runs(left, |run| {
+                    left -= tx.write_runs(left.min(INPLACE_STEP), |run| {
                         // SAFETY: the run is valid for `len()` bytes of free
                         // slots that are ours until published (a memset,
                         // exactly as `peer_ring_inplace` does).
@@ -300,7 +311,7 @@ impl Receive for RingInPlace {
         let mut got = 0u64;
         let mut sum = 0u64;
         while got < total {
-            let want = (total - got).min(self.size as u64) as usize;
+            let want = (total - got).min(self.size.min(INPLACE_STEP) as u64) as usize;
             let chunk = self.rx.read_chunk(want).expect("read_chunk");
             let k = chunk.len();
             if k == 0 {
@@ -348,7 +359,7 @@ impl Receive for UncheckedInPlace {
         let mut got = 0u64;
         let mut sum = 0u64;
         while got < total {
-            let want = (total - got).min(self.size as u64) as usize;
+            let want = (total - got).min(self.size.min(INPLACE_STEP) as u64) as usize;
             got += self.rx.read_runs(want, |run| {
                 // SAFETY: the run is valid for `len()` filled bytes until
                 // released (the same checksum as `RingInPlace`).
@@ -578,6 +589,46 @@ macro_rules! cross_process_row {
     }};
 }
 
+/// The target ratios of one message size, measured again interleaved
+/// ([`Group::paired`]): every row they need set up and alive side by side,
+/// batches of subject and reference alternating.
+fn paired_rows(g: &mut Group<'_>, size: usize) {
+    let mut copy = ring_row(size, RING_BYTES, Placement::Aligned);
+    let mut inplace = inplace_row(size);
+    let mut unchecked_copy = unchecked_copy_row(size);
+    let mut unchecked_inplace = unchecked_inplace_row(size);
+    let mut shmem = shmem_ipc_row(size);
+    g.paired(
+        "sharedring-copy",
+        "unchecked-copy",
+        Ratio::Throughput,
+        &[copy.peer.pid(), unchecked_copy.peer.pid()],
+        |n| copy.run(n),
+        |n| unchecked_copy.run(n),
+    );
+    g.paired(
+        "sharedring-inplace",
+        "unchecked-inplace",
+        Ratio::Throughput,
+        &[inplace.peer.pid(), unchecked_inplace.peer.pid()],
+        |n| inplace.run(n),
+        |n| unchecked_inplace.run(n),
+    );
+    g.paired(
+        "sharedring-copy",
+        "shmem-ipc",
+        Ratio::Throughput,
+        &[copy.peer.pid(), shmem.peer.pid()],
+        |n| copy.run(n),
+        |n| shmem.run(n),
+    );
+    copy.finish();
+    inplace.finish();
+    unchecked_copy.finish();
+    unchecked_inplace.finish();
+    shmem.finish();
+}
+
 fn criterion_main() {
     let mut h = Harness::new("stream");
     let mode = h.mode();
@@ -600,6 +651,9 @@ fn criterion_main() {
         cross_process_row!(g, "shmem-ipc", shmem_ipc_row(size));
         cross_process_row!(g, "unix-socket", socket_row(size));
         cross_process_row!(g, "pipe", pipe_row(size));
+        for _ in 0..mode.setups() {
+            paired_rows(&mut g, size);
+        }
         for p in [Placement::Aligned, Placement::Skew8] {
             let mut m = Memcpy::new(size, RING_BYTES, p);
             g.row(&format!("memcpy{}", p.suffix()), |b| {

@@ -57,6 +57,11 @@ impl Peer {
             .expect("peer control socket");
     }
 
+    /// The peer's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for the peer's one-word answer to a command.
     pub fn answer(&mut self) -> u64 {
         let mut word = [0u8; 8];

@@ -37,6 +37,8 @@ pub struct Consumer<T> {
     /// Set once the peer is caught breaking the protocol; every later call
     /// returns it.
     poisoned: Option<Corruption>,
+    /// How many refreshes in a row found nothing new (see `available`).
+    empty_refreshes: u32,
     _elements: PhantomData<T>,
 }
 
@@ -94,6 +96,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
             waker: Waker::default(),
             wait: WaitWord::default(),
             poisoned: None,
+            empty_refreshes: 0,
             _elements: PhantomData,
         }
     }
@@ -127,6 +130,11 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
             self.poisoned = Some(c);
             return Err(c);
         }
+        self.empty_refreshes = if write == self.cached_write {
+            self.empty_refreshes.saturating_add(1)
+        } else {
+            0
+        };
         self.cached_write = write;
         Ok(ahead)
     }
@@ -141,6 +149,16 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
         let available = self.cached_available();
         if available >= want {
             return Ok(available);
+        }
+        // Waiting on a quiet producer (two refreshes in a row found
+        // nothing new): ask for the next slot's line while we load the
+        // position, so that when the load shows new data, the data's line
+        // is on its way too, instead of being missed only after the
+        // position (a hint; it reads nothing we use). Not while the
+        // producer streams: there the prefetch would pull the line it is
+        // filling away from it.
+        if self.empty_refreshes >= 2 {
+            crate::copy::prefetch(self.shared.slot(self.cached_write));
         }
         self.refresh()
     }

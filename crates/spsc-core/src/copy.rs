@@ -12,6 +12,18 @@
 //! Volatile accesses cannot be merged or vectorised by the compiler, so we
 //! use the widest register that a single instruction moves: 16 bytes of
 //! SSE2 on x86-64 (part of the baseline), 8 bytes elsewhere.
+//!
+//! From [`REP_MOVSB_MIN`] bytes on, x86-64 copies with one `rep movsb` in
+//! inline assembly instead. The compiler knows nothing of what an `asm!`
+//! block touches, so, like a volatile access, it can neither repeat nor
+//! elide nor reorder those accesses against the block; the instruction
+//! reads each source byte and writes each destination byte once, within
+//! the two ranges we hand it. It is also what makes a cross-core copy
+//! fast: with fast strings (ERMS) the processor writes whole lines without
+//! first reading them from the other core's cache, and moves a line per
+//! step where the SSE2 loop needs four loads and four stores (measured on
+//! the streaming bench; `docs/ARCHITECTURE.md`, "The data path").
+//!
 
 use core::ptr::{read_unaligned, read_volatile, write_unaligned, write_volatile};
 
@@ -22,6 +34,49 @@ type Word = u64;
 
 const WORD: usize = core::mem::size_of::<Word>();
 
+/// Hints that the line at `p` be fetched into our cache (a prefetch: it
+/// never faults, and its result is never used as a value).
+#[inline(always)]
+pub(crate) fn prefetch(p: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    // SAFETY: a prefetch is a hint: it does not fault on any address and
+    // has no architectural effect.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(loom), not(miri))))]
+    let _ = p;
+}
+
+/// From this length on, x86-64 copies with `rep movsb` (below it, the
+/// instruction's start-up cost exceeds the SSE2 loop's).
+#[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+pub(crate) const REP_MOVSB_MIN: usize = 2048;
+
+/// Copies `len` bytes with one `rep movsb`.
+///
+/// # Safety
+///
+/// `src` is valid for reads and `dst` for writes of `len` bytes, and the
+/// ranges do not overlap.
+#[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+#[inline(always)]
+unsafe fn rep_movsb(dst: *mut u8, src: *const u8, len: usize) {
+    // SAFETY: the caller's contract; `rep movsb` with the direction flag
+    // clear (the Rust ABI guarantees it on entry to `asm!`) copies exactly
+    // `rcx` bytes forward from `rsi` to `rdi`, touches nothing else, and
+    // leaves the flags alone.
+    unsafe {
+        core::arch::asm!(
+            "rep movsb",
+            inout("rcx") len => _,
+            inout("rdi") dst => _,
+            inout("rsi") src => _,
+            options(nostack, preserves_flags)
+        );
+    }
+}
+
 /// Copies `len` bytes from private `src` to shared `dst`.
 ///
 /// # Safety
@@ -30,6 +85,11 @@ const WORD: usize = core::mem::size_of::<Word>();
 /// `len` bytes (the peer may access it concurrently); they do not overlap.
 #[inline]
 pub(crate) unsafe fn to_shared(dst: *mut u8, src: *const u8, len: usize) {
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    if len >= REP_MOVSB_MIN {
+        // SAFETY: the caller's contract.
+        return unsafe { rep_movsb(dst, src, len) };
+    }
     let mut i = 0;
     // Bytes up to the first word boundary of the shared side.
     let head = dst.align_offset(WORD).min(len);
@@ -77,6 +137,11 @@ pub(crate) unsafe fn to_shared(dst: *mut u8, src: *const u8, len: usize) {
 /// overlap.
 #[inline]
 pub(crate) unsafe fn from_shared(dst: *mut u8, src: *const u8, len: usize) {
+    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
+    if len >= REP_MOVSB_MIN {
+        // SAFETY: the caller's contract.
+        return unsafe { rep_movsb(dst, src, len) };
+    }
     let mut i = 0;
     let head = src.align_offset(WORD).min(len);
     while i < head {
@@ -117,6 +182,46 @@ pub(crate) unsafe fn from_shared(dst: *mut u8, src: *const u8, len: usize) {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    /// Long copies (the `rep movsb` path from 2 KiB on, and the word loop
+    /// below it) of every misalignment, checked byte by byte, with the
+    /// bytes around the destination untouched.
+    #[test]
+    fn copies_long_runs_exactly() {
+        extern crate std;
+        use std::vec::Vec;
+        let src: Vec<u8> = (0..9000).map(|i| (i * 13 + 5) as u8).collect();
+        for len in [1000, 2047, 2048, 2049, 4096, 5000, 8191] {
+            for src_off in [0, 1, 8, 15] {
+                for dst_off in [0, 3, 8, 16] {
+                    let mut shared = std::vec![0xAAu8; 9000];
+                    // SAFETY: offsets + len stay within both buffers.
+                    unsafe {
+                        to_shared(
+                            shared.as_mut_ptr().add(dst_off),
+                            src.as_ptr().add(src_off),
+                            len,
+                        )
+                    };
+                    assert_eq!(shared[dst_off..dst_off + len], src[src_off..src_off + len]);
+                    assert!(shared[..dst_off].iter().all(|&b| b == 0xAA));
+                    assert!(shared[dst_off + len..].iter().all(|&b| b == 0xAA));
+                    let mut private = std::vec![0x55u8; 9000];
+                    // SAFETY: as above.
+                    unsafe {
+                        from_shared(
+                            private.as_mut_ptr().add(dst_off),
+                            src.as_ptr().add(src_off),
+                            len,
+                        )
+                    };
+                    assert_eq!(private[dst_off..dst_off + len], src[src_off..src_off + len]);
+                    assert!(private[..dst_off].iter().all(|&b| b == 0x55));
+                    assert!(private[dst_off + len..].iter().all(|&b| b == 0x55));
+                }
+            }
+        }
+    }
 
     #[test]
     fn copies_every_length_and_misalignment_exactly() {

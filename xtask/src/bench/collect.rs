@@ -46,6 +46,122 @@ pub struct Table {
     pub group: String,
     /// The rows.
     pub rows: Vec<Row>,
+    /// The ratios measured interleaved in this group (`paired.jsonl`).
+    pub pairs: Vec<Pair>,
+}
+
+/// A ratio measured interleaved by the bench harness (`Group::paired`):
+/// subject and reference alive side by side, alternating short batches,
+/// on one or more fresh set-ups of the two rows.
+#[derive(Debug, Clone)]
+pub struct Pair {
+    /// The subject row's id.
+    pub subject: String,
+    /// The reference row's id.
+    pub reference: String,
+    /// How many pairs of batches were kept, per set-up (the smallest).
+    pub pairs: u64,
+    /// How many were dropped because a process of the pair waited for a
+    /// CPU, over all set-ups.
+    pub dropped: u64,
+    /// The comparison's speed-up (reference time over subject time): the
+    /// median of the set-ups' medians of per-pair speed-ups.
+    pub median: f64,
+    /// The first quartile of the per-pair speed-ups (median over set-ups).
+    pub q1: f64,
+    /// The third quartile (median over set-ups).
+    pub q3: f64,
+    /// Each set-up's median, in order.
+    pub setups: Vec<f64>,
+    /// Whether a kept attempt's probes showed the slow mode.
+    pub slow: bool,
+    /// Whether, in some set-up, so few pairs ran unpreempted that the
+    /// preempted ones were kept too.
+    pub busy_host: bool,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// One set-up's record.
+struct SetupRecord {
+    median: f64,
+    q1: f64,
+    q3: f64,
+    pairs: u64,
+    dropped: u64,
+    slow: bool,
+    busy_host: bool,
+}
+
+/// Attaches the interleaved ratios of `paired.jsonl` to their groups: the
+/// set-ups of each comparison of the last run (a record of set-up 1 starts
+/// a new run) combined into one [`Pair`].
+pub fn attach_pairs(tables: &mut [Table], paired_jsonl: &Path) {
+    let mut found: Vec<((String, String, String), Vec<SetupRecord>)> = Vec::new();
+    for line in std::fs::read_to_string(paired_jsonl)
+        .unwrap_or_default()
+        .lines()
+    {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let s = |k: &str| v[k].as_str().unwrap_or("?").to_owned();
+        let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        let key = (s("group"), s("subject"), s("reference"));
+        let rec = SetupRecord {
+            median: f("speedup_median"),
+            q1: f("speedup_q1"),
+            q3: f("speedup_q3"),
+            pairs: v["pairs"].as_u64().unwrap_or(0),
+            dropped: v["pairs_dropped_preempted"].as_u64().unwrap_or(0),
+            slow: v["slow"].as_bool().unwrap_or(false),
+            busy_host: v["busy_host"].as_bool().unwrap_or(false),
+        };
+        let first_setup = v["setup"].as_u64().unwrap_or(1) <= 1;
+        match found.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, recs)) if first_setup => *recs = vec![rec],
+            Some((_, recs)) => recs.push(rec),
+            None => found.push((key, vec![rec])),
+        }
+    }
+    for ((group, subject, reference), recs) in found {
+        let Some(t) = tables.iter_mut().find(|t| t.group == group) else {
+            continue;
+        };
+        let of = |f: fn(&SetupRecord) -> f64| median(&recs.iter().map(f).collect::<Vec<_>>());
+        let pair = Pair {
+            subject,
+            reference,
+            pairs: recs.iter().map(|r| r.pairs).min().unwrap_or(0),
+            dropped: recs.iter().map(|r| r.dropped).sum(),
+            median: of(|r| r.median),
+            q1: of(|r| r.q1),
+            q3: of(|r| r.q3),
+            setups: recs.iter().map(|r| r.median).collect(),
+            slow: recs.iter().any(|r| r.slow),
+            busy_host: recs.iter().any(|r| r.busy_host),
+        };
+        match t
+            .pairs
+            .iter_mut()
+            .find(|p| p.subject == pair.subject && p.reference == pair.reference)
+        {
+            Some(earlier) => *earlier = pair,
+            None => t.pairs.push(pair),
+        }
+    }
 }
 
 impl Table {
@@ -160,6 +276,7 @@ pub fn tables(criterion: &Path, rows_jsonl: &Path, since: SystemTime) -> Vec<Tab
             None => tables.push(Table {
                 group,
                 rows: vec![row],
+                pairs: Vec::new(),
             }),
         }
     }

@@ -9,7 +9,11 @@
 //!
 //! Every target is a ratio to a limit of the host measured in the same run
 //! (the unchecked ring, copying or in place; the validated one-line round
-//! trip; the futex ping-pong) or to shmem-ipc beside it. `ratios.json`
+//! trip; the futex ping-pong) or to shmem-ipc beside it, measured
+//! interleaved (subject and reference alternating in short batches, the
+//! median of the per-pair ratios, with its quartiles as its spread:
+//! `paired.jsonl`); criterion's separate rows stand in only where no
+//! interleaved ratio was measured. `ratios.json`
 //! keeps those ratios: the next run compares its own with them (the copy
 //! in `docs/bench/` as it was before the run, or the file given with
 //! `--compare`) and the report says which targets moved by more than
@@ -124,7 +128,8 @@ pub fn run(args: &[String]) -> ExitCode {
         counts::measure(&root, full)
     };
     let load_after = loadavg();
-    let tables = collect::tables(&target.join("criterion"), &out.join("rows.jsonl"), started);
+    let mut tables = collect::tables(&target.join("criterion"), &out.join("rows.jsonl"), started);
+    collect::attach_pairs(&mut tables, &out.join("paired.jsonl"));
     if tables.is_empty() {
         eprintln!("==> no criterion results newer than this run were found");
         return ExitCode::FAILURE;

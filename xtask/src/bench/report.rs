@@ -154,28 +154,118 @@ fn find<'a>(tables: &'a [Table], group: &str, id: &str) -> Option<&'a Row> {
 }
 
 /// Time of `b` over time of `a`: above 1 when `a` is faster (for a
-/// throughput row, `a`'s throughput as a multiple of `b`'s).
+/// throughput row, `a`'s throughput as a multiple of `b`'s), from the two
+/// criterion rows.
 fn speedup(tables: &[Table], group: &str, a: &str, b: &str) -> Option<f64> {
     Some(find(tables, group, b)?.ns / find(tables, group, a)?.ns)
 }
 
-/// Time of `a` over time of `b` (for round trips: `a`'s round trip as a
-/// multiple of `b`'s).
-fn slowdown(tables: &[Table], group: &str, a: &str, b: &str) -> Option<f64> {
-    speedup(tables, group, a, b).map(|r| 1.0 / r)
+/// A target's ratio: measured interleaved (with its quartiles and the
+/// number of pairs), or from two criterion rows.
+#[derive(Debug, Clone)]
+struct Measured {
+    ratio: f64,
+    /// First and third quartile of the per-pair ratios, the pairs kept
+    /// and the pairs dropped (preempted).
+    spread: Option<(f64, f64, u64, u64)>,
+    /// Each set-up's ratio, when there were several.
+    setups: Vec<f64>,
+    slow: bool,
+    /// The host was so busy that preempted pairs were kept.
+    busy_host: bool,
 }
 
-fn ratio_check(key: String, what: String, r: Option<f64>, bound: Bound) -> Check {
+/// The speed-up of `a` over `b` (see [`speedup`]): the interleaved
+/// measurement if there is one, else the criterion rows.
+fn measured_speedup(tables: &[Table], group: &str, a: &str, b: &str) -> Option<Measured> {
+    let t = tables.iter().find(|t| t.group == group)?;
+    if let Some(p) = t
+        .pairs
+        .iter()
+        .find(|p| p.subject == a && p.reference == b && p.median.is_finite())
+    {
+        return Some(Measured {
+            ratio: p.median,
+            spread: Some((p.q1, p.q3, p.pairs, p.dropped)),
+            setups: p.setups.clone(),
+            slow: p.slow,
+            busy_host: p.busy_host,
+        });
+    }
+    speedup(tables, group, a, b).map(|ratio| Measured {
+        ratio,
+        spread: None,
+        setups: Vec::new(),
+        slow: false,
+        busy_host: false,
+    })
+}
+
+/// The slow-down of `a` against `b` (time of `a` over time of `b`; for
+/// round trips, `a`'s round trip as a multiple of `b`'s), interleaved if
+/// measured so.
+fn measured_slowdown(tables: &[Table], group: &str, a: &str, b: &str) -> Option<Measured> {
+    measured_speedup(tables, group, a, b).map(|m| Measured {
+        ratio: 1.0 / m.ratio,
+        spread: m.spread.map(|(q1, q3, n, d)| (1.0 / q3, 1.0 / q1, n, d)),
+        setups: m.setups.iter().map(|r| 1.0 / r).collect(),
+        slow: m.slow,
+        busy_host: m.busy_host,
+    })
+}
+
+fn ratio_check(key: String, what: String, m: Option<Measured>, bound: Bound) -> Check {
+    let r = m.as_ref().map(|m| m.ratio);
     let met = r.map(|r| match bound {
         Bound::AtLeast(x) => r >= x,
         Bound::Above(x) => r > x,
         Bound::AtMost(x) => r <= x,
     });
+    let measured = match &m {
+        None => "n/a".into(),
+        Some(Measured {
+            ratio,
+            spread: Some((lo, hi, n, dropped)),
+            setups,
+            slow,
+            busy_host,
+        }) => format!(
+            "{} (quartiles {}–{}{}, {n} pairs{}{}{})",
+            fmt_ratio(*ratio),
+            fmt_ratio(*lo),
+            fmt_ratio(*hi),
+            if setups.len() > 1 {
+                format!(
+                    "; {} set-ups: {}",
+                    setups.len(),
+                    setups
+                        .iter()
+                        .map(|r| fmt_ratio(*r))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            } else {
+                String::new()
+            },
+            if *dropped > 0 {
+                format!(", {dropped} preempted pairs dropped")
+            } else {
+                String::new()
+            },
+            if *busy_host {
+                ", **busy host**: preempted pairs kept"
+            } else {
+                ""
+            },
+            if *slow { ", **slow mode**" } else { "" }
+        ),
+        Some(Measured { ratio, .. }) => format!("{} (separate rows)", fmt_ratio(*ratio)),
+    };
     Check {
         key,
         what,
         ratio: r,
-        measured: r.map_or("n/a".into(), fmt_ratio),
+        measured,
         met,
     }
 }
@@ -217,26 +307,26 @@ pub fn checks(tables: &[Table], counts: &Counts) -> Vec<Check> {
                 "8 B busy round trip, {name}: ≤ 1.1x the validated one-line round trip \
                  (time ratio)"
             ),
-            slowdown(tables, "rtt_8B", id, "validated-line"),
+            measured_slowdown(tables, "rtt_8B", id, "validated-line"),
             Bound::AtMost(1.1),
         ));
         v.push(ratio_check(
             format!("rtt_8B/{id}:shmem-ipc-busy"),
             format!("8 B busy round trip, {name}: faster than shmem-ipc 0.3 busy (speed-up)"),
-            speedup(tables, "rtt_8B", id, "shmem-ipc-busy"),
+            measured_speedup(tables, "rtt_8B", id, "shmem-ipc-busy"),
             Bound::Above(1.0),
         ));
     }
     v.push(ratio_check(
         "rtt_8B/sharedring-park:futex".into(),
         "park-at-once round trip: ≤ 1.1x the futex ping-pong (time ratio)".into(),
-        slowdown(tables, "rtt_8B", "sharedring-park", "futex"),
+        measured_slowdown(tables, "rtt_8B", "sharedring-park", "futex"),
         Bound::AtMost(1.1),
     ));
     v.push(ratio_check(
         "rtt_8B/sharedring-blocking:shmem-ipc-blocking".into(),
         "default blocking round trip: faster than shmem-ipc 0.3 blocking (speed-up)".into(),
-        speedup(
+        measured_speedup(
             tables,
             "rtt_8B",
             "sharedring-blocking",
@@ -251,7 +341,7 @@ pub fn checks(tables: &[Table], counts: &Counts) -> Vec<Check> {
             v.push(ratio_check(
                 format!("{g}/sharedring-copy:unchecked-copy"),
                 format!("{size} streaming, copy: ≥ 0.95x the unchecked ring (throughput ratio)"),
-                speedup(tables, &g, "sharedring-copy", "unchecked-copy"),
+                measured_speedup(tables, &g, "sharedring-copy", "unchecked-copy"),
                 Bound::AtLeast(0.95),
             ));
         }
@@ -261,13 +351,13 @@ pub fn checks(tables: &[Table], counts: &Counts) -> Vec<Check> {
                 "{size} streaming, in place: ≥ 0.9x the unchecked ring in place \
                  (throughput ratio)"
             ),
-            speedup(tables, &g, "sharedring-inplace", "unchecked-inplace"),
+            measured_speedup(tables, &g, "sharedring-inplace", "unchecked-inplace"),
             Bound::AtLeast(0.9),
         ));
         v.push(ratio_check(
             format!("{g}/sharedring-copy:shmem-ipc"),
             format!("{size} streaming, copy: faster than shmem-ipc 0.3 (throughput ratio)"),
-            speedup(tables, &g, "sharedring-copy", "shmem-ipc"),
+            measured_speedup(tables, &g, "sharedring-copy", "shmem-ipc"),
             Bound::Above(1.0),
         ));
     }
@@ -277,14 +367,14 @@ pub fn checks(tables: &[Table], counts: &Counts) -> Vec<Check> {
         v.push(ratio_check(
             format!("{}/sharedring-msg:sharedring-elements", t.group),
             format!("{size} messages: ≥ 0.9x the element ring (throughput ratio)"),
-            speedup(tables, &t.group, "sharedring-msg", "sharedring-elements"),
+            measured_speedup(tables, &t.group, "sharedring-msg", "sharedring-elements"),
             Bound::AtLeast(0.9),
         ));
         if size == "64B" {
             v.push(ratio_check(
                 format!("{}/sharedring-msg:shmem-ipc", t.group),
                 format!("{size} messages: ≥ 1.5x shmem-ipc 0.3 (throughput ratio)"),
-                speedup(tables, &t.group, "sharedring-msg", "shmem-ipc"),
+                measured_speedup(tables, &t.group, "sharedring-msg", "shmem-ipc"),
                 Bound::AtLeast(1.5),
             ));
         }
@@ -534,7 +624,9 @@ fn limits(out: &mut String, tables: &[Table], pcts: &[Percentiles]) {
                     .and_then(Row::bytes_per_sec)
                     .map_or("n/a".into(), fmt_rate)
             };
-            let of = |a: &str, b: &str| speedup(tables, &g, a, b).map_or("n/a".into(), fmt_ratio);
+            let of = |a: &str, b: &str| {
+                measured_speedup(tables, &g, a, b).map_or("n/a".into(), |m| fmt_ratio(m.ratio))
+            };
             let _ = writeln!(
                 out,
                 "| {size} | {} | {} | {} | {} | {} | {} | {} |",
@@ -573,7 +665,8 @@ fn limits(out: &mut String, tables: &[Table], pcts: &[Percentiles]) {
                 "| `{limit}` | {} | `{row}` | {} | {} | {} |",
                 ns(limit),
                 ns(row),
-                slowdown(tables, "rtt_8B", row, limit).map_or("n/a".into(), fmt_ratio),
+                measured_slowdown(tables, "rtt_8B", row, limit)
+                    .map_or("n/a".into(), |m| fmt_ratio(m.ratio)),
                 p50(row)
                     .zip(p50(limit))
                     .map_or("n/a".into(), |(a, b)| fmt_ratio(a / b))
@@ -663,8 +756,25 @@ pub fn markdown(
          number, length and 8-byte payload share one cache line, the header loaded \
          once and checked), `futex` (a futex ping-pong). A throughput ratio is \
          sharedring's throughput over the reference's; a time ratio is sharedring's \
-         round trip over the reference's. The last column is the previous run's \
-         ratio and the change from it; a change beyond {:.0} % is in bold.\n",
+         round trip over the reference's. Each ratio is measured **interleaved**: \
+         subject and reference are set up side by side and run in alternating \
+         batches of a few milliseconds (A B, B A, …, after a warm-up), so both see \
+         the same state of the host; the ratio is the median of the per-pair \
+         ratios, and the parentheses give their first and third quartiles (the \
+         ratio's own spread in this run). The rows are set up afresh several \
+         times (new rings, new memory, new peers) and compared again: the ratio \
+         is the median over set-ups, each set-up's ratio is listed (one set-up \
+         of a row can be a third faster than another here while it is steady \
+         over all its batches), and so is the number of pairs (a pair during \
+         which a process of either row waited for a CPU for more than 1 % of \
+         the pair's time, preempted by another process or woken onto a busy \
+         one, is dropped and taken again; many dropped pairs say the host was \
+         busy). \"separate \
+         rows\" marks a ratio of two criterion rows measured apart, where no \
+         interleaved measurement was made. The \"of the limit\" and \"time ratio\" \
+         columns of the limits below are the same interleaved ratios. The last \
+         column is the previous run's ratio and the change from it; a change \
+         beyond {:.0} % is in bold.\n",
         100.0 * AGREEMENT
     );
     checks_table(&mut out, &checks, previous);
@@ -839,4 +949,166 @@ pub fn update_readme(path: &Path, summary: &str) -> std::io::Result<()> {
         format!("{text}\n## Results\n\n{block}\n")
     };
     std::fs::write(path, new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::collect::{attach_pairs, Pair};
+
+    fn row(id: &str, ns: f64) -> Row {
+        Row {
+            id: id.into(),
+            ns,
+            ns_low: ns,
+            ns_high: ns,
+            bytes: None,
+            elements: None,
+            probe: None,
+            attempts: 1,
+            slow: false,
+        }
+    }
+
+    fn table() -> Table {
+        Table {
+            group: "rtt_8B".into(),
+            rows: vec![row("sharedring-busy", 600.0), row("validated-line", 300.0)],
+            pairs: Vec::new(),
+        }
+    }
+
+    /// Without an interleaved measurement the target falls back to the
+    /// two criterion rows, and says so.
+    #[test]
+    fn a_target_without_pairs_is_the_ratio_of_the_separate_rows() {
+        let m =
+            measured_slowdown(&[table()], "rtt_8B", "sharedring-busy", "validated-line").unwrap();
+        assert!((m.ratio - 2.0).abs() < 1e-9);
+        assert!(m.spread.is_none());
+        let c = ratio_check("k".into(), "w".into(), Some(m), Bound::AtMost(1.1));
+        assert_eq!(c.met, Some(false));
+        assert!(c.measured.contains("separate rows"), "{}", c.measured);
+    }
+
+    /// The interleaved record wins over the rows; a time ratio is the
+    /// inverse of the recorded speed-up, its quartiles swapped.
+    #[test]
+    fn an_interleaved_pair_is_preferred_and_inverted_for_time_ratios() {
+        let mut t = table();
+        t.pairs.push(Pair {
+            subject: "sharedring-busy".into(),
+            reference: "validated-line".into(),
+            pairs: 61,
+            dropped: 3,
+            median: 0.8,
+            q1: 0.5,
+            q3: 1.0,
+            setups: vec![0.8],
+            slow: false,
+            busy_host: false,
+        });
+        let tables = [t];
+        let m = measured_slowdown(&tables, "rtt_8B", "sharedring-busy", "validated-line").unwrap();
+        assert!((m.ratio - 1.25).abs() < 1e-9);
+        let (lo, hi, n, d) = m.spread.unwrap();
+        assert!((lo - 1.0).abs() < 1e-9 && (hi - 2.0).abs() < 1e-9);
+        assert_eq!((n, d), (61, 3));
+        let c = ratio_check("k".into(), "w".into(), Some(m), Bound::AtMost(1.1));
+        assert_eq!(c.met, Some(false));
+        assert!(c.measured.contains("61 pairs"), "{}", c.measured);
+        assert!(
+            c.measured.contains("3 preempted pairs dropped"),
+            "{}",
+            c.measured
+        );
+    }
+
+    /// `paired.jsonl` lines attach to their group; a later attempt of the
+    /// same comparison replaces the earlier one; other groups are left
+    /// alone.
+    #[test]
+    fn paired_records_attach_to_their_group_last_attempt_wins() {
+        let dir = std::env::temp_dir().join(format!("xtask-paired-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("paired.jsonl");
+        let line = |median: f64, busy: bool| {
+            serde_json::json!({
+                "group": "rtt_8B", "subject": "sharedring-busy",
+                "reference": "validated-line", "pairs": 61,
+                "pairs_dropped_preempted": 0, "busy_host": busy,
+                "speedup_median": median, "speedup_q1": median * 0.9,
+                "speedup_q3": median * 1.1, "slow": false,
+            })
+            .to_string()
+        };
+        let other = serde_json::json!({"group": "nowhere", "subject": "a", "reference": "b"});
+        std::fs::write(
+            &file,
+            format!(
+                "{}\n{}\n{other}\nnot json\n",
+                line(0.4, false),
+                line(0.5, true)
+            ),
+        )
+        .unwrap();
+        let mut tables = [table()];
+        attach_pairs(&mut tables, &file);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(tables[0].pairs.len(), 1);
+        let p = &tables[0].pairs[0];
+        assert!((p.median - 0.5).abs() < 1e-9);
+        assert!(p.busy_host);
+        let c = ratio_check(
+            "k".into(),
+            "w".into(),
+            measured_slowdown(&tables, "rtt_8B", "sharedring-busy", "validated-line"),
+            Bound::AtMost(1.1),
+        );
+        assert!(c.measured.contains("busy host"), "{}", c.measured);
+    }
+
+    /// The set-ups of one run combine: the ratio is the median of their
+    /// medians and each is listed; a record of set-up 1 starts a new run,
+    /// whose set-ups replace the earlier run's.
+    #[test]
+    fn set_ups_of_the_last_run_combine_into_their_median() {
+        let dir = std::env::temp_dir().join(format!("xtask-setups-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("paired.jsonl");
+        let line = |setup: u64, median: f64| {
+            serde_json::json!({
+                "group": "rtt_8B", "subject": "sharedring-busy",
+                "reference": "validated-line", "pairs": 61, "setup": setup,
+                "speedup_median": median, "speedup_q1": median, "speedup_q3": median,
+            })
+            .to_string()
+        };
+        let lines = [
+            line(1, 0.1),
+            line(2, 0.1),
+            line(1, 0.5),
+            line(2, 0.4),
+            line(3, 0.625),
+        ];
+        std::fs::write(&file, lines.join("\n")).unwrap();
+        let mut tables = [table()];
+        attach_pairs(&mut tables, &file);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let p = &tables[0].pairs[0];
+        assert_eq!(p.setups, vec![0.5, 0.4, 0.625]);
+        assert!((p.median - 0.5).abs() < 1e-9);
+        let c = ratio_check(
+            "k".into(),
+            "w".into(),
+            measured_slowdown(&tables, "rtt_8B", "sharedring-busy", "validated-line"),
+            Bound::AtMost(1.1),
+        );
+        assert!((c.ratio.unwrap() - 2.0).abs() < 1e-9);
+        assert!(
+            c.measured.contains("3 set-ups: 2.00x, 2.50x, 1.60x"),
+            "{}",
+            c.measured
+        );
+    }
 }
