@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use sharedring::spsc_core::WaitCheck;
-use sharedring::{Element, Error, Receiver, Sender};
+use sharedring::{Error, Receiver, Sender};
 
 use crate::error::*;
 use crate::offer::{liveness, sharedring_offer};
@@ -963,26 +963,12 @@ pub unsafe extern "C" fn sharedring_receiver_read_chunk(
         unsafe { chunk.write(c) };
         h.chunk = c.len0 + c.len1;
         if h.chunk == 0 && max > 0 {
-            return with!(AnyReceiver, &mut h.rx, r: T => end_if_gone(r));
+            // Nothing yet; the end of the stream came back as an error
+            // from `read_chunk` itself.
+            return Ok(SHAREDRING_AGAIN);
         }
         Ok(SHAREDRING_OK)
     })
-}
-
-/// After an empty in-place read: `SHAREDRING_AGAIN`, or the end of the
-/// stream once the peer is gone and the ring drained.
-fn end_if_gone<T: Element + Copy + Default>(r: &mut Receiver<T>) -> Result<c_int, Fail> {
-    if !r.is_peer_gone() {
-        return Ok(SHAREDRING_AGAIN);
-    }
-    // Gone and empty: the receive reports which end it is (closed or
-    // gone). Data can only have come in since from a peer that hung up
-    // and still writes; it is delivered by the next call.
-    let mut probe = [T::default(); 1];
-    match r.try_recv(&mut probe) {
-        Err(e) => Err(e.into()),
-        Ok(_) => Ok(SHAREDRING_AGAIN),
-    }
 }
 
 /// Frees the first `n` slots of the last chunk of

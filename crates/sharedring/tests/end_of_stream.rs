@@ -382,3 +382,25 @@ fn a_polling_receiver_sees_a_closed_stream_at_once_while_the_socket_stays_open()
     // The other direction still works.
     server.tx.send(b"still here", T).unwrap();
 }
+
+#[test]
+fn an_in_place_reader_gets_everything_then_closed_even_without_liveness() {
+    // `read_chunk` is the in-place receive: the end of the stream must
+    // reach it as it reaches `try_recv` (the C API's in-place read relies
+    // on it), with no socket to hang up.
+    let opts = Options::new().capacity_elements(64);
+    let (mut tx, offer) = Sender::<u64>::create_offer(&opts, None).unwrap();
+    let mut rx = Receiver::<u64>::from_offer(offer, &Options::new(), None).unwrap();
+    assert_eq!(rx.read_chunk(8).unwrap().len(), 0, "open and empty");
+    tx.send(&[1, 2, 3], None).unwrap();
+    tx.close().unwrap();
+    let chunk = rx.read_chunk(8).unwrap();
+    assert_eq!(
+        (0..chunk.len()).map(|i| chunk.get(i)).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    chunk.release_all().unwrap();
+    for _ in 0..2 {
+        assert!(matches!(rx.read_chunk(8), Err(Error::Closed)), "sticky");
+    }
+}

@@ -163,6 +163,15 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
         self.refresh()
     }
 
+    /// Filled slots, up to at least `want` if that many are there: the
+    /// cached count when it already shows `want`, else a refresh of the
+    /// producer's position (what [`read_chunk`](Self::read_chunk) does
+    /// first, so calling both costs no second load).
+    #[inline]
+    pub fn ready(&mut self, want: usize) -> Result<usize, Corruption> {
+        self.available(want as u64).map(|n| n as usize)
+    }
+
     /// The number of filled slots now (refreshes the producer's position).
     pub fn slots(&mut self) -> Result<usize, Corruption> {
         self.refresh().map(|n| n as usize)

@@ -235,18 +235,35 @@ impl<T: Element> Receiver<T> {
     }
 
     /// Up to `max` filled slots to read in place; never blocks. Release
-    /// the chunk to free the slots (and wake the sender if it waits).
+    /// the chunk to free the slots (and wake the sender if it waits). An
+    /// empty chunk means nothing is there yet; once the ring is drained and
+    /// the sender closed its stream (or is gone), this returns
+    /// [`Error::Closed`] (or [`Error::PeerGone`]), as
+    /// [`try_recv`](Self::try_recv) does.
     ///
     /// ```
     /// let (mut tx, mut rx) = sharedring::channel::<u16>(64)?;
     /// tx.send(&[7, 8, 9], None)?;
+    /// tx.close()?;
     /// let chunk = rx.read_chunk(16)?;
     /// let sum: u16 = (0..chunk.len()).map(|i| chunk.get(i)).sum();
     /// assert_eq!(sum, 24);
     /// chunk.release_all()?;
+    /// assert!(matches!(rx.read_chunk(16), Err(sharedring::Error::Closed)));
     /// # Ok::<(), sharedring::Error>(())
     /// ```
     pub fn read_chunk(&mut self, max: usize) -> Result<RecvChunk<'_, T>, Error> {
+        if self.end.closed {
+            return Err(Error::Closed);
+        }
+        // The cached count first (no shared load while data is known to
+        // be there); only an empty ring asks whether the stream ended.
+        if max > 0 && self.end.half.ready(1)? == 0 && self.end.idle_gone() {
+            // Anything published before the close or hang-up is visible now.
+            if self.end.half.ready(1)? == 0 {
+                return Err(self.end.end_of_stream());
+            }
+        }
         let chunk = self.end.half.read_chunk(max)?;
         Ok(RecvChunk {
             chunk,
