@@ -256,15 +256,23 @@ impl<T: Element> Receiver<T> {
         if self.end.closed {
             return Err(Error::Closed);
         }
-        // The cached count first (no shared load while data is known to
-        // be there); only an empty ring asks whether the stream ended.
-        if max > 0 && self.end.half.ready(1)? == 0 && self.end.idle_gone() {
+        // At most one load of the producer's position, as `read_chunk`
+        // alone makes: `ready` refreshes only if the cache shows fewer
+        // than `max`, and the chunk of `n` is then served from the cache.
+        // Only an empty ring asks whether the stream ended.
+        let mut n = if max == 0 {
+            0
+        } else {
+            self.end.half.ready(max)?.min(max)
+        };
+        if n == 0 && max > 0 && self.end.idle_gone() {
             // Anything published before the close or hang-up is visible now.
-            if self.end.half.ready(1)? == 0 {
+            n = self.end.half.ready(max)?.min(max);
+            if n == 0 {
                 return Err(self.end.end_of_stream());
             }
         }
-        let chunk = self.end.half.read_chunk(max)?;
+        let chunk = self.end.half.read_chunk(n)?;
         Ok(RecvChunk {
             chunk,
             wake: &self.end.parts.wake_peer,
