@@ -23,28 +23,24 @@
 //! F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`), this subscriber's control
 //! memfd (4096 bytes, read-write), the eventfd shared by all subscribers.
 
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSlice;
 use std::mem::MaybeUninit;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
-use rustix::net::{
-    recvmsg, sendmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
-    SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
-};
+use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
 use super::error::BroadcastError;
+use crate::error::HandshakeError;
+use crate::setup::transport::{Deadline, Incoming, Received, FD_SLOTS};
 
 pub(crate) const OFFER_LEN: usize = 64;
 pub(crate) const OFFER_MAGIC: u64 = u64::from_le_bytes(*b"shrdbofr");
 pub(crate) const VERSION: u32 = 1;
 pub(crate) const FLAG_RELIABLE: u32 = 1;
 pub(crate) const FDS: usize = 3;
-/// Room for more descriptors than the protocol sends, so extras are
-/// received (and closed) and reported rather than truncated.
-const FD_SLOTS: usize = 8;
 
 /// The values of an offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,56 +150,24 @@ pub(crate) fn send_offer(
 }
 
 /// Receives the offer and its descriptors, within `timeout` in total
-/// (a publisher that sends one byte at a time cannot stretch it).
+/// (a publisher that sends one byte at a time cannot stretch it): the
+/// handshake's own resumable receive and deadline (`setup::transport`),
+/// so a descriptor the kernel could not install because *we* are out of
+/// them is reported as ours (`EMFILE`), not as the publisher's fault.
 pub(crate) fn recv_offer(
     sock: BorrowedFd<'_>,
     timeout: Duration,
 ) -> Result<(Offer, [OwnedFd; FDS]), BroadcastError> {
-    let deadline = Instant::now() + timeout;
-    let mut bytes = [0u8; OFFER_LEN];
-    let mut got = 0;
-    let mut fds: Vec<OwnedFd> = Vec::new();
-    while got < OFFER_LEN {
-        let left = deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-            .ok_or(BroadcastError::HandshakeTimedOut)?;
-        let ts = Timespec {
-            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
-            tv_nsec: i64::from(left.subsec_nanos()),
-        };
-        match poll(&mut [PollFd::new(&sock, PollFlags::IN)], Some(&ts)) {
-            Ok(0) | Err(Errno::INTR) => continue,
-            Ok(_) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(FD_SLOTS))];
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        let r = recvmsg(
-            sock,
-            &mut [IoSliceMut::new(&mut bytes[got..])],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
-        );
-        for msg in control.drain() {
-            if let RecvAncillaryMessage::ScmRights(iter) = msg {
-                fds.extend(iter);
-            }
-        }
-        match r {
-            Ok(r) if r.flags.contains(ReturnFlags::CTRUNC) => {
-                return Err(BroadcastError::DescriptorCount {
-                    expected: FDS,
-                    got: fds.len().max(FD_SLOTS + 1),
-                })
-            }
-            Ok(r) if r.bytes == 0 => return Err(BroadcastError::PeerGone),
-            Ok(r) => got += r.bytes,
-            Err(Errno::INTR | Errno::AGAIN) => {}
-            Err(Errno::CONNRESET) => return Err(BroadcastError::PeerGone),
-            Err(e) => return Err(e.into()),
+    let deadline = Deadline::after(Some(timeout));
+    let mut incoming = Incoming::<OFFER_LEN>::new();
+    loop {
+        match incoming.recv(sock).map_err(from_handshake)? {
+            Received::Complete => break,
+            Received::Pending => deadline.wait(sock, PollFlags::IN).map_err(from_handshake)?,
+            Received::Closed => return Err(BroadcastError::PeerGone),
         }
     }
+    let (bytes, fds) = incoming.into_parts();
     let offer = Offer::decode(&bytes)?;
     let count = fds.len();
     let fds: [OwnedFd; FDS] = fds
@@ -213,6 +177,22 @@ pub(crate) fn recv_offer(
             got: count,
         })?;
     Ok((offer, fds))
+}
+
+/// A failure of the shared receive, as the broadcast reports it.
+fn from_handshake(e: HandshakeError) -> BroadcastError {
+    match e {
+        HandshakeError::TimedOut => BroadcastError::HandshakeTimedOut,
+        HandshakeError::PeerClosed | HandshakeError::ShortMessage { .. } => {
+            BroadcastError::PeerGone
+        }
+        HandshakeError::DescriptorsTruncated => BroadcastError::DescriptorCount {
+            expected: FDS,
+            got: FD_SLOTS + 1,
+        },
+        HandshakeError::Io(e) => BroadcastError::Io(e),
+        other => BroadcastError::Io(std::io::Error::other(other)),
+    }
 }
 
 /// Whether the socket says the other side is gone: hung up, at end of

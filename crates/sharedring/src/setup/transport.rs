@@ -31,7 +31,7 @@ use crate::error::{HandshakeError, RefusalReason};
 /// Room for more descriptors than the protocol needs, so that a peer that
 /// sends a few extra gets a clear error (and they are closed) rather than a
 /// truncation.
-const FD_SLOTS: usize = 8;
+pub(crate) const FD_SLOTS: usize = 8;
 
 /// When the whole handshake must be over (`None`: never).
 #[derive(Debug, Clone, Copy)]
@@ -225,6 +225,14 @@ impl<const N: usize> Incoming<N> {
             }
         }
         Ok(Received::Complete)
+    }
+}
+
+impl<const N: usize> Incoming<N> {
+    /// The complete message's bytes and every descriptor that came with
+    /// it, for a protocol of its own (the broadcast offer).
+    pub(crate) fn into_parts(self) -> ([u8; N], Vec<OwnedFd>) {
+        (self.bytes, self.fds)
     }
 }
 
