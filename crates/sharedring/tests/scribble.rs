@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use common::Rng;
 use sharedring::shmem_seal::SharedMemory;
 use sharedring::spsc_core::Corruption;
-use sharedring::{Error, Receiver, Sender};
+use sharedring::{Error, Receiver, Sender, WaitSet};
 
 /// The scribbler's minimum running time, in two phases.
 const PLAUSIBLE_FOR: Duration = Duration::from_millis(400);
@@ -180,6 +180,10 @@ struct Seen {
     corrupted: Option<Corruption>,
     corrupted_calls: u64,
     gone: bool,
+    /// The stream's end as the (scribbled) closed word says: a hostile
+    /// producer may fake it (THREAT-MODEL, "End of stream"); it is then
+    /// the receiver's end, sticky, instead of `Corrupted`.
+    closed: bool,
 }
 
 impl Seen {
@@ -206,8 +210,17 @@ impl Seen {
                 self.corrupted = Some(c);
                 self.corrupted_calls += 1;
             }
+            Err(Error::Closed) => {
+                assert!(
+                    self.corrupted.is_none() && !self.gone,
+                    "{op}: Closed after {:?}",
+                    self.end()
+                );
+                self.closed = true;
+            }
             Err(Error::PeerGone) => {
                 assert!(self.corrupted.is_none(), "{op}: PeerGone after Corrupted");
+                assert!(!self.closed, "{op}: PeerGone after Closed");
                 assert!(
                     child_exited,
                     "{op}: PeerGone while the scribbler still runs"
@@ -219,10 +232,11 @@ impl Seen {
     }
 
     fn end(&self) -> Option<String> {
-        match (self.corrupted, self.gone) {
-            (Some(c), _) => Some(format!("Corrupted({c})")),
-            (None, true) => Some("PeerGone".into()),
-            (None, false) => None,
+        match (self.corrupted, self.closed, self.gone) {
+            (Some(c), _, _) => Some(format!("Corrupted({c})")),
+            (None, true, _) => Some("Closed".into()),
+            (None, false, true) => Some("PeerGone".into()),
+            (None, false, false) => None,
         }
     }
 }
@@ -252,20 +266,23 @@ fn drive(child: &mut Child, mut step: impl FnMut(u64) -> (&'static str, Result<u
     println!("after {round} calls in {:?}: {seen:?}", start.elapsed());
 
     assert!(
-        seen.corrupted.is_some(),
-        "the scribbler never caused a Corrupted: {seen:?}"
+        seen.corrupted.is_some() || seen.closed,
+        "the scribbler never caused a Corrupted (nor scribbled the closed word \
+         of an empty ring): {seen:?}"
     );
     assert!(
         seen.ok > 0 && seen.elements > 0,
         "no data moved during the plausible phase: {seen:?}"
     );
-    // Sticky: the peer caught cheating is gone for good, on every call.
+    // Sticky: the peer caught cheating is gone for good, on every call
+    // (and a stream ended by the closed word stays ended).
     let first = seen.corrupted;
     for round in 0..64 {
         let (op, result) = step(round);
         match result {
             Err(Error::Corrupted(c)) => assert_eq!(Some(c), first, "{op}"),
-            other => panic!("{op} after Corrupted returned {other:?}"),
+            Err(Error::Closed) if first.is_none() && seen.closed => {}
+            other => panic!("{op} after {:?} returned {other:?}", seen.end()),
         }
     }
 }
@@ -326,4 +343,45 @@ fn sender_survives_a_scribbling_receiver() {
             }),
         ),
     });
+}
+
+/// The receiving end held in a `WaitSet`, the way a one-thread server
+/// holds it, against the same scribbling sender: the set's wait never
+/// fails or hangs for the peer's doing, the end follows the same rules as
+/// above, and the set reports the cheating (or exited) peer as gone.
+#[test]
+fn a_waitset_survives_a_scribbling_sender_and_reports_it_gone() {
+    play_if_child();
+    let (mut child, sock) = testkit::spawn_peer(
+        "a_waitset_survives_a_scribbling_sender_and_reports_it_gone",
+        "scribble-as-producer",
+    )
+    .expect("spawn the scribbler");
+    let rx = Receiver::<u64>::create(sock, CAPACITY).expect("handshake");
+    let mut set = WaitSet::new().expect("an epoll set");
+    set.insert(1, rx).expect("register the end");
+    let mut events = Vec::new();
+    let mut buf = vec![0u64; 300];
+    let mut reported_end = false;
+    let short = Some(Duration::from_millis(5));
+    drive(&mut child, |_| {
+        set.wait(&mut events, short)
+            .expect("a peer never makes the wait fail");
+        for ev in &events {
+            assert_eq!(ev.token(), 1);
+            assert!(ev.error().is_none(), "{:?}", ev.error());
+            reported_end |= ev.is_gone() || ev.is_closed();
+        }
+        let rx = set
+            .get_mut::<Receiver<u64>>(1)
+            .expect("the end stays in the set");
+        ("WaitSet::wait + try_recv", rx.try_recv(&mut buf))
+    });
+    // One more wait: an end that is gone is reported, once.
+    set.wait(&mut events, short).expect("wait");
+    reported_end |= events.iter().any(|ev| ev.is_gone() || ev.is_closed());
+    assert!(
+        reported_end,
+        "the set never reported the cheating (or exited) peer"
+    );
 }
