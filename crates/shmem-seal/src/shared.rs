@@ -97,15 +97,9 @@ unsafe fn copy_in(src: &[u8], dst: *mut u8) {
 /// ```
 #[derive(Debug)]
 pub struct SharedMemory {
-    /// Invariant: a `MAP_SHARED` read-write mapping of `fd` from offset 0,
-    /// `map.len() >= len` bytes long; the file is at least `map.len()`
-    /// bytes and carries `F_SEAL_SHRINK`, so no access within the mapping
-    /// can raise `SIGBUS`.
-    map: MmapRaw,
-    /// The usable length: what the creator asked for (rounded up to the
-    /// huge page size), or what the receiver expected.
-    len: usize,
-    huge_page: Option<u64>,
+    /// The mapping and its invariant (see [`SharedMapping`]); `fd` is the
+    /// memfd it maps, from offset 0.
+    mapping: SharedMapping,
     fd: OwnedFd,
 }
 
@@ -148,9 +142,11 @@ impl SharedMemory {
                 None => Error::Map { len, source: e },
             })?;
         Ok(SharedMemory {
-            map,
-            len,
-            huge_page,
+            mapping: SharedMapping {
+                map,
+                len,
+                huge_page,
+            },
             fd,
         })
     }
@@ -219,9 +215,11 @@ impl SharedMemory {
             .map_raw(&checked.fd)
             .map_err(|source| map_error(&checked, source))?;
         Ok(SharedMemory {
-            map,
-            len,
-            huge_page: checked.huge_page,
+            mapping: SharedMapping {
+                map,
+                len,
+                huge_page: checked.huge_page,
+            },
             fd: checked.fd,
         })
     }
@@ -234,20 +232,18 @@ impl SharedMemory {
     /// once and validate the local copy, and never make a `&`/`&mut`
     /// reference to the bytes.
     pub fn as_ptr(&self) -> NonNull<u8> {
-        // `MmapRaw` never holds a null pointer: memmap2 maps at least one
-        // byte and reports a failed mmap as an error.
-        NonNull::new(self.map.as_mut_ptr()).expect("mmap never returns null")
+        self.mapping.as_ptr()
     }
 
     /// The usable length in bytes.
     pub fn len(&self) -> usize {
-        self.len
+        self.mapping.len()
     }
 
     /// Always `false`: an empty mapping cannot be made. Present because
     /// there is a [`len`](Self::len).
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.mapping.is_empty()
     }
 
     /// The seals on the memfd now.
@@ -257,7 +253,7 @@ impl SharedMemory {
 
     /// The huge page size in bytes, for a hugetlb memfd.
     pub fn huge_page_size(&self) -> Option<u64> {
-        self.huge_page
+        self.mapping.huge_page_size()
     }
 
     /// Locks the whole mapping in RAM (`mlock`), faulting every page in.
@@ -268,8 +264,9 @@ impl SharedMemory {
     /// # Ok::<(), shmem_seal::Error>(())
     /// ```
     pub fn lock(&self) -> Result<(), Error> {
-        self.map.lock().map_err(|source| Error::Lock {
-            len: self.map.len(),
+        let map = &self.mapping.map;
+        map.lock().map_err(|source| Error::Lock {
+            len: map.len(),
             source,
         })
     }
@@ -278,19 +275,19 @@ impl SharedMemory {
     /// with volatile loads. What arrives is whatever the peer last wrote:
     /// validate it.
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
-        bounds(offset, buf.len(), self.len)?;
+        bounds(offset, buf.len(), self.len())?;
         // SAFETY: the range is within `len` (checked above), and the type
         // invariant makes every byte of the first `len` readable.
-        unsafe { copy_out(self.map.as_ptr().add(offset), buf) };
+        unsafe { copy_out(self.mapping.map.as_ptr().add(offset), buf) };
         Ok(())
     }
 
     /// Copies `data` into the mapping at `offset`, with volatile stores.
     pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<(), Error> {
-        bounds(offset, data.len(), self.len)?;
+        bounds(offset, data.len(), self.len())?;
         // SAFETY: the range is within `len` (checked above), and the
         // mapping is read-write for its whole length (type invariant).
-        unsafe { copy_in(data, self.map.as_mut_ptr().add(offset)) };
+        unsafe { copy_in(data, self.mapping.map.as_mut_ptr().add(offset)) };
         Ok(())
     }
 }
@@ -312,18 +309,8 @@ impl SharedMemory {
     /// # Ok::<(), shmem_seal::Error>(())
     /// ```
     pub fn into_mapping(self) -> SharedMapping {
-        let SharedMemory {
-            map,
-            len,
-            huge_page,
-            fd,
-        } = self;
-        drop(fd);
-        SharedMapping {
-            map,
-            len,
-            huge_page,
-        }
+        // Dropping `self.fd` closes our descriptor; the mapping stays.
+        self.mapping
     }
 }
 
@@ -334,7 +321,12 @@ impl SharedMemory {
 /// Rust reference into it.
 #[derive(Debug)]
 pub struct SharedMapping {
-    /// Invariant: as [`SharedMemory`]'s `map`.
+    /// Invariant: a `MAP_SHARED` read-write mapping of a memfd from offset
+    /// 0, `map.len() >= len` bytes long; the file is at least `map.len()`
+    /// bytes and carries `F_SEAL_SHRINK`, so no access within the mapping
+    /// can raise `SIGBUS`. `len` is the usable length: what the creator
+    /// asked for (rounded up to the huge page size), or what the receiver
+    /// expected.
     map: MmapRaw,
     len: usize,
     huge_page: Option<u64>,
@@ -345,6 +337,8 @@ impl SharedMapping {
     /// [`len`](Self::len) bytes for as long as `self` lives; see
     /// [`SharedMemory::as_ptr`] for how to access it.
     pub fn as_ptr(&self) -> NonNull<u8> {
+        // `MmapRaw` never holds a null pointer: memmap2 maps at least one
+        // byte and reports a failed mmap as an error.
         NonNull::new(self.map.as_mut_ptr()).expect("mmap never returns null")
     }
 
