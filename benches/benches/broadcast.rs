@@ -28,13 +28,13 @@ use std::time::{Duration, Instant};
 
 use criterion::Throughput;
 use rustix::event::{epoll, eventfd, EventfdFlags};
-use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
+use rustix::net::{AddressFamily, SendFlags, SocketFlags, SocketType};
 use sharedring::broadcast::{
     BroadcastError, BroadcastOptions, Delivery, MsgPublisher, MsgSubscriber, SubscribeOptions,
 };
-use sharedring::{MsgReceiver, MsgSender, Options};
+use sharedring::{MsgSender, Options};
 use sharedring_benches::harness::{Group, Harness};
-use sharedring_benches::peer::{Peer, PeerEnv};
+use sharedring_benches::peer::{self, Peer, PeerEnv};
 use sharedring_benches::probe;
 
 const SIZES: [(usize, &str); 2] = [(64, "64B"), (4096, "4KiB")];
@@ -47,8 +47,8 @@ fn peer_main(env: PeerEnv) {
     match env.role.as_str() {
         probe::ROLE => probe::run_peer(env),
         "bcast-read" => peer_bcast_read(env),
-        "ring-read" => peer_ring_read(env),
-        "sock-read" => peer_sock_read(env),
+        "ring-read" => peer::receive_messages(env),
+        "sock-read" => peer::receive_datagrams(env, 8192),
         "sleep-futex" => peer_sleep_futex(env),
         "sleep-epoll" => peer_sleep_epoll(env),
         "sleep-efd" => peer_sleep_efd(env),
@@ -72,28 +72,6 @@ fn peer_bcast_read(mut env: PeerEnv) {
             }
         }
         env.answer(got);
-    }
-}
-
-fn peer_ring_read(mut env: PeerEnv) {
-    let mut rx = MsgReceiver::accept(UnixStream::from(env.take_fd())).unwrap();
-    let mut buf = Vec::new();
-    while let Some(n) = env.next_command() {
-        for _ in 0..n {
-            rx.recv(&mut buf, None).unwrap();
-        }
-        env.answer(n);
-    }
-}
-
-fn peer_sock_read(mut env: PeerEnv) {
-    let sock = env.take_fd();
-    let mut buf = vec![0u8; 8192];
-    while let Some(n) = env.next_command() {
-        for _ in 0..n {
-            rustix::net::recv(&sock, &mut buf, RecvFlags::empty()).unwrap();
-        }
-        env.answer(n);
     }
 }
 

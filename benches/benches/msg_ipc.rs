@@ -19,10 +19,10 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use criterion::Throughput;
-use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
-use sharedring::{Duplex, MsgReceiver, MsgSender, Options, Receiver, Sender};
+use rustix::net::{AddressFamily, SendFlags, SocketFlags, SocketType};
+use sharedring::{Duplex, MsgSender, Options, Receiver, Sender};
 use sharedring_benches::harness::{Group, Harness, Mode, Ratio};
-use sharedring_benches::peer::{Peer, PeerEnv};
+use sharedring_benches::peer::{self, Peer, PeerEnv};
 use sharedring_benches::probe;
 
 const SIZES: [(usize, &str); 3] = [(64, "64B"), (1024, "1KiB"), (65536, "64KiB")];
@@ -38,36 +38,13 @@ fn opts() -> Options {
 fn peer_main(env: PeerEnv) {
     match env.role.as_str() {
         probe::ROLE => probe::run_peer(env),
-        "msg" => peer_msg(env),
-        "seqpacket" => peer_seqpacket(env),
+        "msg" => peer::receive_messages(env),
+        "seqpacket" => peer::receive_datagrams(env, 65536),
         "elements" => peer_elements(env),
         "duplex" => peer_duplex(env),
         "socket-echo" => peer_socket_echo(env),
         "shmem-ipc" => peer_shmem_ipc(env),
         other => panic!("unknown peer role {other}"),
-    }
-}
-
-/// Receives `n` messages per command, then answers.
-fn peer_msg(mut env: PeerEnv) {
-    let mut rx = MsgReceiver::accept(UnixStream::from(env.take_fd())).unwrap();
-    let mut buf = Vec::new();
-    while let Some(n) = env.next_command() {
-        for _ in 0..n {
-            rx.recv(&mut buf, None).unwrap();
-        }
-        env.answer(n);
-    }
-}
-
-fn peer_seqpacket(mut env: PeerEnv) {
-    let sock = env.take_fd();
-    let mut buf = vec![0u8; 65536];
-    while let Some(n) = env.next_command() {
-        for _ in 0..n {
-            rustix::net::recv(&sock, &mut buf, RecvFlags::empty()).unwrap();
-        }
-        env.answer(n);
     }
 }
 

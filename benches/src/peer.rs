@@ -180,3 +180,32 @@ impl PeerEnv {
         self.fds.remove(0)
     }
 }
+
+/// The peer side of "receive `n` messages per command, then answer with
+/// `n`" over a message ring it accepts on its descriptor (the message and
+/// broadcast benches' reference rows).
+pub fn receive_messages(mut env: PeerEnv) {
+    let mut rx = sharedring::MsgReceiver::accept(UnixStream::from(env.take_fd()))
+        .expect("accept the message ring");
+    let mut buf = Vec::new();
+    while let Some(n) = env.next_command() {
+        for _ in 0..n {
+            rx.recv(&mut buf, None).expect("receive a message");
+        }
+        env.answer(n);
+    }
+}
+
+/// The same over a datagram socket (`SOCK_SEQPACKET`) given as the
+/// descriptor: `recv` per message into a buffer of `max_msg` bytes.
+pub fn receive_datagrams(mut env: PeerEnv, max_msg: usize) {
+    let sock = env.take_fd();
+    let mut buf = vec![0u8; max_msg];
+    while let Some(n) = env.next_command() {
+        for _ in 0..n {
+            rustix::net::recv(&sock, &mut buf, rustix::net::RecvFlags::empty())
+                .expect("receive a datagram");
+        }
+        env.answer(n);
+    }
+}
