@@ -379,6 +379,23 @@ pub fn checks(tables: &[Table], counts: &Counts) -> Vec<Check> {
             ));
         }
     }
+    // Broadcast (benches/broadcast.rs): the publisher's cost with 16
+    // subscriber processes against its cost with one, interleaved.
+    for t in tables
+        .iter()
+        .filter(|t| t.group.starts_with("broadcast_cost_"))
+    {
+        let size = t.group.trim_start_matches("broadcast_cost_");
+        v.push(ratio_check(
+            format!("{}/lossy-N16:lossy-N1", t.group),
+            format!(
+                "broadcast of {size} messages, lossy: the publisher's cost per message with \
+                 16 subscribers ≤ 1.2x its cost with one (time ratio)"
+            ),
+            measured_slowdown(tables, &t.group, "lossy-N16", "lossy-N1"),
+            Bound::AtMost(1.2),
+        ));
+    }
     // The C API (benches/c_api.rs).
     for t in tables.iter().filter(|t| t.group.starts_with("c_api_")) {
         let size = t.group.trim_start_matches("c_api_");
@@ -955,6 +972,7 @@ pub fn update_readme(path: &Path, summary: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::bench::collect::{attach_pairs, Pair};
+    use crate::bench::counts::Counts;
 
     fn row(id: &str, ns: f64) -> Row {
         Row {
@@ -989,6 +1007,30 @@ mod tests {
         let c = ratio_check("k".into(), "w".into(), Some(m), Bound::AtMost(1.1));
         assert_eq!(c.met, Some(false));
         assert!(c.measured.contains("separate rows"), "{}", c.measured);
+    }
+
+    /// The broadcast group's interleaved ratio becomes the publisher-cost
+    /// target, checked against 1.2x.
+    #[test]
+    fn the_broadcast_cost_group_is_a_target() {
+        let t = Table {
+            group: "broadcast_cost_64B".into(),
+            rows: vec![row("lossy-N1", 100.0), row("lossy-N16", 130.0)],
+            pairs: Vec::new(),
+        };
+        let counts = Counts {
+            wakeups: Vec::new(),
+            idle_cpu: None,
+            notes: Vec::new(),
+        };
+        let all = checks(&[t], &counts);
+        let c = all
+            .iter()
+            .find(|c| c.key == "broadcast_cost_64B/lossy-N16:lossy-N1")
+            .expect("a broadcast check");
+        assert!((c.ratio.unwrap() - 1.3).abs() < 1e-9);
+        assert_eq!(c.met, Some(false));
+        assert!(c.what.contains("16 subscribers"), "{}", c.what);
     }
 
     /// The interleaved record wins over the rows; a time ratio is the
