@@ -123,6 +123,53 @@ fn lossy_subscriber_lags_then_resumes_at_the_oldest_intact_message() {
     assert_eq!(publisher.subscribers()[0].lag, 7);
 }
 
+/// Removing subscribers in any order keeps every remaining one's listing
+/// (id, cursor, lag) its own, and the removed ones see the publisher gone.
+#[test]
+fn removing_subscribers_keeps_each_listing_its_own() {
+    let mut publisher = MsgPublisher::new(&BroadcastOptions::new().slots(64).max_msg(16)).unwrap();
+    let mut subs: Vec<MsgSubscriber> = (0..5)
+        .map(|_| pair(&mut publisher, &SubscribeOptions::new()))
+        .collect();
+    for i in 0..10u8 {
+        publisher.publish(&[i]).unwrap();
+    }
+    // Subscriber k reads k messages, so its lag is 10 - k.
+    let mut buf = [0u8; 16];
+    for (k, sub) in subs.iter_mut().enumerate() {
+        for _ in 0..k {
+            sub.try_recv(&mut buf).unwrap();
+        }
+    }
+    let lag_of = |id: u64| 10 - (id - 1);
+    assert!(publisher.remove(subs[1].id()));
+    assert!(publisher.remove(subs[4].id()));
+    assert!(!publisher.remove(subs[4].id()), "removed twice");
+    let mut listed = publisher.subscribers();
+    listed.sort_by_key(|s| s.id);
+    let ids: Vec<u64> = listed.iter().map(|s| s.id).collect();
+    assert_eq!(ids, [subs[0].id(), subs[2].id(), subs[3].id()]);
+    for s in &listed {
+        assert_eq!(s.lag, lag_of(s.id), "subscriber {}", s.id);
+        assert_eq!(s.cursor, Some(10 - lag_of(s.id)));
+    }
+    // A removed subscriber reads what it had, then learns it was dropped.
+    let removed = &mut subs[4];
+    loop {
+        match removed.recv(&mut buf) {
+            Ok(_) => {}
+            Err(BroadcastError::PeerGone) => break,
+            Err(e) => panic!("removed subscriber: {e}"),
+        }
+    }
+    // The others still get what comes next.
+    publisher.publish(&[99]).unwrap();
+    for k in [0, 2, 3] {
+        while subs[k].try_recv(&mut buf).unwrap() == 1 && buf[0] != 99 {}
+        assert_eq!(buf[0], 99, "subscriber {}", subs[k].id());
+    }
+}
+
 #[test]
 fn late_subscriber_gets_the_history_offered_and_no_more() {
     let mut publisher =

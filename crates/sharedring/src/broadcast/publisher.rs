@@ -32,11 +32,18 @@ const REAP_EVERY: u32 = 1024;
 struct Sub {
     id: u64,
     credentials: Option<PeerCredentials>,
-    watch: SubscriberWatch,
-    /// Keeps the control region mapped while `watch` points into it.
-    _control: SharedMemory,
     sock: UnixStream,
     joined_at: u64,
+}
+
+/// One subscriber's control words and the mapping they live in, in one
+/// value: the watch can never outlive its mapping, whatever happens to
+/// the rest of the subscriber's record.
+#[derive(Debug)]
+struct Control {
+    watch: SubscriberWatch,
+    /// Keeps the control region mapped while `watch` points into it.
+    _mapping: SharedMemory,
 }
 
 /// One subscriber, as [`MsgPublisher::subscribers`] lists it.
@@ -89,6 +96,10 @@ pub struct MsgPublisher {
     /// io_uring where available (never blocks, whatever a subscriber did to
     /// the shared eventfd: saturated it, cleared `O_NONBLOCK`).
     event: Notifier,
+    /// Each subscriber's control words, at the index of its `Sub`: kept
+    /// apart from the rest of `Sub` so that the wake-up scan after every
+    /// publication walks one compact array.
+    controls: Vec<Control>,
     subs: Vec<Sub>,
     opts: BroadcastOptions,
     contract: (u32, u32, u64),
@@ -124,6 +135,7 @@ impl MsgPublisher {
             data,
             layout,
             event,
+            controls: Vec::new(),
             subs: Vec::new(),
             opts: opts.clone(),
             contract,
@@ -171,7 +183,7 @@ impl MsgPublisher {
         let credentials = peer_credentials(&stream).ok();
         let control = SharedMemory::create("sharedring-broadcast-control", CONTROL_LEN)?;
         // SAFETY: the mapping lives as long as `control`, kept in the same
-        // `Sub` as the watch; access is atomic only.
+        // `Control` as the watch; access is atomic only.
         let region = unsafe { RawRegion::new(control.as_ptr(), control::SIZE) };
         let head = self.core.head();
         let watch = SubscriberWatch::create(region, head)?;
@@ -196,11 +208,13 @@ impl MsgPublisher {
             [self.data.as_fd(), control.as_fd(), self.event.as_fd()],
         )?;
         self.next_id += 1;
+        self.controls.push(Control {
+            watch,
+            _mapping: control,
+        });
         self.subs.push(Sub {
             id,
             credentials,
-            watch,
-            _control: control,
             sock: stream,
             joined_at: head,
         });
@@ -251,7 +265,7 @@ impl MsgPublisher {
     fn wake(&mut self) {
         let need = self
             .core
-            .wake_scan(self.subs.iter_mut().map(|s| &mut s.watch));
+            .wake_scan(self.controls.iter_mut().map(|c| &mut c.watch));
         if need.futex {
             // SAFETY: the wake word is a 4-aligned word of our mapping,
             // which lives as long as `self.data`.
@@ -285,16 +299,13 @@ impl MsgPublisher {
         loop {
             let head = self.core.head();
             let mut blocking = false;
-            self.subs.retain(|s| match s.watch.cursor(head) {
+            self.drop_where(|_, w| match w.cursor(head) {
                 Ok(c) => {
                     blocking |= head - c >= max_lag;
-                    true
-                }
-                // A liar is dropped; it can only have hurt itself.
-                Err(_) => {
-                    let _ = s.sock.shutdown(std::net::Shutdown::Both);
                     false
                 }
+                // A liar is dropped; it can only have hurt itself.
+                Err(_) => true,
             });
             if !blocking {
                 return;
@@ -302,13 +313,7 @@ impl MsgPublisher {
             let now = Instant::now();
             let waited = now.duration_since(*started.get_or_insert(now));
             if waited >= timeout {
-                self.subs.retain(|s| {
-                    let behind = s.watch.cursor(head).map_or(true, |c| head - c >= max_lag);
-                    if behind {
-                        let _ = s.sock.shutdown(std::net::Shutdown::Both);
-                    }
-                    !behind
-                });
+                self.drop_where(|_, w| w.cursor(head).map_or(true, |c| head - c >= max_lag));
                 return;
             }
             spins += 1;
@@ -343,21 +348,33 @@ impl MsgPublisher {
         };
         for &i in gone.iter().rev() {
             self.subs.swap_remove(i);
+            self.controls.swap_remove(i);
         }
         gone.len()
+    }
+
+    /// Drops every subscriber for which `gone` is true (its socket is shut
+    /// down, so it sees [`BroadcastError::PeerGone`]), keeping `subs` and
+    /// `controls` index for index. Returns how many.
+    fn drop_where(&mut self, mut gone: impl FnMut(&Sub, &SubscriberWatch) -> bool) -> usize {
+        let mut dropped = 0;
+        // Backwards: `swap_remove` moves the last element, already seen,
+        // into the hole.
+        for i in (0..self.subs.len()).rev() {
+            if gone(&self.subs[i], &self.controls[i].watch) {
+                self.controls.swap_remove(i);
+                let s = self.subs.swap_remove(i);
+                let _ = s.sock.shutdown(std::net::Shutdown::Both);
+                dropped += 1;
+            }
+        }
+        dropped
     }
 
     /// Drops subscriber `id` (its socket is shut down; it sees
     /// [`BroadcastError::PeerGone`]). Returns whether it was attached.
     pub fn remove(&mut self, id: u64) -> bool {
-        let before = self.subs.len();
-        self.subs.retain(|s| {
-            if s.id == id {
-                let _ = s.sock.shutdown(std::net::Shutdown::Both);
-            }
-            s.id != id
-        });
-        before != self.subs.len()
+        self.drop_where(|s, _| s.id == id) > 0
     }
 
     /// The attached subscribers, with their credentials and lag (after
@@ -367,8 +384,9 @@ impl MsgPublisher {
         let head = self.core.head();
         self.subs
             .iter()
-            .map(|s| {
-                let cursor = s.watch.cursor(head).ok();
+            .zip(&self.controls)
+            .map(|(s, c)| {
+                let cursor = c.watch.cursor(head).ok();
                 SubscriberInfo {
                     id: s.id,
                     credentials: s.credentials,
