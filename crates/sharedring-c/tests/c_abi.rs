@@ -469,11 +469,23 @@ fn readable(fd: RawFd, ms: c_int) -> bool {
     // SAFETY: `fd` stays open for the call (the handle owns it).
     let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-    let ts = Timespec {
-        tv_sec: i64::from(ms / 1000),
-        tv_nsec: i64::from(ms % 1000) * 1_000_000,
-    };
-    poll(&mut fds, Some(&ts)).unwrap() > 0
+    // Resumed with the time left when interrupted: closing an io_uring
+    // this thread submitted to ends its next sleep with EINTR, no signal
+    // needed.
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ts = Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        match poll(&mut fds, Some(&ts)) {
+            Ok(n) => return n > 0,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => panic!("poll: {e}"),
+        }
+    }
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! processes, membership (join with history, listing, leaving, the
 //! publisher dying), typed contracts, and waiting from an event loop.
 
+mod common;
+
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -229,16 +231,7 @@ fn event_loop_subscriber_is_woken_by_the_shared_eventfd() {
         // One eventfd write for four sleepers.
         assert_eq!(publisher.wake_syscalls() - before, 1);
         let mut events = Vec::with_capacity(8);
-        let five_s = rustix::time::Timespec {
-            tv_sec: 5,
-            tv_nsec: 0,
-        };
-        epoll::wait(
-            &ep,
-            rustix::buffer::spare_capacity(&mut events),
-            Some(&five_s),
-        )
-        .unwrap();
+        common::epoll_wait_for(&ep, &mut events, Duration::from_secs(5));
         assert!(!events.is_empty(), "no edge");
         for s in &mut subs {
             let mut buf = [0u8; 8];

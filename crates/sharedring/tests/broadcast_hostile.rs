@@ -344,16 +344,7 @@ fn hostile_subscriber_cannot_write_disturb_or_block_the_publisher() {
         );
         if check_evloop {
             let mut events = Vec::with_capacity(4);
-            let five = rustix::time::Timespec {
-                tv_sec: 5,
-                tv_nsec: 0,
-            };
-            epoll::wait(
-                &ep,
-                rustix::buffer::spare_capacity(&mut events),
-                Some(&five),
-            )
-            .unwrap();
+            common::epoll_wait_for(&ep, &mut events, Duration::from_secs(5));
             assert!(
                 !events.is_empty(),
                 "event-loop subscriber not woken for {seq}"

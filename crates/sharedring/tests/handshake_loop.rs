@@ -399,12 +399,8 @@ fn a_stalled_handshake_ends_by_its_deadline_and_closes_its_descriptors() {
             Interest::Writable => PollFlags::OUT,
         };
         let left = pending.time_left().unwrap();
-        let ts = Timespec {
-            tv_sec: left.as_secs() as i64,
-            tv_nsec: i64::from(left.subsec_nanos()),
-        };
         let mut fds = [PollFd::new(&pending, events)];
-        poll(&mut fds, Some(&ts)).unwrap();
+        common::poll_for(&mut fds, left);
         match pending.advance() {
             Ok(Progress::Pending(p)) => pending = p,
             Ok(Progress::Done(_)) => panic!("nobody answered"),

@@ -246,3 +246,53 @@ impl Rng {
         self.next_u64() % n
     }
 }
+
+/// `Timespec` of a duration.
+fn timespec(d: std::time::Duration) -> rustix::time::Timespec {
+    rustix::time::Timespec {
+        tv_sec: d.as_secs() as i64,
+        tv_nsec: i64::from(d.subsec_nanos()),
+    }
+}
+
+/// `epoll_wait` for at most `timeout`, resumed with the time left when
+/// interrupted. A sleep can be interrupted without any signal: a thread
+/// that submitted to an io_uring (the notifier of a ring end, or of a
+/// broadcast publisher) gets task work when that io_uring closes, which
+/// ends its next wait with `EINTR` (ARCHITECTURE, "EINTR"). Returns how
+/// many events arrived (0 at the timeout).
+pub fn epoll_wait_for(
+    ep: impl AsFd,
+    events: &mut Vec<rustix::event::epoll::Event>,
+    timeout: std::time::Duration,
+) -> usize {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        events.clear();
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rustix::event::epoll::wait(
+            &ep,
+            rustix::buffer::spare_capacity(events),
+            Some(&timespec(left)),
+        ) {
+            Ok(_) => return events.len(),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => panic!("epoll_wait: {e}"),
+        }
+    }
+}
+
+/// `poll` for at most `timeout`, resumed with the time left when
+/// interrupted (see [`epoll_wait_for`]). Returns how many descriptors are
+/// ready (0 at the timeout).
+pub fn poll_for(fds: &mut [rustix::event::PollFd<'_>], timeout: std::time::Duration) -> usize {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rustix::event::poll(fds, Some(&timespec(left))) {
+            Ok(n) => return n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => panic!("poll: {e}"),
+        }
+    }
+}
