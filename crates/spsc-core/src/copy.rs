@@ -90,16 +90,14 @@ pub(crate) unsafe fn to_shared(dst: *mut u8, src: *const u8, len: usize) {
         // SAFETY: the caller's contract.
         return unsafe { rep_movsb(dst, src, len) };
     }
-    if len < 2 * WORD {
-        // A small message: a few aligned accesses, no word loops.
-        // SAFETY: the caller's contract.
-        return unsafe { short_to_shared(dst, src, len) };
-    }
+    let mut i = 0;
     // Bytes up to the first word boundary of the shared side.
     let head = dst.align_offset(WORD).min(len);
-    // SAFETY: `head <= len`; the caller's contract covers both ranges.
-    unsafe { short_to_shared(dst, src, head) };
-    let mut i = head;
+    while i < head {
+        // SAFETY: `i < len`; the caller's contract covers both ranges.
+        unsafe { write_volatile(dst.add(i), *src.add(i)) };
+        i += 1;
+    }
     while i + 4 * WORD <= len {
         // SAFETY: `dst + i` is word-aligned (we passed the head) and the
         // four words lie inside both ranges.
@@ -123,8 +121,11 @@ pub(crate) unsafe fn to_shared(dst: *mut u8, src: *const u8, len: usize) {
         }
         i += WORD;
     }
-    // SAFETY: `i <= len`; the rest of both ranges.
-    unsafe { short_to_shared(dst.add(i), src.add(i), len - i) };
+    while i < len {
+        // SAFETY: `i < len`.
+        unsafe { write_volatile(dst.add(i), *src.add(i)) };
+        i += 1;
+    }
 }
 
 /// Copies `len` bytes from shared `src` to private `dst`.
@@ -141,15 +142,13 @@ pub(crate) unsafe fn from_shared(dst: *mut u8, src: *const u8, len: usize) {
         // SAFETY: the caller's contract.
         return unsafe { rep_movsb(dst, src, len) };
     }
-    if len < 2 * WORD {
-        // A small message: a few aligned accesses, no word loops.
-        // SAFETY: the caller's contract.
-        return unsafe { short_from_shared(dst, src, len) };
-    }
+    let mut i = 0;
     let head = src.align_offset(WORD).min(len);
-    // SAFETY: `head <= len`; the caller's contract covers both ranges.
-    unsafe { short_from_shared(dst, src, head) };
-    let mut i = head;
+    while i < head {
+        // SAFETY: `i < len`; the caller's contract covers both ranges.
+        unsafe { *dst.add(i) = read_volatile(src.add(i)) };
+        i += 1;
+    }
     while i + 4 * WORD <= len {
         // SAFETY: `src + i` is word-aligned (we passed the head) and the
         // four words lie inside both ranges.
@@ -173,73 +172,10 @@ pub(crate) unsafe fn from_shared(dst: *mut u8, src: *const u8, len: usize) {
         }
         i += WORD;
     }
-    // SAFETY: `i <= len`; the rest of both ranges.
-    unsafe { short_from_shared(dst.add(i), src.add(i), len - i) };
-}
-
-/// Copies a short run (the bytes before the first word boundary, or
-/// after the last whole word) to shared memory in the fewest aligned
-/// volatile stores: at each step the widest of 8, 4, 2 or 1 bytes that
-/// the shared address is aligned to and that fits. An 8-byte message
-/// behind an 8-byte record header is one store, not eight; each byte is
-/// still written exactly once.
-///
-/// # Safety
-///
-/// As [`to_shared`], for `len` bytes.
-#[inline(always)]
-unsafe fn short_to_shared(dst: *mut u8, src: *const u8, len: usize) {
-    let mut i = 0;
     while i < len {
-        let (d, s, left) = (dst.wrapping_add(i), src.wrapping_add(i), len - i);
-        // SAFETY: `d` is aligned to the width chosen (checked on its
-        // address) and the width fits in the `left` bytes of both ranges.
-        unsafe {
-            if (d as usize) % 8 == 0 && left >= 8 {
-                write_volatile(d.cast::<u64>(), read_unaligned(s.cast::<u64>()));
-                i += 8;
-            } else if (d as usize) % 4 == 0 && left >= 4 {
-                write_volatile(d.cast::<u32>(), read_unaligned(s.cast::<u32>()));
-                i += 4;
-            } else if (d as usize) % 2 == 0 && left >= 2 {
-                write_volatile(d.cast::<u16>(), read_unaligned(s.cast::<u16>()));
-                i += 2;
-            } else {
-                write_volatile(d, *s);
-                i += 1;
-            }
-        }
-    }
-}
-
-/// Copies a short run from shared memory in the fewest aligned volatile
-/// loads; the mirror of [`short_to_shared`] (each byte read once).
-///
-/// # Safety
-///
-/// As [`from_shared`], for `len` bytes.
-#[inline(always)]
-unsafe fn short_from_shared(dst: *mut u8, src: *const u8, len: usize) {
-    let mut i = 0;
-    while i < len {
-        let (d, s, left) = (dst.wrapping_add(i), src.wrapping_add(i), len - i);
-        // SAFETY: `s` is aligned to the width chosen (checked on its
-        // address) and the width fits in the `left` bytes of both ranges.
-        unsafe {
-            if (s as usize) % 8 == 0 && left >= 8 {
-                write_unaligned(d.cast::<u64>(), read_volatile(s.cast::<u64>()));
-                i += 8;
-            } else if (s as usize) % 4 == 0 && left >= 4 {
-                write_unaligned(d.cast::<u32>(), read_volatile(s.cast::<u32>()));
-                i += 4;
-            } else if (s as usize) % 2 == 0 && left >= 2 {
-                write_unaligned(d.cast::<u16>(), read_volatile(s.cast::<u16>()));
-                i += 2;
-            } else {
-                *d = read_volatile(s);
-                i += 1;
-            }
-        }
+        // SAFETY: `i < len`.
+        unsafe { *dst.add(i) = read_volatile(src.add(i)) };
+        i += 1;
     }
 }
 
