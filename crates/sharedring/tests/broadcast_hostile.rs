@@ -24,8 +24,8 @@ use sharedring::broadcast::{
 };
 use sharedring::shmem_seal::{self, MemfdBuilder, ReadOnlyMemory, SharedMemory};
 use sharedring::spsc_core::broadcast::{
-    control, header, slot, BcastLayout, BCAST_DATA_OFFSET, BCAST_MAGIC, BCAST_VERSION,
-    KIND_BROADCAST,
+    control, header, slot, BcastLayout, BcastSetupError, BCAST_DATA_OFFSET, BCAST_MAGIC,
+    BCAST_VERSION, KIND_BROADCAST,
 };
 
 const SLOTS: usize = 64;
@@ -222,6 +222,10 @@ fn hostile_publisher(role: &str, sock: UnixStream) {
     );
     w32(header::SLOT_SIZE, layout.slot_size() as u32);
     w32(header::MAX_MSG, MAX_MSG as u32);
+    if role == "pub-flags-lie" {
+        // A flag bit no version defines, beside the one that is.
+        w32(header::FLAGS, header::FLAG_SLEEPER_BARRIER | 4);
+    }
     w64(header::DATA_OFFSET, BCAST_DATA_OFFSET as u64);
     w64(header::MAGIC, BCAST_MAGIC);
     let ctl = SharedMemory::create("hostile-control", 4096).unwrap();
@@ -491,6 +495,18 @@ fn publisher_lies_in_the_offer_or_header_are_refused() {
     assert!(
         matches!(r, Err(BroadcastError::Setup(_))),
         "header slot count lie: {r:?}"
+    );
+    kill(c);
+    let (c, r) = join_hostile(name, "pub-flags-lie");
+    assert!(
+        matches!(
+            r,
+            Err(BroadcastError::Setup(BcastSetupError::HeaderMismatch {
+                found: 5,
+                ..
+            }))
+        ),
+        "unknown header flag: {r:?}"
     );
     kill(c);
     let (c, r) = join_hostile(name, "pub-region-lie");

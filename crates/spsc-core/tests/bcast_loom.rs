@@ -124,7 +124,7 @@ fn sleeping_subscriber_is_always_woken() {
                     assert_eq!(buf[0], 7);
                     break;
                 }
-                Err(BcastRecvError::Empty) => match sub.prepare_wait(WaitHow::Futex) {
+                Err(BcastRecvError::Empty) => match sub.prepare_wait(WaitHow::Futex, || true) {
                     BcastWait::Ready => {}
                     BcastWait::Sleep { .. } => {
                         futex.wait();

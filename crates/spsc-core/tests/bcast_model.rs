@@ -309,3 +309,42 @@ fn offered_start_beyond_the_head_is_not_believed() {
     .unwrap();
     assert_eq!(sub.cursor(), 1, "an offered start in the past is kept");
 }
+
+/// The header's flags carry who orders wake-ups; a subscriber learns it
+/// there, runs the barrier it is given only when asked, and refuses any
+/// flag bit no version defines.
+#[test]
+fn wake_order_travels_in_the_header_flags() {
+    use spsc_core::broadcast::{BcastSetupError, BcastWait, WaitHow, WakeOrder};
+    let layout = BcastLayout::new(4, 8).unwrap();
+    for order in [WakeOrder::PublisherFence, WakeOrder::SleeperBarrier] {
+        let mut data = Buffer::new(layout.region_size(), 1);
+        let mut ctl = Buffer::new(spsc_core::broadcast::control::SIZE, 1);
+        let publisher = BcastPublisher::create_ordered(data.region(), layout, order).unwrap();
+        assert_eq!(publisher.wake_order(), order);
+        let mut sub =
+            BcastSubscriber::attach(data.region(), layout, ctl.region(), StartAt::Newest).unwrap();
+        assert_eq!(sub.wake_order(), order);
+        let mut ran = false;
+        let r = sub.prepare_wait(WaitHow::Futex, || {
+            ran = true;
+            true
+        });
+        assert!(matches!(r, BcastWait::Sleep { .. }));
+        assert_eq!(ran, order == WakeOrder::SleeperBarrier);
+        sub.finish_wait();
+        // A barrier that fails: no sleep (the caller polls instead).
+        if order == WakeOrder::SleeperBarrier {
+            assert_eq!(sub.prepare_wait(WaitHow::Futex, || false), BcastWait::Ready);
+        }
+    }
+    let mut data = Buffer::new(layout.region_size(), 1);
+    let mut ctl = Buffer::new(spsc_core::broadcast::control::SIZE, 1);
+    BcastPublisher::create(data.region(), layout).unwrap();
+    // SAFETY: the flags word is inside the region, and no one else uses it.
+    unsafe { data.base().add(header::FLAGS).cast::<u32>().write(2) };
+    match BcastSubscriber::attach(data.region(), layout, ctl.region(), StartAt::Newest) {
+        Err(BcastSetupError::HeaderMismatch { found: 2, .. }) => {}
+        other => panic!("unknown flag accepted: {other:?}"),
+    }
+}

@@ -69,6 +69,10 @@ pub enum BroadcastError {
     },
     /// The handshake did not complete within its deadline.
     HandshakeTimedOut,
+    /// The publisher leaves the wake-up ordering to its sleeping
+    /// subscribers (`membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`), which
+    /// this process cannot call (Linux before 4.16, or a seccomp filter).
+    SleeperBarrierUnavailable,
     /// Our caller asked for an impossible geometry.
     Layout(BcastLayoutError),
     /// The ring's header did not match (see [`BcastSetupError`]).
@@ -128,6 +132,12 @@ impl fmt::Display for BroadcastError {
             Self::HandshakeTimedOut => {
                 f.write_str("the broadcast handshake did not complete within its deadline")
             }
+            Self::SleeperBarrierUnavailable => f.write_str(
+                "the publisher leaves wake-up ordering to its subscribers, which must call \
+                 membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), and this process cannot (Linux \
+                 before 4.16, or a seccomp filter refuses it): allow membarrier here, or create \
+                 the publisher with BroadcastOptions::publisher_fence(true)",
+            ),
             Self::Layout(e) => write!(f, "{e}"),
             Self::Setup(e) => write!(f, "{e}"),
             Self::Memory(e) => write!(f, "{e}"),

@@ -64,7 +64,36 @@ use std::time::Duration;
 pub use error::BroadcastError;
 pub use options::{BroadcastOptions, Delivery, SubscribeOptions};
 pub use publisher::{MsgPublisher, SubscriberInfo};
+pub use spsc_core::broadcast::WakeOrder;
 pub use subscriber::MsgSubscriber;
+
+/// Registers this process for `MEMBARRIER_CMD_GLOBAL_EXPEDITED`, so that a
+/// publisher may leave the wake-up ordering to its subscribers. Falls back
+/// to the publisher's fence where the kernel (or a seccomp filter) says no.
+fn register_sleeper_barrier() -> WakeOrder {
+    use rustix::thread::{membarrier, membarrier_query, MembarrierCommand, MembarrierQuery};
+    let need = MembarrierQuery::GLOBAL_EXPEDITED | MembarrierQuery::REGISTER_GLOBAL_EXPEDITED;
+    if membarrier_query().contains(need)
+        && membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok()
+    {
+        WakeOrder::SleeperBarrier
+    } else {
+        WakeOrder::PublisherFence
+    }
+}
+
+/// Whether this process may run the sleeper's barrier.
+fn sleeper_barrier_available() -> bool {
+    use rustix::thread::{membarrier_query, MembarrierQuery};
+    membarrier_query().contains(MembarrierQuery::GLOBAL_EXPEDITED)
+}
+
+/// The sleeper's barrier: every running thread of every registered process
+/// (the publisher) passes a full memory barrier before this returns.
+fn sleeper_barrier() -> bool {
+    use rustix::thread::{membarrier, MembarrierCommand};
+    membarrier(MembarrierCommand::GlobalExpedited).is_ok()
+}
 
 use crate::Element;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rustix::thread::futex;
 use shmem_seal::{ReadOnlyMemory, SharedMemory};
 use spsc_core::broadcast::{
-    control, BcastLayout, BcastRecvError, BcastSubscriber, BcastWait, StartAt, WaitHow,
+    control, BcastLayout, BcastRecvError, BcastSubscriber, BcastWait, StartAt, WaitHow, WakeOrder,
 };
 use spsc_core::RawRegion;
 
@@ -153,6 +153,9 @@ impl MsgSubscriber {
             history: opts.history.min(offer.history.into()),
         };
         let core = BcastSubscriber::attach(data_region, layout, ctl_region, start)?;
+        if core.wake_order() == WakeOrder::SleeperBarrier && !super::sleeper_barrier_available() {
+            return Err(BroadcastError::SleeperBarrierUnavailable);
+        }
         Ok(Self {
             core,
             _data: data,
@@ -291,7 +294,10 @@ impl MsgSubscriber {
                     _ => return Err(BroadcastError::TimedOut),
                 },
             };
-            if let BcastWait::Sleep { futex_value } = self.core.prepare_wait(WaitHow::Futex) {
+            if let BcastWait::Sleep { futex_value } = self
+                .core
+                .prepare_wait(WaitHow::Futex, super::sleeper_barrier)
+            {
                 let ts = rustix::time::Timespec {
                     tv_sec: left.as_secs() as i64,
                     tv_nsec: left.subsec_nanos().into(),
@@ -327,7 +333,10 @@ impl MsgSubscriber {
     /// wake-up, read until `Empty` and arm again: the publisher wakes each
     /// announcement once, so an armed subscriber costs it nothing more.
     pub fn arm(&mut self) -> bool {
-        match self.core.prepare_wait(WaitHow::Eventfd) {
+        match self
+            .core
+            .prepare_wait(WaitHow::Eventfd, super::sleeper_barrier)
+        {
             BcastWait::Ready => false,
             BcastWait::Sleep { .. } => true,
         }

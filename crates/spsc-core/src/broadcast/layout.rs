@@ -38,8 +38,16 @@ pub mod header {
     pub const SLOT_SIZE: usize = 20;
     /// `u32` largest payload of one message, in bytes.
     pub const MAX_MSG: usize = 24;
-    /// `u32` flags, zero.
+    /// `u32` flags: [`FLAG_SLEEPER_BARRIER`] or zero; any other bit is
+    /// refused.
     pub const FLAGS: usize = 28;
+    /// Flag bit 0: the publisher does not fence between storing the head
+    /// and loading the wait words; a subscriber about to sleep must run
+    /// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` after its own fence
+    /// and before re-checking the head (the publisher's process registered
+    /// for it before setting this bit). See `docs/LAYOUT.md`, "Sleeping
+    /// and waking".
+    pub const FLAG_SLEEPER_BARRIER: u32 = 1;
     /// `u64` offset of slot 0 from the start of the region,
     /// [`DATA_OFFSET`](super::BCAST_DATA_OFFSET).
     pub const DATA_OFFSET: usize = 32;

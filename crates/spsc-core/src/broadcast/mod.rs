@@ -77,5 +77,5 @@ pub use layout::{
     control, header, slot, BcastLayout, BCAST_DATA_OFFSET, BCAST_MAGIC, BCAST_VERSION,
     KIND_BROADCAST, MAX_BCAST_MSG, MAX_SLOTS, SLOT_ALIGN,
 };
-pub use publisher::{BcastPublisher, CursorAhead, SubscriberWatch, WakeNeed};
+pub use publisher::{BcastPublisher, CursorAhead, SubscriberWatch, WakeNeed, WakeOrder};
 pub use subscriber::{BcastSubscriber, BcastWait, StartAt, WaitHow};

@@ -23,6 +23,26 @@ pub struct BcastPublisher {
     /// Our copy of the wake word.
     wake: u32,
     closed: bool,
+    /// How the wake-up scan is ordered after the head's store.
+    order: WakeOrder,
+}
+
+/// How a publisher orders its store of the head before its loads of the
+/// subscribers' wait words (the Dekker pattern of "Sleeping and waking" in
+/// `docs/LAYOUT.md`). Written into the header's flags, so every
+/// subscriber knows which side pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WakeOrder {
+    /// A sequentially consistent fence after every publication (flags 0).
+    PublisherFence,
+    /// No fence on the publisher's side; each subscriber about to sleep
+    /// runs `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` after its fence,
+    /// which makes every running thread of the (registered) publisher pass
+    /// a full barrier ([`header::FLAG_SLEEPER_BARRIER`](super::layout::header::FLAG_SLEEPER_BARRIER)).
+    /// The caller must have registered the publisher's process with
+    /// `MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED` first: without it,
+    /// wake-ups can be lost.
+    SleeperBarrier,
 }
 
 /// Which wake-ups a [`wake_scan`](BcastPublisher::wake_scan) found
@@ -125,17 +145,38 @@ impl SubscriberWatch {
 impl BcastPublisher {
     /// Initialises a broadcast ring in `region` (64-aligned, at least
     /// `layout.region_size()` bytes), with nothing published.
+    /// Its publications fence ([`WakeOrder::PublisherFence`]).
     pub fn create(region: RawRegion, layout: BcastLayout) -> Result<Self, BcastSetupError> {
+        Self::create_ordered(region, layout, WakeOrder::PublisherFence)
+    }
+
+    /// Like [`create`](Self::create), choosing how wake-ups are ordered.
+    /// With [`WakeOrder::SleeperBarrier`] the caller must have registered
+    /// its process for `MEMBARRIER_CMD_GLOBAL_EXPEDITED` already.
+    pub fn create_ordered(
+        region: RawRegion,
+        layout: BcastLayout,
+        order: WakeOrder,
+    ) -> Result<Self, BcastSetupError> {
         check_region(&region, layout.region_size())?;
         let view = DataView::new(region, layout);
         view.init_hot();
-        view.write_header();
+        view.write_header(match order {
+            WakeOrder::PublisherFence => 0,
+            WakeOrder::SleeperBarrier => super::layout::header::FLAG_SLEEPER_BARRIER,
+        });
         Ok(Self {
             view,
             head: 0,
             wake: 0,
             closed: false,
+            order,
         })
+    }
+
+    /// How this publisher's wake-ups are ordered.
+    pub fn wake_order(&self) -> WakeOrder {
+        self.order
     }
 
     /// The geometry.
@@ -210,6 +251,12 @@ impl BcastPublisher {
     /// word, then a SeqCst fence, then loads the wake word and the head.
     /// One of the two fences comes first: either the publisher sees the
     /// announcement, or the sleeper sees the new head and does not sleep.
+    /// With [`WakeOrder::SleeperBarrier`] the publisher's fence is the
+    /// full barrier the sleeper's `membarrier` forces on the publisher's
+    /// CPU between the sleeper's store and its re-check: the publisher's
+    /// head store either precedes it (and the sleeper sees the head) or
+    /// follows it, and then so do the loads after it in program order
+    /// (and they see the announcement).
     /// A sleeper that loaded the wake word before our increment has its
     /// `FUTEX_WAIT` refused (the value changed) or woken by our
     /// `FUTEX_WAKE`; one that loaded it after the increment also sees the
@@ -218,7 +265,19 @@ impl BcastPublisher {
         &mut self,
         subscribers: impl IntoIterator<Item = &'a mut SubscriberWatch>,
     ) -> WakeNeed {
-        fence(Ordering::SeqCst);
+        match self.order {
+            WakeOrder::PublisherFence => fence(Ordering::SeqCst),
+            // The sleeper's membarrier makes this CPU pass a full barrier
+            // at an instruction boundary; all we must prevent is the
+            // compiler moving the loads above the head's store. (Loom
+            // cannot model membarrier: its builds keep the fence.)
+            #[cfg(not(loom))]
+            WakeOrder::SleeperBarrier => {
+                core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst)
+            }
+            #[cfg(loom)]
+            WakeOrder::SleeperBarrier => fence(Ordering::SeqCst),
+        }
         let mut need = WakeNeed::default();
         for s in subscribers {
             s.check(&mut need);

@@ -5,6 +5,7 @@ use super::error::{BcastCorruption, BcastRecvError, BcastSetupError};
 use super::layout::{
     header, BcastLayout, BCAST_DATA_OFFSET, BCAST_MAGIC, BCAST_VERSION, KIND_BROADCAST,
 };
+use super::publisher::WakeOrder;
 use super::view::{check_region, ControlView, DataView};
 use crate::region::RawRegion;
 use crate::sync::{fence, Ordering};
@@ -72,6 +73,8 @@ pub struct BcastSubscriber {
     seen_head: u64,
     wait_seq: u32,
     broken: Option<BcastCorruption>,
+    /// From the header's flags: whether we must run the sleeper's barrier.
+    order: WakeOrder,
 }
 
 impl BcastSubscriber {
@@ -125,7 +128,17 @@ impl BcastSubscriber {
             layout.max_msg() as u64,
             view.load_header_u32(header::MAX_MSG).into(),
         )?;
-        mismatch("flags", 0, view.load_header_u32(header::FLAGS).into())?;
+        let order = match view.load_header_u32(header::FLAGS) {
+            0 => WakeOrder::PublisherFence,
+            header::FLAG_SLEEPER_BARRIER => WakeOrder::SleeperBarrier,
+            other => {
+                return Err(BcastSetupError::HeaderMismatch {
+                    field: "flags (bits other than FLAG_SLEEPER_BARRIER)",
+                    expected: header::FLAG_SLEEPER_BARRIER.into(),
+                    found: other.into(),
+                })
+            }
+        };
         mismatch(
             "data_offset",
             BCAST_DATA_OFFSET as u64,
@@ -150,12 +163,20 @@ impl BcastSubscriber {
             seen_head: head,
             wait_seq: 0,
             broken: None,
+            order,
         })
     }
 
     /// The geometry.
     pub fn layout(&self) -> &BcastLayout {
         self.view.layout()
+    }
+
+    /// How the publisher orders wake-ups (from the header's flags). With
+    /// [`WakeOrder::SleeperBarrier`], [`prepare_wait`](Self::prepare_wait)
+    /// runs the barrier it is given.
+    pub fn wake_order(&self) -> WakeOrder {
+        self.order
     }
 
     /// The sequence number of the next message we will read.
@@ -321,13 +342,29 @@ impl BcastSubscriber {
     /// Announces that we are about to sleep (in our control region), then
     /// re-checks the ring. See [`BcastPublisher::wake_scan`](super::BcastPublisher::wake_scan)
     /// for why no wake-up is lost.
-    pub fn prepare_wait(&mut self, how: WaitHow) -> BcastWait {
+    ///
+    /// `sleeper_barrier` runs between the announcement's fence and the
+    /// re-check when the publisher asked for it
+    /// ([`WakeOrder::SleeperBarrier`]): it must run
+    /// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` and return whether
+    /// that succeeded. If it fails we cannot sleep safely, so the
+    /// announcement is withdrawn and [`BcastWait::Ready`] returned: the
+    /// caller polls instead of sleeping, and loses nothing.
+    pub fn prepare_wait(
+        &mut self,
+        how: WaitHow,
+        sleeper_barrier: impl FnOnce() -> bool,
+    ) -> BcastWait {
         self.wait_seq = self.wait_seq.wrapping_add(1) & 0x3fff_ffff;
         self.ctl.wait_how().store(how as u32, Ordering::Relaxed);
         self.ctl
             .wait()
             .store((self.wait_seq << 1) | 1, Ordering::Relaxed);
         fence(Ordering::SeqCst);
+        if self.order == WakeOrder::SleeperBarrier && !sleeper_barrier() {
+            self.finish_wait();
+            return BcastWait::Ready;
+        }
         let futex_value = self.view.wake().load(Ordering::Acquire);
         let closed = self.view.closed().load(Ordering::Acquire);
         let head = self.view.head().load(Ordering::Acquire);

@@ -113,7 +113,7 @@ impl DataView {
     }
 
     /// Writes the header's line 0 (the publisher, before anyone attaches).
-    pub(crate) fn write_header(&self) {
+    pub(crate) fn write_header(&self, flags: u32) {
         use core::sync::atomic::Ordering::{Relaxed, Release};
         let l = &self.layout;
         // SAFETY: the region holds line 0; nobody maps it yet.
@@ -134,6 +134,7 @@ impl DataView {
             .store(l.max_msg() as u32, Relaxed);
         self.line0_u64(header::DATA_OFFSET)
             .store(BCAST_DATA_OFFSET as u64, Relaxed);
+        self.line0_u32(header::FLAGS).store(flags, Relaxed);
         // Magic last, with Release: a reader that loads it with Acquire
         // sees the rest.
         self.line0_u64(header::MAGIC)
