@@ -20,10 +20,12 @@
 //! - Sleeping: a subscriber announces sleep in its control region and
 //!   waits on the **wake word**, a futex word in the read-only data region
 //!   (`FUTEX_WAIT` needs only read access). [`BcastPublisher::wake_scan`]
-//!   reads every control region's wait word once after a SeqCst fence and
-//!   asks for at most one `FUTEX_WAKE` of all waiters (and one signal of a
-//!   shared eventfd for event-loop subscribers): wake-up syscalls do not
-//!   grow with the number of subscribers.
+//!   reads every control region's wait word once, after a SeqCst fence or
+//!   (with [`WakeOrder::SleeperBarrier`]) after none, the sleeper having
+//!   run `membarrier` instead, and asks for at most one `FUTEX_WAKE` of all
+//!   waiters (and one signal of a shared eventfd for event-loop
+//!   subscribers): wake-up syscalls do not grow with the number of
+//!   subscribers.
 //!
 //! Every value read from shared memory is loaded once and validated; a
 //! publisher's lie is a [`BcastCorruption`], never an access outside the
