@@ -28,6 +28,24 @@ fn play_if_child() {
             }
             assert!(matches!(sub.recv(), Err(BroadcastError::Closed)));
         }
+        // The same, awaited on tokio (feature `tokio`).
+        #[cfg(feature = "tokio")]
+        "async-count" => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut sub = Subscriber::<u64>::join(sock, &SubscribeOptions::new())
+                    .unwrap()
+                    .into_async()
+                    .unwrap();
+                for want in 0..N {
+                    assert_eq!(sub.recv().await.unwrap(), want * 3);
+                }
+                assert!(matches!(sub.recv().await, Err(BroadcastError::Closed)));
+            });
+        }
         // A publisher that dies mid-stream.
         "dying-publisher" => {
             let mut p = Publisher::<u64>::new(&BroadcastOptions::new()).unwrap();
@@ -318,4 +336,77 @@ fn subscriber_on_tokio_waits_with_asyncfd() {
     });
     assert_eq!(got, [0, 1, 2, 3, 4]);
     drop(feeder.join().unwrap());
+}
+
+/// A subscriber process awaiting on tokio gets every value of a reliable
+/// publisher in order, across pauses long enough for it to sleep (each
+/// burst must wake it), then the end of the stream.
+#[cfg(feature = "tokio")]
+#[test]
+fn async_subscriber_process_gets_every_value_across_sleeps_then_closed() {
+    play_if_child();
+    let name = "async_subscriber_process_gets_every_value_across_sleeps_then_closed";
+    let opts = BroadcastOptions::new()
+        .slots(256)
+        .delivery(Delivery::Reliable {
+            max_lag: 256,
+            timeout: Duration::from_secs(60),
+        });
+    let mut publisher = Publisher::<u64>::new(&opts).unwrap();
+    let (mut child, sock) = testkit::spawn_peer(name, "async-count").unwrap();
+    publisher.add_subscriber(sock).unwrap();
+    for i in 0..N {
+        if i % 2000 == 0 {
+            // Longer than the subscriber's spin: it arms and awaits.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        publisher.publish(&(i * 3)).unwrap();
+    }
+    drop(publisher);
+    assert!(child.wait().unwrap().success());
+}
+
+/// An async subscriber hears a publisher process that dies without
+/// closing: what it published, in order, then `PeerGone`.
+#[cfg(feature = "tokio")]
+#[test]
+fn async_subscriber_hears_the_publisher_die() {
+    play_if_child();
+    let (mut child, sock) = testkit::spawn_peer(
+        "async_subscriber_hears_the_publisher_die",
+        "dying-publisher",
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let got = rt.block_on(async {
+        let mut sub = Subscriber::<u64>::join(sock, &SubscribeOptions::new())
+            .unwrap()
+            .into_async()
+            .unwrap();
+        let mut got = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), sub.recv()).await {
+                Ok(Ok(v)) => got.push(v),
+                Ok(Err(BroadcastError::PeerGone)) => break got,
+                Ok(Err(e)) => panic!("{e}"),
+                Err(_) => panic!("no PeerGone within 30 s of a dead publisher"),
+            }
+        }
+    });
+    assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "{got:?}");
+    assert!(child.wait().unwrap().success());
+}
+
+/// `into_async` outside a runtime is an error that names the fix, not
+/// tokio's panic.
+#[cfg(feature = "tokio")]
+#[test]
+fn into_async_outside_a_runtime_names_the_fix() {
+    let mut publisher = MsgPublisher::new(&BroadcastOptions::new()).unwrap();
+    let sub = pair(&mut publisher, &SubscribeOptions::new());
+    let e = sub.into_async().unwrap_err();
+    assert!(e.to_string().contains("outside a tokio runtime"), "{e}");
 }

@@ -53,6 +53,8 @@
 //! [`Listener`]: crate::Listener
 //! [`Element`]: crate::Element
 
+#[cfg(feature = "tokio")]
+mod async_sub;
 mod error;
 mod options;
 mod publisher;
@@ -63,6 +65,8 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
+#[cfg(feature = "tokio")]
+pub use async_sub::{AsyncMsgSubscriber, AsyncSubscriber};
 pub use error::BroadcastError;
 pub use options::{BroadcastOptions, Delivery, SubscribeOptions};
 pub use publisher::{MsgPublisher, SubscriberInfo};
@@ -98,6 +102,17 @@ fn sleeper_barrier() -> bool {
 }
 
 use crate::Element;
+
+/// A typed subscriber's check of one message's length.
+fn contract_size<T>(n: usize) -> Result<(), BroadcastError> {
+    if n != std::mem::size_of::<T>() {
+        return Err(BroadcastError::WrongSize {
+            expected: std::mem::size_of::<T>(),
+            found: n,
+        });
+    }
+    Ok(())
+}
 
 fn contract<T: Element>() -> (u32, u32, u64) {
     (
@@ -172,12 +187,7 @@ impl<T: Element> Subscriber<T> {
     ) -> Result<T, BroadcastError> {
         let mut value = T::new_zeroed();
         let n = f(&mut self.inner, value.as_mut_bytes())?;
-        if n != std::mem::size_of::<T>() {
-            return Err(BroadcastError::WrongSize {
-                expected: std::mem::size_of::<T>(),
-                found: n,
-            });
-        }
+        contract_size::<T>(n)?;
         Ok(value)
     }
 
@@ -225,5 +235,10 @@ impl<T: Element> Subscriber<T> {
     /// The byte-level subscriber (event-loop descriptors, lag, id).
     pub fn inner(&mut self) -> &mut MsgSubscriber {
         &mut self.inner
+    }
+
+    /// The byte-level subscriber, taken out.
+    pub fn into_inner(self) -> MsgSubscriber {
+        self.inner
     }
 }

@@ -50,6 +50,8 @@ const SPIN: Duration = crate::options::DEFAULT_SPIN;
 ///   only wait if it returns `true`; watch [`liveness_fd`](Self::liveness_fd)
 ///   for the publisher's death. Other subscribers can make that eventfd
 ///   fire (spurious wake-ups), never stop it firing.
+/// - tokio (feature `tokio`): `into_async` does all of that on tokio's
+///   reactor (`AsyncMsgSubscriber`; typed: `Subscriber::into_async`).
 #[derive(Debug)]
 pub struct MsgSubscriber {
     core: BcastSubscriber,
@@ -221,7 +223,7 @@ impl MsgSubscriber {
                 self.idle += 1;
                 if self.idle >= IDLE_CHECK_EVERY {
                     self.idle = 0;
-                    if wire::gone(self.sock.as_fd()) {
+                    if self.publisher_gone() {
                         return self.after_gone(buf);
                     }
                 }
@@ -240,15 +242,19 @@ impl MsgSubscriber {
     pub fn latest(&mut self, buf: &mut [u8]) -> Result<(u64, usize), BroadcastError> {
         match self.core.try_latest(buf) {
             Ok(v) => Ok(v),
-            Err(BcastRecvError::Empty) if wire::gone(self.sock.as_fd()) => {
-                Err(BroadcastError::PeerGone)
-            }
+            Err(BcastRecvError::Empty) if self.publisher_gone() => Err(BroadcastError::PeerGone),
             Err(e) => Err(Self::map(e)),
         }
     }
 
+    /// Whether the publisher's socket says it is gone (hung up, or sent
+    /// anything: it never does while alive).
+    pub(super) fn publisher_gone(&self) -> bool {
+        wire::gone(self.sock.as_fd())
+    }
+
     /// The socket hung up: whatever is still readable comes first.
-    fn after_gone(&mut self, buf: &mut [u8]) -> Result<usize, BroadcastError> {
+    pub(super) fn after_gone(&mut self, buf: &mut [u8]) -> Result<usize, BroadcastError> {
         match self.core.try_recv(buf) {
             Ok(n) => Ok(n),
             Err(BcastRecvError::Empty) => Err(BroadcastError::PeerGone),
@@ -308,7 +314,7 @@ impl MsgSubscriber {
                 let word = unsafe { AtomicU32::from_ptr(self.core.wake_word().cast_mut()) };
                 let _ = futex::wait(word, futex::Flags::empty(), futex_value, Some(&ts));
                 self.core.finish_wait();
-                if wire::gone(self.sock.as_fd()) {
+                if self.publisher_gone() {
                     return self.after_gone(buf);
                 }
             }
