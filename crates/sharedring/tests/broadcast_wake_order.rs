@@ -160,3 +160,33 @@ fn sleepers_lose_no_wake_up_from_a_publisher_that_fences() {
         "only {sleeps} sleeps in {ROUNDS} rounds"
     );
 }
+
+/// Who pays by default: lossy publishers leave it to the sleepers (where
+/// the kernel allows `membarrier`, as on every machine this suite runs
+/// on), reliable ones fence; `publisher_fence` overrides both ways.
+#[test]
+fn lossy_publishers_skip_the_fence_and_reliable_ones_keep_it_by_default() {
+    use sharedring::broadcast::{BroadcastOptions, Delivery, MsgPublisher};
+    let reliable = Delivery::Reliable {
+        max_lag: 8,
+        timeout: std::time::Duration::from_secs(1),
+    };
+    let order = |opts: BroadcastOptions| MsgPublisher::new(&opts).unwrap().wake_order();
+    assert_eq!(order(BroadcastOptions::new()), WakeOrder::SleeperBarrier);
+    assert_eq!(
+        order(BroadcastOptions::new().delivery(reliable)),
+        WakeOrder::PublisherFence
+    );
+    assert_eq!(
+        order(BroadcastOptions::new().publisher_fence(true)),
+        WakeOrder::PublisherFence
+    );
+    assert_eq!(
+        order(
+            BroadcastOptions::new()
+                .delivery(reliable)
+                .publisher_fence(false)
+        ),
+        WakeOrder::SleeperBarrier
+    );
+}

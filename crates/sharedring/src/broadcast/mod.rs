@@ -27,7 +27,7 @@
 //!   not they read it before.
 //! - Wake-ups: at most one `FUTEX_WAKE` (and one eventfd write for
 //!   event-loop subscribers) per published message, however many
-//!   subscribers sleep. The publisher does not fence per message: a
+//!   subscribers sleep. A lossy publisher does not fence per message: a
 //!   subscriber about to sleep calls `membarrier` instead
 //!   ([`BroadcastOptions::publisher_fence`] says why and how to opt out).
 //!

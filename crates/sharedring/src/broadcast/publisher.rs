@@ -128,7 +128,10 @@ impl MsgPublisher {
         // and drops after `core` (field order); nothing here makes a
         // reference into it; subscribers only read it (sealed).
         let region = unsafe { RawRegion::new(data.as_ptr(), layout.region_size()) };
-        let order = if opts.publisher_fence {
+        let fence = opts
+            .publisher_fence
+            .unwrap_or(matches!(opts.delivery, Delivery::Reliable { .. }));
+        let order = if fence {
             WakeOrder::PublisherFence
         } else {
             super::register_sleeper_barrier()
