@@ -63,17 +63,22 @@ fn play_if_child() {
     std::process::exit(0);
 }
 
-#[test]
-fn reliable_publisher_delivers_every_message_to_every_subscriber_process() {
-    play_if_child();
-    let name = "reliable_publisher_delivers_every_message_to_every_subscriber_process";
-    let opts = BroadcastOptions::new()
+/// A reliable ring of 256 slots that waits up to a minute for a slow
+/// subscriber (these tests check delivery, not the drop).
+fn reliable_256() -> BroadcastOptions {
+    BroadcastOptions::new()
         .slots(256)
         .delivery(Delivery::Reliable {
             max_lag: 256,
             timeout: Duration::from_secs(60),
-        });
-    let mut publisher = Publisher::<u64>::new(&opts).unwrap();
+        })
+}
+
+#[test]
+fn reliable_publisher_delivers_every_message_to_every_subscriber_process() {
+    play_if_child();
+    let name = "reliable_publisher_delivers_every_message_to_every_subscriber_process";
+    let mut publisher = Publisher::<u64>::new(&reliable_256()).unwrap();
     let mut children = Vec::new();
     for _ in 0..3 {
         let (child, sock) = testkit::spawn_peer(name, "count").unwrap();
@@ -346,13 +351,7 @@ fn subscriber_on_tokio_waits_with_asyncfd() {
 fn async_subscriber_process_gets_every_value_across_sleeps_then_closed() {
     play_if_child();
     let name = "async_subscriber_process_gets_every_value_across_sleeps_then_closed";
-    let opts = BroadcastOptions::new()
-        .slots(256)
-        .delivery(Delivery::Reliable {
-            max_lag: 256,
-            timeout: Duration::from_secs(60),
-        });
-    let mut publisher = Publisher::<u64>::new(&opts).unwrap();
+    let mut publisher = Publisher::<u64>::new(&reliable_256()).unwrap();
     let (mut child, sock) = testkit::spawn_peer(name, "async-count").unwrap();
     publisher.add_subscriber(sock).unwrap();
     for i in 0..N {

@@ -1,23 +1,25 @@
-//! No wake-up is lost whichever side orders it: the publisher with a fence
-//! after every publication, or (the default) each sleeper with
-//! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` while the publisher
-//! publishes without a fence.
+//! No wake-up is lost from a publisher that fences after every
+//! publication (the order every sharedring publisher uses).
 //!
 //! Two threads on real memory and a real shared futex: the subscriber
-//! reads until empty, announces its sleep, runs the barrier, re-checks and
-//! sleeps in `FUTEX_WAIT`; the publisher publishes the next message after a
-//! varying delay, so that its publication lands before, inside and after
-//! the subscriber's announce-and-recheck window. A lost wake-up is a sleep
+//! reads until empty, announces its sleep, re-checks and sleeps in
+//! `FUTEX_WAIT`; the publisher publishes the next message after a varying
+//! delay, so that its publication lands before, inside and after the
+//! subscriber's announce-and-recheck window. A lost wake-up is a sleep
 //! that times out (after seconds) while a message was waiting for it.
-//! Checked to catch the bug: with a barrier that does nothing, the first
-//! test lost wake-ups in 3 of 4 runs.
+//! Checked to catch the bug: a publisher without its fence (the
+//! `SleeperBarrier` order with a barrier that does nothing) lost wake-ups
+//! in 3 of 4 runs. With the real `membarrier` as the barrier it still lost
+//! about one wake-up in 300 000 to 1.5 million rounds on the project's
+//! host, which is why no sharedring publisher skips its fence (see
+//! docs/ARCHITECTURE.md, "Broadcast").
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::thread;
 
-use rustix::thread::{futex, membarrier, membarrier_query, MembarrierCommand, MembarrierQuery};
+use rustix::thread::futex;
 use sharedring::spsc_core::broadcast::{
     control, BcastLayout, BcastPublisher, BcastRecvError, BcastSubscriber, BcastWait, StartAt,
     SubscriberWatch, WaitHow, WakeOrder,
@@ -25,10 +27,6 @@ use sharedring::spsc_core::broadcast::{
 use sharedring::spsc_core::RawRegion;
 
 const ROUNDS: u64 = 60_000;
-
-/// The two races run one at a time: four spinning threads on a 2-CPU
-/// machine would mostly race the scheduler, not each other.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Page-aligned zeroed memory, freed on drop.
 struct Mem(NonNull<u8>, Layout);
@@ -54,9 +52,9 @@ impl Drop for Mem {
     }
 }
 
-/// Runs the race; returns (sleeps, lost wake-ups).
-fn race(order: WakeOrder, sleeper_barrier: fn() -> bool) -> (u64, u64) {
-    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+/// Runs the race and checks that no wake-up was lost (and that the
+/// subscriber did sleep).
+fn race(order: WakeOrder, sleeper_barrier: fn() -> bool) {
     let layout = BcastLayout::new(64, 8).unwrap();
     let data = Mem::new(layout.region_size());
     let ctl = Mem::new(control::SIZE);
@@ -126,67 +124,20 @@ fn race(order: WakeOrder, sleeper_barrier: fn() -> bool) -> (u64, u64) {
     });
     drop((data, ctl));
     eprintln!("{order:?}: {sleeps} sleeps in {ROUNDS} rounds, {lost} lost wake-ups");
-    (sleeps, lost)
-}
-
-#[test]
-fn sleepers_running_membarrier_lose_no_wake_up_from_a_publisher_without_fence() {
-    let q = membarrier_query();
-    assert!(
-        q.contains(MembarrierQuery::GLOBAL_EXPEDITED | MembarrierQuery::REGISTER_GLOBAL_EXPEDITED),
-        "this kernel offers no membarrier GLOBAL_EXPEDITED ({q:?}): the default broadcast \
-         publisher falls back to its fence here, and this test cannot check the other way"
+    assert_eq!(
+        lost, 0,
+        "{order:?}: {lost} wake-ups lost in {sleeps} sleeps"
     );
-    membarrier(MembarrierCommand::RegisterGlobalExpedited).unwrap();
-    let (sleeps, lost) = race(WakeOrder::SleeperBarrier, || {
-        membarrier(MembarrierCommand::GlobalExpedited).is_ok()
-    });
-    assert_eq!(lost, 0, "{lost} wake-ups lost in {sleeps} sleeps");
     // The race must have been run: the subscriber slept many times.
     assert!(
         sleeps > ROUNDS / 100,
-        "only {sleeps} sleeps in {ROUNDS} rounds"
+        "{order:?}: only {sleeps} sleeps in {ROUNDS} rounds"
     );
 }
 
 #[test]
 fn sleepers_lose_no_wake_up_from_a_publisher_that_fences() {
-    let (sleeps, lost) = race(WakeOrder::PublisherFence, || {
+    race(WakeOrder::PublisherFence, || {
         panic!("a fencing publisher's subscribers never run the barrier")
     });
-    assert_eq!(lost, 0, "{lost} wake-ups lost in {sleeps} sleeps");
-    assert!(
-        sleeps > ROUNDS / 100,
-        "only {sleeps} sleeps in {ROUNDS} rounds"
-    );
-}
-
-/// Who pays by default: lossy publishers leave it to the sleepers (where
-/// the kernel allows `membarrier`, as on every machine this suite runs
-/// on), reliable ones fence; `publisher_fence` overrides both ways.
-#[test]
-fn lossy_publishers_skip_the_fence_and_reliable_ones_keep_it_by_default() {
-    use sharedring::broadcast::{BroadcastOptions, Delivery, MsgPublisher};
-    let reliable = Delivery::Reliable {
-        max_lag: 8,
-        timeout: std::time::Duration::from_secs(1),
-    };
-    let order = |opts: BroadcastOptions| MsgPublisher::new(&opts).unwrap().wake_order();
-    assert_eq!(order(BroadcastOptions::new()), WakeOrder::SleeperBarrier);
-    assert_eq!(
-        order(BroadcastOptions::new().delivery(reliable)),
-        WakeOrder::PublisherFence
-    );
-    assert_eq!(
-        order(BroadcastOptions::new().publisher_fence(true)),
-        WakeOrder::PublisherFence
-    );
-    assert_eq!(
-        order(
-            BroadcastOptions::new()
-                .delivery(reliable)
-                .publisher_fence(false)
-        ),
-        WakeOrder::SleeperBarrier
-    );
 }
