@@ -10,9 +10,9 @@
 //! Checked to catch the bug: a publisher without its fence (the
 //! `SleeperBarrier` order with a barrier that does nothing) lost wake-ups
 //! in 3 of 4 runs. With the real `membarrier` as the barrier it still lost
-//! about one wake-up in 300 000 to 1.5 million rounds on the project's
+//! about one wake-up in 300 000 to 4 million rounds on the project's
 //! host, which is why no sharedring publisher skips its fence (see
-//! docs/ARCHITECTURE.md, "Broadcast").
+//! docs/membarrier/README.md).
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ptr::NonNull;
