@@ -348,3 +348,51 @@ fn wake_order_travels_in_the_header_flags() {
         other => panic!("unknown flag accepted: {other:?}"),
     }
 }
+
+/// A wake-up that the publisher makes after seeing an announcement, even
+/// from the scan of a message the subscriber has already read (a scan
+/// that ran late: the publisher was interrupted between its store of the
+/// head and its loads of the wait words), must leave the value the
+/// subscriber sleeps on stale. The publisher wakes each announcement
+/// once: a subscriber sleeping on the incremented value would sleep
+/// through the next message. (The stress race in
+/// `sharedring/tests/broadcast_wake_order.rs` lost wake-ups this way
+/// before the subscriber loaded the value ahead of its announcement.)
+#[test]
+fn a_late_scan_that_wakes_an_announcement_cannot_be_slept_through() {
+    use spsc_core::broadcast::{BcastWait, WaitHow, WakeOrder};
+    let layout = BcastLayout::new(4, 8).unwrap();
+    let mut data = Buffer::new(layout.region_size(), 1);
+    let mut ctl = Buffer::new(spsc_core::broadcast::control::SIZE, 1);
+    // The sleeper-barrier order only to run the publisher's late scan at
+    // the one point the subscriber hands out: inside its announcement
+    // window. The property is the subscriber's, whatever the order.
+    let mut publisher =
+        BcastPublisher::create_ordered(data.region(), layout, WakeOrder::SleeperBarrier).unwrap();
+    let mut watch = SubscriberWatch::create(ctl.region(), 0).unwrap();
+    let mut sub =
+        BcastSubscriber::attach(data.region(), layout, ctl.region(), StartAt::Newest).unwrap();
+    publisher.publish(&[1]).unwrap();
+    let mut buf = [0u8; 8];
+    assert!(matches!(sub.try_recv(&mut buf), Ok(1)));
+    assert!(matches!(sub.try_recv(&mut buf), Err(BcastRecvError::Empty)));
+    let wake_word = publisher.wake_word();
+    // Message 0's scan, late: it sees the announcement and wakes it.
+    let wait = sub.prepare_wait(WaitHow::Futex, || {
+        assert!(publisher.wake_scan([&mut watch]).futex);
+        true
+    });
+    let BcastWait::Sleep { futex_value } = wait else {
+        panic!("nothing new, yet {wait:?}");
+    };
+    // Message 1: its scan finds that announcement already woken.
+    publisher.publish(&[2]).unwrap();
+    let need = publisher.wake_scan([&mut watch]);
+    // SAFETY: the wake word is an aligned word of `data`, alive here;
+    // nothing writes it concurrently.
+    let now = unsafe { wake_word.read_volatile() };
+    assert!(
+        need.futex || now != futex_value,
+        "the subscriber would sleep on {futex_value} through message 1"
+    );
+}

@@ -69,10 +69,9 @@ pub enum BroadcastError {
     },
     /// The handshake did not complete within its deadline.
     HandshakeTimedOut,
-    /// The ring's header asks sleeping subscribers to order wake-ups with
-    /// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`, which this process
-    /// cannot call (Linux before 4.16, or a seccomp filter). sharedring's
-    /// own publishers never ask for it; another publisher may.
+    /// The publisher leaves the wake-up ordering to its sleeping
+    /// subscribers (`membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`), which
+    /// this process cannot call (Linux before 4.16, or a seccomp filter).
     SleeperBarrierUnavailable,
     /// Our caller asked for an impossible geometry.
     Layout(BcastLayoutError),
@@ -136,8 +135,8 @@ impl fmt::Display for BroadcastError {
             Self::SleeperBarrierUnavailable => f.write_str(
                 "the publisher leaves wake-up ordering to its subscribers, which must call \
                  membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), and this process cannot (Linux \
-                 before 4.16, or a seccomp filter refuses it): allow membarrier here, or have \
-                 the publisher fence (header flags 0, as sharedring's publishers do)",
+                 before 4.16, or a seccomp filter refuses it): allow membarrier here, or create \
+                 the publisher with BroadcastOptions::publisher_fence(true)",
             ),
             Self::Layout(e) => write!(f, "{e}"),
             Self::Setup(e) => write!(f, "{e}"),

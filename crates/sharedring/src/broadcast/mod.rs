@@ -27,7 +27,9 @@
 //!   not they read it before.
 //! - Wake-ups: at most one `FUTEX_WAKE` (and one eventfd write for
 //!   event-loop subscribers) per published message, however many
-//!   subscribers sleep.
+//!   subscribers sleep. A lossy publisher does not fence per message: a
+//!   subscriber about to sleep calls `membarrier` instead
+//!   ([`BroadcastOptions::publisher_fence`] says why and how to opt out).
 //!
 //! The algorithm is in [`spsc_core::broadcast`]; the layout and handshake
 //! are specified in `docs/LAYOUT.md` ("Broadcast rings").
@@ -70,6 +72,21 @@ pub use options::{BroadcastOptions, Delivery, SubscribeOptions};
 pub use publisher::{MsgPublisher, SubscriberInfo};
 pub use spsc_core::broadcast::WakeOrder;
 pub use subscriber::MsgSubscriber;
+
+/// Registers this process for `MEMBARRIER_CMD_GLOBAL_EXPEDITED`, so that a
+/// publisher may leave the wake-up ordering to its subscribers. Falls back
+/// to the publisher's fence where the kernel (or a seccomp filter) says no.
+fn register_sleeper_barrier() -> WakeOrder {
+    use rustix::thread::{membarrier, membarrier_query, MembarrierCommand, MembarrierQuery};
+    let need = MembarrierQuery::GLOBAL_EXPEDITED | MembarrierQuery::REGISTER_GLOBAL_EXPEDITED;
+    if membarrier_query().contains(need)
+        && membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok()
+    {
+        WakeOrder::SleeperBarrier
+    } else {
+        WakeOrder::PublisherFence
+    }
+}
 
 /// Whether this process may run the sleeper's barrier.
 fn sleeper_barrier_available() -> bool {

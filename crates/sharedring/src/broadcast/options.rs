@@ -48,6 +48,8 @@ pub struct BroadcastOptions {
     pub(crate) max_msg: usize,
     pub(crate) delivery: Delivery,
     pub(crate) history: u32,
+    /// `None`: chosen by the delivery mode.
+    pub(crate) publisher_fence: Option<bool>,
 }
 
 impl Default for BroadcastOptions {
@@ -64,6 +66,7 @@ impl BroadcastOptions {
             max_msg: 4096,
             delivery: Delivery::Lossy,
             history: 0,
+            publisher_fence: None,
         }
     }
 
@@ -87,6 +90,43 @@ impl BroadcastOptions {
     /// type's size).
     pub fn max_msg(mut self, max_msg: usize) -> Self {
         self.max_msg = max_msg;
+        self
+    }
+
+    /// Whether the publisher orders its wake-ups with a full fence after
+    /// every publication (`true`), or leaves that to the subscribers about
+    /// to sleep (`false`). Default: `false` in lossy mode, `true` in
+    /// reliable mode.
+    ///
+    /// With `false` the publisher registers its process for
+    /// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` (Linux 4.16 or later,
+    /// unless a seccomp filter refuses it) and then publishes without a
+    /// fence: a subscriber about to sleep calls `membarrier`, which makes
+    /// the publisher's CPU pass a barrier. The fence is what grows with the
+    /// number of subscribers (the loads of their wait words after it), so
+    /// this keeps a publication's cost nearly flat in that number; a
+    /// subscriber pays one `membarrier` call (a few microseconds) per
+    /// sleep, and the publisher, if it is running, an interruption. That is
+    /// why reliable mode fences by default: there subscribers keep up and
+    /// sleep often, and with 4 or 16 of them the interruptions cost the
+    /// publisher more than the fence (on the project's 2-vCPU host, 64 B:
+    /// 0.5 against 0.75 µs per message with 4, 2.1 against 2.5 µs with 16;
+    /// with one subscriber the fence costs more, 130 against 97 ns). If
+    /// the registration fails, the publisher fences anyway
+    /// ([`MsgPublisher::wake_order`](super::MsgPublisher::wake_order) says
+    /// which). Set `true` when subscribers may run where `membarrier` is
+    /// refused: they cannot join a ring that needs it
+    /// ([`BroadcastError::SleeperBarrierUnavailable`](super::BroadcastError::SleeperBarrierUnavailable)).
+    ///
+    /// ```
+    /// use sharedring::broadcast::{BroadcastOptions, MsgPublisher, WakeOrder};
+    ///
+    /// let publisher = MsgPublisher::new(&BroadcastOptions::new().publisher_fence(true))?;
+    /// assert_eq!(publisher.wake_order(), WakeOrder::PublisherFence);
+    /// # Ok::<(), sharedring::broadcast::BroadcastError>(())
+    /// ```
+    pub fn publisher_fence(mut self, fence: bool) -> Self {
+        self.publisher_fence = Some(fence);
         self
     }
 

@@ -9,7 +9,7 @@ use eventfd_notify::Notifier;
 use rustix::thread::futex;
 use shmem_seal::{MemfdBuilder, SharedMemory};
 use spsc_core::broadcast::{
-    control, BcastLayout, BcastPublishError, BcastPublisher, SubscriberWatch,
+    control, BcastLayout, BcastPublishError, BcastPublisher, SubscriberWatch, WakeOrder,
 };
 use spsc_core::RawRegion;
 
@@ -128,10 +128,15 @@ impl MsgPublisher {
         // and drops after `core` (field order); nothing here makes a
         // reference into it; subscribers only read it (sealed).
         let region = unsafe { RawRegion::new(data.as_ptr(), layout.region_size()) };
-        // Always the publisher's fence: sleepers running `membarrier`
-        // instead (`WakeOrder::SleeperBarrier`) lost wake-ups here; see
-        // docs/ARCHITECTURE.md, "Broadcast".
-        let core = BcastPublisher::create(region, layout)?;
+        let fence = opts
+            .publisher_fence
+            .unwrap_or(matches!(opts.delivery, Delivery::Reliable { .. }));
+        let order = if fence {
+            WakeOrder::PublisherFence
+        } else {
+            super::register_sleeper_barrier()
+        };
+        let core = BcastPublisher::create_ordered(region, layout, order)?;
         let event = Notifier::new()?;
         Ok(Self {
             core,
@@ -146,6 +151,13 @@ impl MsgPublisher {
             since_reap: 0,
             wake_syscalls: 0,
         })
+    }
+
+    /// Who pays for ordering wake-ups: this publisher (a fence after every
+    /// publication) or its sleeping subscribers (`membarrier`); see
+    /// [`BroadcastOptions::publisher_fence`].
+    pub fn wake_order(&self) -> WakeOrder {
+        self.core.wake_order()
     }
 
     /// The largest message, in bytes.

@@ -355,6 +355,15 @@ impl BcastSubscriber {
         how: WaitHow,
         sleeper_barrier: impl FnOnce() -> bool,
     ) -> BcastWait {
+        // The value to sleep on, loaded *before* the announcement: any
+        // wake-up the publisher makes for this announcement increments the
+        // word after seeing it, so after this load, and our `FUTEX_WAIT`
+        // is refused or woken. Loaded after the announcement, it could
+        // already include that increment (a publisher whose scan of an
+        // earlier message saw the announcement late) while the head shows
+        // nothing new, and we would sleep through the next message: the
+        // publisher wakes each announcement once.
+        let futex_value = self.view.wake().load(Ordering::Acquire);
         self.wait_seq = self.wait_seq.wrapping_add(1) & 0x3fff_ffff;
         self.ctl.wait_how().store(how as u32, Ordering::Relaxed);
         self.ctl
@@ -365,7 +374,6 @@ impl BcastSubscriber {
             self.finish_wait();
             return BcastWait::Ready;
         }
-        let futex_value = self.view.wake().load(Ordering::Acquire);
         let closed = self.view.closed().load(Ordering::Acquire);
         let head = self.view.head().load(Ordering::Acquire);
         if head != self.cursor || closed != 0 || self.broken.is_some() {
