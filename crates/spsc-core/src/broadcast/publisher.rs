@@ -43,11 +43,10 @@ pub enum WakeOrder {
     /// `MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED` first: without it,
     /// wake-ups can be lost.
     ///
-    /// **Experimental**: even with the registration and the real call,
-    /// a two-thread stress test lost about one wake-up in 300 000 to 1.5
-    /// million rounds on Linux 6.18 in a VM (the fencing order lost none),
-    /// for a reason not yet understood; sharedring's publishers do not use
-    /// it.
+    /// sharedring's lossy publishers use it where the registration
+    /// succeeds. (A stress test of it lost wake-ups until 2026-11-30: the
+    /// subscriber loaded its futex value after announcing, see
+    /// [`BcastSubscriber::prepare_wait`](super::BcastSubscriber::prepare_wait).)
     SleeperBarrier,
 }
 
