@@ -36,16 +36,6 @@ struct Sub {
     joined_at: u64,
 }
 
-/// One subscriber's control words and the mapping they live in, in one
-/// value: the watch can never outlive its mapping, whatever happens to
-/// the rest of the subscriber's record.
-#[derive(Debug)]
-struct Control {
-    watch: SubscriberWatch,
-    /// Keeps the control region mapped while `watch` points into it.
-    _mapping: SharedMemory,
-}
-
 /// One subscriber, as [`MsgPublisher::subscribers`] lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubscriberInfo {
@@ -97,9 +87,12 @@ pub struct MsgPublisher {
     /// the shared eventfd: saturated it, cleared `O_NONBLOCK`).
     event: Notifier,
     /// Each subscriber's control words, at the index of its `Sub`: kept
-    /// apart from the rest of `Sub` so that the wake-up scan after every
-    /// publication walks one compact array.
-    controls: Vec<Control>,
+    /// apart from the rest of `Sub` (16 bytes each) so that the wake-up
+    /// scan after every publication walks one compact array. Declared
+    /// before `mappings`, so dropped first.
+    watches: Vec<SubscriberWatch>,
+    /// The control regions `watches` point into, index for index.
+    mappings: Vec<SharedMemory>,
     subs: Vec<Sub>,
     opts: BroadcastOptions,
     contract: (u32, u32, u64),
@@ -143,7 +136,8 @@ impl MsgPublisher {
             data,
             layout,
             event,
-            controls: Vec::new(),
+            watches: Vec::new(),
+            mappings: Vec::new(),
             subs: Vec::new(),
             opts: opts.clone(),
             contract,
@@ -197,8 +191,9 @@ impl MsgPublisher {
     pub fn add_subscriber(&mut self, stream: UnixStream) -> Result<u64, BroadcastError> {
         let credentials = peer_credentials(&stream).ok();
         let control = SharedMemory::create("sharedring-broadcast-control", CONTROL_LEN)?;
-        // SAFETY: the mapping lives as long as `control`, kept in the same
-        // `Control` as the watch; access is atomic only.
+        // SAFETY: the mapping lives as long as `control`, kept in
+        // `mappings` at the watch's index and removed only with it (in
+        // `remove_at`); access is atomic only.
         let region = unsafe { RawRegion::new(control.as_ptr(), control::SIZE) };
         let head = self.core.head();
         let watch = SubscriberWatch::create(region, head)?;
@@ -223,10 +218,8 @@ impl MsgPublisher {
             [self.data.as_fd(), control.as_fd(), self.event.as_fd()],
         )?;
         self.next_id += 1;
-        self.controls.push(Control {
-            watch,
-            _mapping: control,
-        });
+        self.watches.push(watch);
+        self.mappings.push(control);
         self.subs.push(Sub {
             id,
             credentials,
@@ -278,9 +271,7 @@ impl MsgPublisher {
     /// After publishing: at most one `FUTEX_WAKE` (all sleepers) and one
     /// eventfd write, whatever the number of subscribers.
     fn wake(&mut self) {
-        let need = self
-            .core
-            .wake_scan(self.controls.iter_mut().map(|c| &mut c.watch));
+        let need = self.core.wake_scan(self.watches.iter_mut());
         if need.futex {
             // SAFETY: the wake word is a 4-aligned word of our mapping,
             // which lives as long as `self.data`.
@@ -362,23 +353,28 @@ impl MsgPublisher {
             wire::gone_many(&socks)
         };
         for &i in gone.iter().rev() {
-            self.subs.swap_remove(i);
-            self.controls.swap_remove(i);
+            self.remove_at(i);
         }
         gone.len()
     }
 
+    /// Forgets subscriber `i` (its record, its watch, then the mapping the
+    /// watch pointed into), keeping the three vectors index for index.
+    fn remove_at(&mut self, i: usize) -> Sub {
+        self.watches.swap_remove(i);
+        self.mappings.swap_remove(i);
+        self.subs.swap_remove(i)
+    }
+
     /// Drops every subscriber for which `gone` is true (its socket is shut
-    /// down, so it sees [`BroadcastError::PeerGone`]), keeping `subs` and
-    /// `controls` index for index. Returns how many.
+    /// down, so it sees [`BroadcastError::PeerGone`]). Returns how many.
     fn drop_where(&mut self, mut gone: impl FnMut(&Sub, &SubscriberWatch) -> bool) -> usize {
         let mut dropped = 0;
         // Backwards: `swap_remove` moves the last element, already seen,
         // into the hole.
         for i in (0..self.subs.len()).rev() {
-            if gone(&self.subs[i], &self.controls[i].watch) {
-                self.controls.swap_remove(i);
-                let s = self.subs.swap_remove(i);
+            if gone(&self.subs[i], &self.watches[i]) {
+                let s = self.remove_at(i);
                 let _ = s.sock.shutdown(std::net::Shutdown::Both);
                 dropped += 1;
             }
@@ -399,9 +395,9 @@ impl MsgPublisher {
         let head = self.core.head();
         self.subs
             .iter()
-            .zip(&self.controls)
-            .map(|(s, c)| {
-                let cursor = c.watch.cursor(head).ok();
+            .zip(&self.watches)
+            .map(|(s, w)| {
+                let cursor = w.cursor(head).ok();
                 SubscriberInfo {
                     id: s.id,
                     credentials: s.credentials,
