@@ -193,7 +193,7 @@ typedef struct sharedring_options {
   uint64_t max_region;
   /*
    Blocking calls spin this long before they sleep, in nanoseconds.
-   0: 20 us; negative: no spinning.
+   0: 100 us; negative: no spinning.
    */
   int64_t spin_ns;
   /*

@@ -21,7 +21,7 @@ pub struct sharedring_options {
     /// Accepting side: the largest ring it maps, in bytes of data. 0: 1 GiB.
     pub max_region: u64,
     /// Blocking calls spin this long before they sleep, in nanoseconds.
-    /// 0: 20 us; negative: no spinning.
+    /// 0: 100 us; negative: no spinning.
     pub spin_ns: i64,
     /// The deadline of the whole handshake, in milliseconds. 0: 10 s;
     /// negative: none.

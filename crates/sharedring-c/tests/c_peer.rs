@@ -106,7 +106,7 @@ fn c_streams_elements_to_rust() {
 #[test]
 fn rust_sleeps_on_an_empty_element_ring_and_c_wakes_it() {
     // The C producer pauses 20 ms every 2000 elements: the Rust receiver
-    // spins 20 us, then sleeps on its eventfd; only the C peer's wake-up
+    // spins its default 100 us, then sleeps on its eventfd; only the C peer's wake-up
     // (or the 10 s timeout, which fails the test) ends that sleep.
     rust_receives_elements(20_000, 2000, 20, false);
 }

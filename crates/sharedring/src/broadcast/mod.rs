@@ -73,6 +73,15 @@ pub use publisher::{MsgPublisher, SubscriberInfo};
 pub use spsc_core::broadcast::WakeOrder;
 pub use subscriber::MsgSubscriber;
 
+/// How long a blocking subscriber re-checks before it sleeps, and how
+/// long a reliable publisher spins on a lagging subscriber before it
+/// yields: 20 µs, the SPSC ends' default of earlier versions. Broadcast
+/// keeps it: its wake-up benchmarks and targets were measured with it,
+/// and a subscriber's sleep costs the publisher one scan entry, not a
+/// stalled stream (the SPSC ends moved to [`crate::DEFAULT_SPIN`], whose
+/// documentation says why).
+pub(crate) const BROADCAST_SPIN: Duration = Duration::from_micros(20);
+
 /// Registers this process for `MEMBARRIER_CMD_GLOBAL_EXPEDITED`, so that a
 /// publisher may leave the wake-up ordering to its subscribers. Falls back
 /// to the publisher's fence where the kernel (or a seccomp filter) says no.

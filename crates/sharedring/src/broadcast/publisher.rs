@@ -327,13 +327,13 @@ impl MsgPublisher {
                 // The departed never catch up: don't wait for them.
                 self.reap();
             }
-            // Spin for the SPSC ends' spin budget, then yield for ten
+            // Spin for the broadcast spin budget, then yield for ten
             // times that, then sleep in short steps: subscribers do not
             // wake the publisher (they cannot write anything it sleeps on),
             // so it polls their cursors.
-            if waited < crate::options::DEFAULT_SPIN {
+            if waited < super::BROADCAST_SPIN {
                 std::hint::spin_loop();
-            } else if waited < 10 * crate::options::DEFAULT_SPIN {
+            } else if waited < 10 * super::BROADCAST_SPIN {
                 std::thread::yield_now();
             } else {
                 std::thread::sleep(Duration::from_micros(50));

@@ -24,10 +24,10 @@ const IDLE_CHECK_EVERY: u32 = 1024;
 /// A sleeping subscriber re-checks that the publisher lives this often
 /// (a futex cannot be waited on together with a socket).
 const LIVENESS_TICK: Duration = Duration::from_millis(50);
-/// How long a blocking receive re-checks before it sleeps (as the SPSC
-/// ends' default spin): a subscriber that keeps up with a fast publisher
-/// then never announces sleep, so it costs the publisher no wake-up.
-const SPIN: Duration = crate::options::DEFAULT_SPIN;
+/// How long a blocking receive re-checks before it sleeps: a subscriber
+/// that keeps up with a fast publisher then never announces sleep, so it
+/// costs the publisher no wake-up.
+const SPIN: Duration = super::BROADCAST_SPIN;
 
 /// The subscribing end of a broadcast of byte messages.
 ///
