@@ -15,12 +15,17 @@
 //! - `atomic-busy`: a raw ping-pong on two atomics in a shared page, the
 //!   physical floor of a busy round trip;
 //! - `validated-line`: the limit of a *validated* busy round trip: per
-//!   direction one cache line holds a header word (sequence number in the
-//!   high half, length in the low half) and an 8-byte payload; the sender
-//!   stores the payload, then the header (release); the receiver loads the
-//!   header once (acquire), checks that it carries exactly the next
-//!   sequence number and a length of at most 8, then loads the payload.
-//!   The busy-round-trip targets are ratios to this row;
+//!   direction a ring of 64 one-line slots (4 KiB, the `Duplex` row's
+//!   ring size), each message in the next line, which holds a header word
+//!   (sequence number in the high half, length in the low half) and the
+//!   8-byte payload; the sender stores the payload, then the header
+//!   (release); the receiver loads the header once (acquire), checks that
+//!   it carries exactly the next sequence number (the previous lap's means
+//!   "not yet") and a length of at most 8, then loads the payload. The
+//!   busy-round-trip targets are ratios to this row;
+//! - `validated-line-fixed`: the same with one line per direction reused
+//!   by every message (for scale; no target refers to it: its round trip
+//!   depends on where its two lines sit, see `LINE_SLOTS`);
 //! - `futex`: a raw futex ping-pong, the floor of a blocking one (the
 //!   park-at-once target is a ratio to it).
 //!
@@ -41,16 +46,24 @@ use rustix::thread::futex;
 use sharedring::{Duplex, Options, Receiver, Sender};
 use sharedring_benches::harness::{Group, Harness, Mode, Ratio};
 use sharedring_benches::peer::{Peer, PeerEnv};
-use sharedring_benches::{probe, SharedPage};
+use sharedring_benches::{probe, SharedMap, SharedPage};
 
 const RING: usize = 64;
 /// The capacity of each ring of the `Duplex` row.
 const DUPLEX_BYTES: usize = 4096;
-/// The lines of the shared page used by the validated one-line rows.
-const PING_LINE: usize = 4;
-const PONG_LINE: usize = 6;
+/// The one-line slots per direction of the `validated-line` reference:
+/// 64 lines, 4 KiB, the size of the `Duplex` row's rings. Each message
+/// goes in the next line, as in any ring. (A single line per direction,
+/// reused by every message, is the row `validated-line-fixed`: its
+/// round trip depends on where its two lines happen to sit in the
+/// processor's caches, 230 ns in one set-up and 300 ns in the next on
+/// the project's VM, so a ratio to it measured the placement of two
+/// lines more than the ring.)
+const LINE_SLOTS: usize = 64;
 /// The largest payload a validated line carries.
 const LINE_PAYLOAD: u64 = 8;
+/// Bytes from one direction's slots to the other's.
+const LINE_DIRECTION: usize = 4096;
 
 /// How many round trips the percentile pass of a row times: enough for a
 /// meaningful p99.99 on the fast rows, a bounded time on the slow ones.
@@ -254,45 +267,81 @@ fn peer_futex(mut env: PeerEnv) {
     }
 }
 
-/// Waits for the next message on a validated line and returns its
-/// payload: one acquire load of the header word, then the checks a
-/// receiver that trusts nothing must make (exactly the next sequence
-/// number, a length within bounds), then the payload.
-fn line_recv(header: &AtomicU64, payload: &AtomicU64, last: &mut u32) -> u64 {
-    let next = last.wrapping_add(1);
-    loop {
-        let h = header.load(Ordering::Acquire);
-        let seq = (h >> 32) as u32;
-        if seq == *last {
-            std::hint::spin_loop();
-            continue;
+/// One direction of a validated one-line ring: `slots` lines from byte
+/// `base` of a shared map, message `k` (counting from 1) in line
+/// `k mod slots`, its header word (sequence number in the high half,
+/// length in the low half) and 8-byte payload at the start of the line.
+struct LineRing {
+    map: std::sync::Arc<SharedMap>,
+    base: usize,
+    slots: usize,
+    /// The sequence number of the last message sent or received.
+    seq: u32,
+}
+
+impl LineRing {
+    fn new(map: std::sync::Arc<SharedMap>, base: usize, slots: usize) -> Self {
+        assert!(base + slots * 64 <= map.len());
+        Self {
+            map,
+            base,
+            slots,
+            seq: 0,
         }
-        let len = h & 0xffff_ffff;
-        assert!(
-            seq == next && len <= LINE_PAYLOAD,
-            "validated line: bad header {h:#x}"
+    }
+
+    fn line(&self, seq: u32) -> (&'static AtomicU64, &'static AtomicU64) {
+        let at = self.base + (seq as usize % self.slots) * 64;
+        (self.map.atomic_u64(at), self.map.atomic_u64(at + 8))
+    }
+
+    /// Sends one 8-byte message: the payload, then the header (release).
+    fn send(&mut self, v: u64) {
+        self.seq = self.seq.wrapping_add(1);
+        let (header, payload) = self.line(self.seq);
+        payload.store(v, Ordering::Relaxed);
+        header.store(
+            (u64::from(self.seq) << 32) | LINE_PAYLOAD,
+            Ordering::Release,
         );
-        *last = next;
-        return payload.load(Ordering::Relaxed);
+    }
+
+    /// Waits for the next message and returns its payload: one acquire
+    /// load of the header word, then the checks a receiver that trusts
+    /// nothing must make (exactly the next sequence number, a length
+    /// within bounds; the previous lap's number, or none yet, means "not
+    /// yet"), then the payload.
+    fn recv(&mut self) -> u64 {
+        let next = self.seq.wrapping_add(1);
+        let (header, payload) = self.line(next);
+        let stale = next.wrapping_sub(self.slots as u32);
+        loop {
+            let h = header.load(Ordering::Acquire);
+            let seq = (h >> 32) as u32;
+            if seq == stale || h == 0 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let len = h & 0xffff_ffff;
+            assert!(
+                seq == next && len <= LINE_PAYLOAD,
+                "validated line: bad header {h:#x}"
+            );
+            self.seq = next;
+            return payload.load(Ordering::Relaxed);
+        }
     }
 }
 
-/// Sends one 8-byte message on a validated line.
-fn line_send(header: &AtomicU64, payload: &AtomicU64, seq: &mut u32, v: u64) {
-    *seq = seq.wrapping_add(1);
-    payload.store(v, Ordering::Relaxed);
-    header.store((u64::from(*seq) << 32) | LINE_PAYLOAD, Ordering::Release);
-}
-
 fn peer_line(mut env: PeerEnv) {
-    let page = SharedPage::map(env.take_fd()).unwrap();
-    let (ping_h, ping_p) = page.line_u64(PING_LINE);
-    let (pong_h, pong_p) = page.line_u64(PONG_LINE);
-    let (mut last, mut seq) = (0u32, 0u32);
+    let slots: usize = env.arg(0);
+    let map = std::sync::Arc::new(SharedMap::map(env.take_fd(), 2 * LINE_DIRECTION).unwrap());
+    let mut ping = LineRing::new(map.clone(), 0, slots);
+    let mut pong = LineRing::new(map, LINE_DIRECTION, slots);
     while let Some(n) = env.next_command() {
         for _ in 0..n {
-            let v = line_recv(ping_h, ping_p, &mut last);
-            line_send(pong_h, pong_p, &mut seq, v);
+            let v = ping.recv();
+            pong.send(v);
         }
     }
 }
@@ -496,17 +545,23 @@ fn page_row(futex_wait: bool) -> RttRow {
     })
 }
 
-fn line_row() -> RttRow {
-    let page = SharedPage::new().unwrap();
-    let fd = rustix::io::dup(&page).unwrap();
-    let peer = Peer::spawn("line", vec![fd], &[]).unwrap();
-    let (mut seq, mut last) = (0u32, 0u32);
-    let (ping_h, ping_p) = page.line_u64(PING_LINE);
-    let (pong_h, pong_p) = page.line_u64(PONG_LINE);
-    RttRow::new("validated-line", true, peer, move |i| {
-        let _mapping = &page;
-        line_send(ping_h, ping_p, &mut seq, i);
-        let v = line_recv(pong_h, pong_p, &mut last);
+/// The validated one-line ring with `slots` lines per direction
+/// (`validated-line`), or one line reused by every message
+/// (`validated-line-fixed`).
+fn line_row(slots: usize) -> RttRow {
+    let map = std::sync::Arc::new(SharedMap::new(2 * LINE_DIRECTION).unwrap());
+    let fd = rustix::io::dup(&*map).unwrap();
+    let peer = Peer::spawn("line", vec![fd], &[slots.to_string()]).unwrap();
+    let mut ping = LineRing::new(map.clone(), 0, slots);
+    let mut pong = LineRing::new(map, LINE_DIRECTION, slots);
+    let id = if slots == 1 {
+        "validated-line-fixed"
+    } else {
+        "validated-line"
+    };
+    RttRow::new(id, true, peer, move |i| {
+        ping.send(i);
+        let v = pong.recv();
         debug_assert_eq!(v, i);
     })
 }
@@ -517,7 +572,8 @@ fn main() {
     }
     let mut h = Harness::new("latency");
     let mut g = h.group("rtt_8B");
-    line_row().measure(&mut g);
+    line_row(LINE_SLOTS).measure(&mut g);
+    line_row(1).measure(&mut g);
     page_row(false).measure(&mut g);
     ring_row(Wait::Busy).measure(&mut g);
     duplex_busy_row().measure(&mut g);
@@ -532,7 +588,7 @@ fn main() {
     // by side, batches of subject and reference alternating; each set of
     // rows set up afresh a few times.
     for _ in 0..g.mode().setups() {
-        let mut line = line_row();
+        let mut line = line_row(LINE_SLOTS);
         let mut busy = ring_row(Wait::Busy);
         let mut duplex = duplex_busy_row();
         let mut shmem_busy = shmem_ipc_row(true);

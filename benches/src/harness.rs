@@ -26,9 +26,10 @@
 //! apart. The benches set the rows up afresh [`Mode::setups`] times and
 //! compare them again each time: on the 2-vCPU VM one set-up of a row
 //! (its rings, its memory, its peer process) can be a third faster than
-//! another (the validated one-line round trip: 220 against 300 ns per
-//! iteration in two runs), while it is steady over all the batches of one
-//! set-up, so only several set-ups show it. Each comparison of each set-up
+//! another (a validated one-line round trip that reuses one line per
+//! direction: 220 against 300 ns per iteration in two runs, which is why
+//! the reference now walks a ring of lines), while it is steady over all
+//! the batches of one set-up, so only several set-ups show it. Each comparison of each set-up
 //! is one JSON line in `target/bench-report/paired.jsonl`.
 //!
 //! `SHAREDRING_BENCH_MODE=full` selects the long settings; anything else

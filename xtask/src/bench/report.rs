@@ -769,9 +769,11 @@ pub fn markdown(
          to shmem-ipc 0.3 measured beside it. The limits: `unchecked-copy` and \
          `unchecked-inplace` (a plain SPSC ring of the same size between the same two \
          pinned processes, no validation, no wake-ups; copied in and out, or written \
-         and read in place), `validated-line` (a busy ping-pong whose sequence \
-         number, length and 8-byte payload share one cache line, the header loaded \
-         once and checked), `futex` (a futex ping-pong). A throughput ratio is \
+         and read in place), `validated-line` (a busy ping-pong through a ring of \
+         64 one-line slots per direction, 4 KiB like the `Duplex` row's rings: each \
+         message's sequence number, length and 8-byte payload share one cache line, \
+         the header loaded once and checked; `validated-line-fixed`, which reuses one \
+         line per direction, is shown for scale), `futex` (a futex ping-pong). A throughput ratio is \
          sharedring's throughput over the reference's; a time ratio is sharedring's \
          round trip over the reference's. Each ratio is measured **interleaved**: \
          subject and reference are set up side by side and run in alternating \
