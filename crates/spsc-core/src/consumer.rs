@@ -39,6 +39,10 @@ pub struct Consumer<T> {
     poisoned: Option<Corruption>,
     /// How many refreshes in a row found nothing new (see `available`).
     empty_refreshes: u32,
+    /// Whether our last read took the producer's inline copy (then the
+    /// slots' lines are not prefetched while we wait: we would not read
+    /// them, and would only take them from the producer).
+    inline_hit: bool,
     _elements: PhantomData<T>,
 }
 
@@ -97,6 +101,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
             wait: WaitWord::default(),
             poisoned: None,
             empty_refreshes: 0,
+            inline_hit: false,
             _elements: PhantomData,
         }
     }
@@ -157,7 +162,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
         // position (a hint; it reads nothing we use). Not while the
         // producer streams: there the prefetch would pull the line it is
         // filling away from it.
-        if self.empty_refreshes >= 2 {
+        if self.empty_refreshes >= 2 && !self.inline_hit {
             crate::copy::prefetch(self.shared.slot(self.cached_write));
         }
         self.refresh()
@@ -193,6 +198,11 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
             Ok(_) => {}
             Err(c) => return Err(PopError::Corrupted(c)),
         }
+        let mut value = T::new_zeroed();
+        if self.take_inline(value.as_mut_bytes().as_mut_ptr(), 1) {
+            self.release(1);
+            return Ok(value);
+        }
         self.shared.track(self.read, 1, false);
         let slot = self.shared.slot(self.read).cast::<T>();
         // SAFETY: the slot lies inside the data area (masked index) and is
@@ -212,9 +222,13 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
         if n == 0 {
             return Ok(0);
         }
+        let bytes = dst[..n].as_mut_bytes();
+        if self.take_inline(bytes.as_mut_ptr(), n) {
+            self.release(n);
+            return Ok(n);
+        }
         self.shared.track(self.read, n, false);
         let (first, first_len, second_len) = self.shared.runs(self.read, n);
-        let bytes = dst[..n].as_mut_bytes();
         let split = first_len * size_of::<T>();
         // SAFETY: `runs` returns slot runs inside the data area, filled by
         // the producer; `bytes` is private and does not overlap them. Any
@@ -229,6 +243,47 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
         }
         self.release(n);
         Ok(n)
+    }
+
+    /// Copies the `n` elements at our position into private `dst` from
+    /// the producer's inline copy, if it holds exactly them: all that is
+    /// published (by our cache), few enough bytes, the copy's tag equal to
+    /// the write position we loaded and its count equal to `n`, and the
+    /// tag unchanged after the copy (a sequence lock: the producer writes
+    /// the tag before the bytes). Otherwise returns `false`, and the
+    /// caller reads the slots, which stay ours until we release them.
+    ///
+    /// Each shared value is loaded once; the second load of the tag only
+    /// confirms the first. Whatever bytes a lying producer leaves there
+    /// are valid elements (`T: FromBytes`), and the count and length come
+    /// from our own validated position, so the copy never leaves the
+    /// inline bytes or `dst`.
+    #[inline]
+    fn take_inline(&mut self, dst: *mut u8, n: usize) -> bool {
+        let len = n * size_of::<T>();
+        if len > crate::layout::INLINE_BYTES || self.cached_available() != n as u64 {
+            self.inline_hit = false;
+            return false;
+        }
+        // Acquire: the copy's bytes written before this tag was stored
+        // are visible (the write position's Acquire load has done so
+        // already for a tag stored before it).
+        let tag = self.shared.inline_end().load(Ordering::Acquire);
+        if tag != self.cached_write
+            || self.shared.inline_count().load(Ordering::Relaxed) != n as u32
+        {
+            self.inline_hit = false;
+            return false;
+        }
+        // SAFETY: `len <= INLINE_BYTES`, and `dst` is valid for `len`
+        // bytes (the caller's `n` elements).
+        unsafe { self.shared.inline_read(dst, len) };
+        // Acquire fence, then the tag again: if any byte we copied was
+        // written for a later publication, its tag (stored before it,
+        // behind a Release fence) is what we see now.
+        fence(Ordering::Acquire);
+        self.inline_hit = self.shared.inline_end().load(Ordering::Relaxed) == tag;
+        self.inline_hit
     }
 
     /// Up to `max` filled slots to read in place, as at most two runs; see

@@ -38,6 +38,31 @@ pub const DATA_OFFSET: usize = 512;
 /// It was padding before layout v2 was amended; the version stays 2.
 pub const PRODUCER_CLOSED_OFFSET: usize = 136;
 
+/// Offset of the inline copy's element count (`u32`), on the producer's
+/// line: how many elements the inline copy holds. See [`INLINE_BYTES`].
+pub const INLINE_COUNT_OFFSET: usize = 140;
+
+/// Offset of the inline copy's tag (`u64`), on the producer's line: the
+/// write position right after the elements of the inline copy.
+pub const INLINE_END_OFFSET: usize = 144;
+
+/// Offset of the inline copy's bytes, on the producer's line.
+pub const INLINE_DATA_OFFSET: usize = 152;
+
+/// The inline copy of an element ring (kind 1): a publication of at most
+/// this many bytes may also be copied onto the producer's line, next to
+/// the write position, so that a consumer that is caught up reads the
+/// position and the elements from one cache line instead of two.
+///
+/// Optional on both sides (it lives in what was padding, zero at
+/// creation): a producer that never writes it leaves the tag at 0, which
+/// never matches a position a consumer reads from, and a consumer that
+/// never reads it reads the slots as before. The slots stay the truth;
+/// the copy is taken only if, around the copy, the tag equals the
+/// position the consumer loaded and the count equals the elements it
+/// takes (a sequence lock; `docs/LAYOUT.md`, "Element rings").
+pub const INLINE_BYTES: usize = 40;
+
 /// Size of one padded line of the header.
 ///
 /// 128 bytes, not 64: Intel's L2 spatial prefetcher fetches cache lines in
@@ -74,7 +99,18 @@ pub(crate) struct Header {
     // closed word once, after the last one).
     pub(crate) write_pos: AtomicU64,
     pub(crate) producer_closed: AtomicU32,
-    pub(crate) _pad1: [u8; LINE - 12],
+    // The inline copy (element rings; `INLINE_BYTES`), on the same 64-byte
+    // line as the write position.
+    pub(crate) inline_count: AtomicU32,
+    pub(crate) inline_end: AtomicU64,
+    #[cfg(not(loom))]
+    pub(crate) inline_data: [u8; INLINE_BYTES],
+    /// Loom only: the inline bytes as 4-byte atomics, so that the model
+    /// checker sees every access of the sequence lock.
+    #[cfg(loom)]
+    pub(crate) inline_data: [AtomicU32; INLINE_BYTES / 4],
+    #[cfg(not(loom))]
+    pub(crate) _pad1: [u8; LINE - 64],
 
     // Line 2: written only by the consumer, on every release.
     pub(crate) read_pos: AtomicU64,
@@ -122,6 +158,11 @@ mod pinned {
     const_assert_eq!(offset_of!(Header, write_pos), 128);
     const_assert_eq!(offset_of!(Header, producer_closed), PRODUCER_CLOSED_OFFSET);
     const_assert_eq!(PRODUCER_CLOSED_OFFSET, 136);
+    const_assert_eq!(offset_of!(Header, inline_count), INLINE_COUNT_OFFSET);
+    const_assert_eq!(offset_of!(Header, inline_end), INLINE_END_OFFSET);
+    const_assert_eq!(offset_of!(Header, inline_data), INLINE_DATA_OFFSET);
+    // The inline copy shares the 64-byte line of the write position.
+    const_assert_eq!(INLINE_DATA_OFFSET + INLINE_BYTES, 192);
     const_assert_eq!(offset_of!(Header, read_pos), 256);
     const_assert_eq!(offset_of!(Header, consumer_wait), 384);
     const_assert_eq!(offset_of!(Header, producer_wait), 388);

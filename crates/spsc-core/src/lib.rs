@@ -140,7 +140,8 @@ pub use chunk::{ReadChunk, SharedSlice, SharedSliceMut, WriteChunk};
 pub use consumer::Consumer;
 pub use error::{Corruption, Field, LayoutError, PopError, PushError, SetupError};
 pub use layout::{
-    RingLayout, DATA_OFFSET, KIND_ELEMENTS, LINE, MAGIC, PRODUCER_CLOSED_OFFSET, VERSION,
+    RingLayout, DATA_OFFSET, INLINE_BYTES, INLINE_COUNT_OFFSET, INLINE_DATA_OFFSET,
+    INLINE_END_OFFSET, KIND_ELEMENTS, LINE, MAGIC, PRODUCER_CLOSED_OFFSET, VERSION,
     VERSION_ELEMENTS_V1,
 };
 pub use msg::{

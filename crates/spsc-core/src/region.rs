@@ -139,6 +139,73 @@ impl Shared {
         field!(self, producer_closed)
     }
 
+    /// The inline copy's element count (offset 140).
+    pub(crate) fn inline_count(&self) -> &AtomicU32 {
+        field!(self, inline_count)
+    }
+
+    /// The inline copy's tag (offset 144): the write position after it.
+    pub(crate) fn inline_end(&self) -> &AtomicU64 {
+        field!(self, inline_end)
+    }
+
+    /// Copies `len <= INLINE_BYTES` private bytes into the inline copy.
+    ///
+    /// # Safety
+    ///
+    /// `src` is valid for reads of `len` bytes.
+    #[inline]
+    pub(crate) unsafe fn inline_write(&self, src: *const u8, len: usize) {
+        assert!(len <= layout::INLINE_BYTES);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: the inline bytes lie in the header, which the region
+            // holds (`check_fits`); `len` fits them, and `src` is the
+            // caller's. The copy touches the shared side only with
+            // volatile accesses, and no reference to it is made.
+            unsafe {
+                let dst = addr_of!((*self.header()).inline_data);
+                crate::copy::to_shared(dst.cast::<u8>().cast_mut(), src, len);
+            }
+        }
+        #[cfg(loom)]
+        {
+            assert!(len % 4 == 0);
+            for (i, word) in field!(self, inline_data)[..len / 4].iter().enumerate() {
+                // SAFETY: `src` is valid for `len` bytes.
+                let v = unsafe { src.add(4 * i).cast::<u32>().read_unaligned() };
+                word.store(v, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Copies `len <= INLINE_BYTES` bytes of the inline copy out.
+    ///
+    /// # Safety
+    ///
+    /// `dst` is valid for writes of `len` bytes.
+    #[inline]
+    pub(crate) unsafe fn inline_read(&self, dst: *mut u8, len: usize) {
+        assert!(len <= layout::INLINE_BYTES);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: as in `inline_write`, the other way round.
+            unsafe {
+                let src = addr_of!((*self.header()).inline_data);
+                crate::copy::from_shared(dst, src.cast::<u8>(), len);
+            }
+        }
+        #[cfg(loom)]
+        {
+            assert!(len % 4 == 0);
+            for (i, word) in field!(self, inline_data)[..len / 4].iter().enumerate() {
+                let v = word.load(Ordering::Relaxed);
+                // SAFETY: `dst` is valid for `len` bytes.
+                unsafe { dst.add(4 * i).cast::<u32>().write_unaligned(v) };
+            }
+        }
+    }
+
     pub(crate) fn producer_wait(&self) -> &AtomicU32 {
         field!(self, producer_wait)
     }
@@ -242,7 +309,9 @@ impl Shared {
                     _pad0: [0; layout::LINE - 40],
                     write_pos: AtomicU64::new(0),
                     producer_closed: AtomicU32::new(0),
-                    _pad1: [0; layout::LINE - 12],
+                    inline_count: AtomicU32::new(0),
+                    inline_end: AtomicU64::new(0),
+                    inline_data: core::array::from_fn(|_| AtomicU32::new(0)),
                     read_pos: AtomicU64::new(0),
                     _pad2: [0; layout::LINE - 8],
                     consumer_wait: AtomicU32::new(0),

@@ -152,7 +152,8 @@ fn honest_consumer(region: RawRegion, seen: &Seen, stop: &AtomicBool) {
 fn scribble(region: RawRegion, stop: &AtomicBool, started: &AtomicBool) {
     let mut rng = Rng::new(0xbad);
     let len = region.len();
-    let hot = [0usize, 8, 12, 16, 24, 32, 128, 256, 384, 388];
+    // The control words, and the inline copy (count, tag, bytes).
+    let hot = [0usize, 8, 12, 16, 24, 32, 128, 136, 144, 152, 256, 384, 388];
     while !stop.load(Ordering::Relaxed) {
         let offset = if rng.next_u32() % 2 == 0 {
             hot[rng.next_u32() as usize % hot.len()]

@@ -26,6 +26,89 @@ fn poke32(region: RawRegion, offset: usize, value: u32) {
 
 const WRITE_POS: usize = 128;
 const READ_POS: usize = 256;
+const INLINE_COUNT: usize = 140;
+const INLINE_END: usize = 144;
+const INLINE_DATA: usize = 152;
+const DATA: usize = 512;
+
+/// The consumer takes the producer's inline copy (on the write position's
+/// line) only when its tag is the write position it loaded and its count
+/// is what it takes; otherwise it reads the slots. The slots are made to
+/// differ from the copy here, so each answer shows which one was read.
+#[test]
+fn the_inline_copy_is_taken_only_when_its_tag_and_count_match() {
+    let mut buf = common::buffer_for::<u64>(8);
+    let region = buf.region();
+    let mut tx = Producer::<u64>::create(region, 8).unwrap();
+    let mut rx = Consumer::<u64>::attach(region, 8).unwrap();
+
+    // The producer copies a small publication inline: tag, count, bytes.
+    tx.push(7).unwrap();
+    assert_eq!(peek64(region, INLINE_END), 1);
+    assert_eq!(peek32(region, INLINE_COUNT), 1);
+    assert_eq!(peek64(region, INLINE_DATA), 7);
+    poke64(region, DATA, 99); // the slot says otherwise
+    assert_eq!(rx.pop(), Ok(7), "taken from the inline copy");
+
+    // A tag that is not the write position: the slot.
+    tx.push(8).unwrap();
+    poke64(region, INLINE_END, 0);
+    poke64(region, INLINE_DATA, 55);
+    assert_eq!(rx.pop(), Ok(8), "read from the slot");
+
+    // A count that is not what the consumer takes: the slots.
+    tx.push_slice(&[1, 2]).unwrap();
+    assert_eq!(peek32(region, INLINE_COUNT), 2);
+    poke32(region, INLINE_COUNT, u32::MAX);
+    poke64(region, INLINE_DATA, 55);
+    let mut two = [0u64; 2];
+    assert_eq!(rx.pop_slice(&mut two), Ok(2));
+    assert_eq!(two, [1, 2]);
+
+    // Taking fewer than were published: the slots (the copy holds the
+    // whole publication).
+    tx.push_slice(&[3, 4]).unwrap();
+    poke64(region, INLINE_DATA, 55);
+    let mut one = [0u64; 1];
+    assert_eq!(rx.pop_slice(&mut one), Ok(1));
+    assert_eq!(one, [3]);
+    assert_eq!(rx.pop_slice(&mut one), Ok(1));
+    assert_eq!(one, [4]);
+
+    // More than fits inline (6 x 8 > 40 bytes): no copy, the tag stays.
+    tx.push_slice(&[10, 11, 12, 13, 14, 15]).unwrap();
+    assert_eq!(peek64(region, INLINE_END), 6);
+    let mut six = [0u64; 6];
+    assert_eq!(rx.pop_slice(&mut six), Ok(6));
+    assert_eq!(six, [10, 11, 12, 13, 14, 15]);
+    assert_eq!(rx.corruption(), None);
+}
+
+/// A producer that never writes the inline copy (a peer written from the
+/// layout before the copy existed, which left the words at zero): the
+/// consumer reads the slots.
+#[test]
+fn a_producer_without_the_inline_copy_is_read_from_the_slots() {
+    let mut buf = common::buffer_for::<u64>(8);
+    let region = buf.region();
+    let mut rx = Consumer::<u64>::create(region, 8).unwrap();
+    for (i, v) in [5u64, 6, 7].into_iter().enumerate() {
+        poke64(region, DATA + 8 * i, v);
+        poke64(region, WRITE_POS, i as u64 + 1);
+        assert_eq!(rx.pop(), Ok(v));
+    }
+    assert_eq!(peek64(region, INLINE_END), 0);
+}
+
+fn peek64(region: RawRegion, offset: usize) -> u64 {
+    // SAFETY: as in `poke64`.
+    unsafe { core::ptr::read_volatile(region.as_ptr().add(offset).cast::<u64>()) }
+}
+
+fn peek32(region: RawRegion, offset: usize) -> u32 {
+    // SAFETY: as in `poke64`.
+    unsafe { core::ptr::read_volatile(region.as_ptr().add(offset).cast::<u32>()) }
+}
 
 #[test]
 fn layout_rejects_impossible_geometry() {
