@@ -75,9 +75,14 @@ impl<T: Element> Receiver<T> {
     /// Copies out as much as is available into `dst`, in steps (see
     /// `step_len`), releasing after each step so that the sender can refill
     /// one step while we copy out the next.
+    #[inline]
     fn pop_steps(&mut self, dst: &mut [T]) -> Result<usize, Corruption> {
         let consumer = &mut self.end.half;
         let step = step_len::<T>(consumer.capacity());
+        if dst.len() <= step {
+            // One step: the common small receive, without the loop.
+            return consumer.pop_slice(dst);
+        }
         let mut done = 0;
         while done < dst.len() {
             let end = (done + step).min(dst.len());

@@ -107,9 +107,14 @@ impl<T: Element> Sender<T> {
     /// message would make the two sides take turns (we fill the ring, then
     /// the receiver empties it); in steps, the receiver copies one step out
     /// while we copy the next one in.
+    #[inline]
     fn push_steps(&mut self, src: &[T]) -> Result<usize, Corruption> {
         let producer = &mut self.end.half;
         let step = step_len::<T>(producer.capacity());
+        if src.len() <= step {
+            // One step: the common small send, without the loop.
+            return producer.push_slice(src);
+        }
         let mut done = 0;
         while done < src.len() {
             let end = (done + step).min(src.len());
