@@ -117,6 +117,7 @@
 
 #[macro_use]
 mod endpoint;
+mod barrier;
 pub mod broadcast;
 mod elements;
 mod error;

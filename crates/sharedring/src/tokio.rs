@@ -166,8 +166,9 @@ macro_rules! async_end {
                 "# Ok(()) }\n",
                 "```",
             )]
-            pub fn into_async(self) -> Result<$async $(<$t>)?, Error> {
+            pub fn into_async(mut self) -> Result<$async $(<$t>)?, Error> {
                 let reactor = Reactor::new(&self.end)?;
+                self.end.for_event_loop();
                 Ok($async { inner: self, reactor })
             }
         }

@@ -330,7 +330,8 @@ macro_rules! ring_source {
         }
 
         impl<$($gen)*> private::Sealed for $ty {
-            fn into_entry(self) -> EntryBox {
+            fn into_entry(mut self) -> EntryBox {
+                self.end.for_event_loop();
                 EntryBox(Entry::Ring(Ring {
                     end: Box::new(self),
                     armed: false,
@@ -355,7 +356,10 @@ macro_rules! ring_source {
             fn advance(self: Box<Self>) -> Result<Step, Error> {
                 Ok(match (*self).advance()? {
                     Progress::Pending(p) => Step::Pending(Box::new(p)),
-                    Progress::Done(end) => Step::Done(Box::new(end)),
+                    Progress::Done(mut end) => {
+                        end.end.for_event_loop();
+                        Step::Done(Box::new(end))
+                    }
                 })
             }
             fn as_any_mut(&mut self) -> &mut dyn Any {

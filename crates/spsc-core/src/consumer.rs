@@ -311,7 +311,8 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
     /// returns `true`, wake the producer. One full fence, no syscall.
     #[inline]
     pub fn needs_wake(&mut self) -> bool {
-        self.waker.check(self.shared.producer_wait())
+        self.waker
+            .check(self.shared.producer_wait(), self.shared.producer_barrier())
     }
 
     /// Announces that we are about to sleep until data arrives, then
@@ -322,15 +323,15 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
         if let Some(c) = self.poisoned {
             return Err(c);
         }
-        self.wait.announce(self.shared.consumer_wait());
-        // SeqCst fence between our announcement and our re-check; see the
-        // `wake` module for the argument.
-        fence(Ordering::SeqCst);
+        // The announcement, then a SeqCst fence (and the sleeper's barrier
+        // if we declared one) before our re-check; see the `wake` module.
+        let ordered = self.wait.announce(self.shared.consumer_wait());
         match self.refresh() {
             // Closed and empty: the end is there, don't sleep. (The
             // producer's `close` stores the mark, then fences and loads
-            // our wait word: one of us sees the other.)
-            Ok(0) if !self.producer_closed() => Ok(WaitCheck::Sleep),
+            // our wait word: one of us sees the other.) A failed barrier:
+            // don't sleep either (the producer may have skipped its fence).
+            Ok(0) if ordered && !self.producer_closed() => Ok(WaitCheck::Sleep),
             Ok(_) => {
                 self.finish_wait();
                 Ok(WaitCheck::Ready)
@@ -447,10 +448,42 @@ impl<T> Consumer<T> {
         self.poisoned
     }
 
-    /// Announces sleep in our wait word. The caller follows with a SeqCst
-    /// fence, then re-checks whatever it waits for.
-    pub(crate) fn announce_wait(&mut self) {
-        self.wait.announce(self.shared.consumer_wait());
+    /// Announces sleep in our wait word, then fences (and runs the
+    /// sleeper's barrier if we declared one); the caller then re-checks
+    /// whatever it waits for. `false`: the barrier failed, don't sleep.
+    #[must_use]
+    pub(crate) fn announce_wait(&mut self) -> bool {
+        self.wait.announce(self.shared.consumer_wait())
+    }
+
+    /// Declares that every announcement of ours runs `barrier`, which
+    /// must be `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` (or
+    /// stronger), after its fence: a registered producer may then skip
+    /// the fence of its wake-up checks. See [`SLEEPER_BARRIER`](crate::SLEEPER_BARRIER).
+    /// `barrier` returns `false` if it failed; the announcement is then
+    /// not slept on ([`prepare_wait`](Self::prepare_wait) answers
+    /// `Ready`).
+    pub fn declare_sleeper_barrier(&mut self, barrier: fn() -> bool) {
+        self.wait
+            .declare_barrier(self.shared.consumer_barrier(), barrier);
+    }
+
+    /// Withdraws [`declare_sleeper_barrier`](Self::declare_sleeper_barrier):
+    /// stores 0 in our declaration, then runs the barrier once (so a peer
+    /// check that read the declaration before is ordered by it); our
+    /// announcements then only fence. For a half handed to an event loop
+    /// that announces often. `false` if that barrier failed (the
+    /// declaration then stays).
+    pub fn withdraw_sleeper_barrier(&mut self) -> bool {
+        self.wait.withdraw_barrier(self.shared.consumer_barrier())
+    }
+
+    /// Says that this process registered with
+    /// `MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`: our wake-up checks
+    /// skip their fence when the producer declared its sleeper's barrier
+    /// ([`SLEEPER_BARRIER`](crate::SLEEPER_BARRIER)).
+    pub fn set_registered_for_sleeper_barrier(&mut self) {
+        self.waker.set_registered();
     }
 
     /// Withdraws the announcement (for wrappers).
@@ -462,13 +495,15 @@ impl<T> Consumer<T> {
     /// wait word), for wrappers.
     #[inline]
     pub(crate) fn check_wake(&mut self) -> bool {
-        self.waker.check(self.shared.producer_wait())
+        self.waker
+            .check(self.shared.producer_wait(), self.shared.producer_barrier())
     }
 
     /// Releases `n` slots read through a chunk and says whether the
     /// producer must be woken.
     pub(crate) fn release_chunk(&mut self, n: usize) -> bool {
         self.release(n);
-        self.waker.check(self.shared.producer_wait())
+        self.waker
+            .check(self.shared.producer_wait(), self.shared.producer_barrier())
     }
 }

@@ -63,6 +63,25 @@ pub const INLINE_DATA_OFFSET: usize = 152;
 /// takes (a sequence lock; `docs/LAYOUT.md`, "Element rings").
 pub const INLINE_BYTES: usize = 40;
 
+/// Offset of the consumer's sleeper-barrier declaration (`u32`), on the
+/// wait words' line; [`PRODUCER_BARRIER_OFFSET`] is the producer's.
+///
+/// A side that stores [`SLEEPER_BARRIER`] in its own word promises to run
+/// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` after its fence and
+/// before its re-check, every time it announces sleep. Its peer may then
+/// skip the fence of its wake-up check, if the peer's process registered
+/// with `MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`: the barrier makes the
+/// peer's CPU pass a full fence instead. Zero at creation, so a peer that
+/// never declares is always fenced for, and a peer that never reads the
+/// declarations always fences (`docs/LAYOUT.md`, "Wake-ups").
+pub const CONSUMER_BARRIER_OFFSET: usize = 392;
+
+/// Offset of the producer's sleeper-barrier declaration (`u32`).
+pub const PRODUCER_BARRIER_OFFSET: usize = 396;
+
+/// The value of a sleeper-barrier declaration: "I run the barrier".
+pub const SLEEPER_BARRIER: u32 = 1;
+
 /// Size of one padded line of the header.
 ///
 /// 128 bytes, not 64: Intel's L2 spatial prefetcher fetches cache lines in
@@ -124,7 +143,13 @@ pub(crate) struct Header {
     // shared in both caches, so the loads cost nothing.
     pub(crate) consumer_wait: AtomicU32,
     pub(crate) producer_wait: AtomicU32,
-    pub(crate) _pad3: [u8; LINE - 8],
+    // Each side's declaration that it runs the sleeper's barrier before
+    // every re-check (`SLEEPER_BARRIER`), written once by its owner: on
+    // the wait words' line, which the waker loads anyway.
+    pub(crate) consumer_barrier: AtomicU32,
+    pub(crate) producer_barrier: AtomicU32,
+    #[cfg(not(loom))]
+    pub(crate) _pad3: [u8; LINE - 16],
 
     /// Loom only: one tracked cell per slot, so that the model checker
     /// sees every data access and reports any that is not ordered by the
@@ -166,6 +191,14 @@ mod pinned {
     const_assert_eq!(offset_of!(Header, read_pos), 256);
     const_assert_eq!(offset_of!(Header, consumer_wait), 384);
     const_assert_eq!(offset_of!(Header, producer_wait), 388);
+    const_assert_eq!(
+        offset_of!(Header, consumer_barrier),
+        CONSUMER_BARRIER_OFFSET
+    );
+    const_assert_eq!(
+        offset_of!(Header, producer_barrier),
+        PRODUCER_BARRIER_OFFSET
+    );
     const_assert_eq!(size_of::<Header>(), DATA_OFFSET);
     const_assert_eq!(align_of::<Header>(), LINE);
     const_assert_eq!(DATA_OFFSET % LINE, 0);

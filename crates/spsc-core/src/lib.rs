@@ -140,9 +140,9 @@ pub use chunk::{ReadChunk, SharedSlice, SharedSliceMut, WriteChunk};
 pub use consumer::Consumer;
 pub use error::{Corruption, Field, LayoutError, PopError, PushError, SetupError};
 pub use layout::{
-    RingLayout, DATA_OFFSET, INLINE_BYTES, INLINE_COUNT_OFFSET, INLINE_DATA_OFFSET,
-    INLINE_END_OFFSET, KIND_ELEMENTS, LINE, MAGIC, PRODUCER_CLOSED_OFFSET, VERSION,
-    VERSION_ELEMENTS_V1,
+    RingLayout, CONSUMER_BARRIER_OFFSET, DATA_OFFSET, INLINE_BYTES, INLINE_COUNT_OFFSET,
+    INLINE_DATA_OFFSET, INLINE_END_OFFSET, KIND_ELEMENTS, LINE, MAGIC, PRODUCER_BARRIER_OFFSET,
+    PRODUCER_CLOSED_OFFSET, SLEEPER_BARRIER, VERSION, VERSION_ELEMENTS_V1,
 };
 pub use msg::{
     Batch, MsgConsumer, MsgLayout, MsgPopError, MsgProducer, MsgPushError, Record, Reservation,

@@ -279,7 +279,8 @@ impl<T: FromBytes + IntoBytes + Immutable> Producer<T> {
     /// costs a wake-up.
     #[inline]
     pub fn needs_wake(&mut self) -> bool {
-        self.waker.check(self.shared.consumer_wait())
+        self.waker
+            .check(self.shared.consumer_wait(), self.shared.consumer_barrier())
     }
 
     /// Announces that we are about to sleep until the consumer frees at
@@ -293,14 +294,14 @@ impl<T: FromBytes + IntoBytes + Immutable> Producer<T> {
         if let Some(c) = self.poisoned {
             return Err(c);
         }
-        self.wait.announce(self.shared.producer_wait());
-        // SeqCst fence between our announcement and our re-check, paired
-        // with the one in the consumer's `needs_wake` between its release
-        // and its check of our announcement: at least one side sees the
-        // other's store, so no wake-up is lost.
-        fence(Ordering::SeqCst);
+        // The announcement, then a SeqCst fence (and the sleeper's barrier
+        // if we declared one) before our re-check, paired with the
+        // consumer's fence (or our barrier) between its release and its
+        // check of our announcement: at least one side sees the other's
+        // store, so no wake-up is lost. A failed barrier: don't sleep.
+        let ordered = self.wait.announce(self.shared.producer_wait());
         match self.refresh() {
-            Ok(free) if free >= (want as u64).min(self.shared.capacity()) => {
+            Ok(free) if !ordered || free >= (want as u64).min(self.shared.capacity()) => {
                 self.finish_wait();
                 Ok(WaitCheck::Ready)
             }
@@ -315,6 +316,36 @@ impl<T: FromBytes + IntoBytes + Immutable> Producer<T> {
     /// Withdraws the announcement of [`prepare_wait`](Self::prepare_wait).
     pub fn finish_wait(&mut self) {
         self.wait.withdraw(self.shared.producer_wait());
+    }
+
+    /// Declares that every announcement of ours runs `barrier`, which
+    /// must be `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` (or
+    /// stronger), after its fence: a registered consumer may then skip
+    /// the fence of its wake-up checks. See [`SLEEPER_BARRIER`](crate::SLEEPER_BARRIER).
+    /// `barrier` returns `false` if it failed; the announcement is then
+    /// not slept on ([`prepare_wait`](Self::prepare_wait) answers
+    /// `Ready`).
+    pub fn declare_sleeper_barrier(&mut self, barrier: fn() -> bool) {
+        self.wait
+            .declare_barrier(self.shared.producer_barrier(), barrier);
+    }
+
+    /// Withdraws [`declare_sleeper_barrier`](Self::declare_sleeper_barrier):
+    /// stores 0 in our declaration, then runs the barrier once (so a peer
+    /// check that read the declaration before is ordered by it); our
+    /// announcements then only fence. For a half handed to an event loop
+    /// that announces often. `false` if that barrier failed (the
+    /// declaration then stays).
+    pub fn withdraw_sleeper_barrier(&mut self) -> bool {
+        self.wait.withdraw_barrier(self.shared.producer_barrier())
+    }
+
+    /// Says that this process registered with
+    /// `MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED`: our wake-up checks
+    /// skip their fence when the consumer declared its sleeper's barrier
+    /// ([`SLEEPER_BARRIER`](crate::SLEEPER_BARRIER)).
+    pub fn set_registered_for_sleeper_barrier(&mut self) {
+        self.waker.set_registered();
     }
 
     /// The corruption this handle has seen, if any.
@@ -352,7 +383,8 @@ impl<T> Producer<T> {
         // The wake-up check of a publication: SeqCst fence, then the
         // consumer's wait word (see the `wake` module; the consumer's
         // `prepare_wait` re-checks the mark after its fence).
-        self.waker.check(self.shared.consumer_wait())
+        self.waker
+            .check(self.shared.consumer_wait(), self.shared.consumer_barrier())
     }
 }
 
@@ -406,6 +438,7 @@ impl<T> Producer<T> {
     /// consumer must be woken.
     pub(crate) fn commit_chunk(&mut self, n: usize) -> bool {
         self.publish(n);
-        self.waker.check(self.shared.consumer_wait())
+        self.waker
+            .check(self.shared.consumer_wait(), self.shared.consumer_barrier())
     }
 }

@@ -214,6 +214,16 @@ impl Shared {
         field!(self, consumer_wait)
     }
 
+    /// The consumer's sleeper-barrier declaration (offset 392).
+    pub(crate) fn consumer_barrier(&self) -> &AtomicU32 {
+        field!(self, consumer_barrier)
+    }
+
+    /// The producer's sleeper-barrier declaration (offset 396).
+    pub(crate) fn producer_barrier(&self) -> &AtomicU32 {
+        field!(self, producer_barrier)
+    }
+
     /// Pointer to the slot of `pos`, always inside the data area because
     /// the index is masked with our own capacity.
     pub(crate) fn slot(&self, pos: u64) -> *mut u8 {
@@ -316,7 +326,8 @@ impl Shared {
                     _pad2: [0; layout::LINE - 8],
                     consumer_wait: AtomicU32::new(0),
                     producer_wait: AtomicU32::new(0),
-                    _pad3: [0; layout::LINE - 8],
+                    consumer_barrier: AtomicU32::new(0),
+                    producer_barrier: AtomicU32::new(0),
                     track: core::array::from_fn(|_| loom::cell::UnsafeCell::new(())),
                     record_words: core::array::from_fn(|_| AtomicU64::new(0)),
                 });

@@ -86,11 +86,7 @@ pub(crate) const BROADCAST_SPIN: Duration = Duration::from_micros(20);
 /// publisher may leave the wake-up ordering to its subscribers. Falls back
 /// to the publisher's fence where the kernel (or a seccomp filter) says no.
 fn register_sleeper_barrier() -> WakeOrder {
-    use rustix::thread::{membarrier, membarrier_query, MembarrierCommand, MembarrierQuery};
-    let need = MembarrierQuery::GLOBAL_EXPEDITED | MembarrierQuery::REGISTER_GLOBAL_EXPEDITED;
-    if membarrier_query().contains(need)
-        && membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok()
-    {
+    if crate::barrier::registered() {
         WakeOrder::SleeperBarrier
     } else {
         WakeOrder::PublisherFence
@@ -99,15 +95,13 @@ fn register_sleeper_barrier() -> WakeOrder {
 
 /// Whether this process may run the sleeper's barrier.
 fn sleeper_barrier_available() -> bool {
-    use rustix::thread::{membarrier_query, MembarrierQuery};
-    membarrier_query().contains(MembarrierQuery::GLOBAL_EXPEDITED)
+    crate::barrier::available()
 }
 
 /// The sleeper's barrier: every running thread of every registered process
 /// (the publisher) passes a full memory barrier before this returns.
 fn sleeper_barrier() -> bool {
-    use rustix::thread::{membarrier, MembarrierCommand};
-    membarrier(MembarrierCommand::GlobalExpedited).is_ok()
+    crate::barrier::run()
 }
 
 use crate::Element;

@@ -62,6 +62,19 @@ macro_rules! element_kind {
             fn corruption(half: &$half<T>) -> Option<Corruption> {
                 half.corruption()
             }
+            fn wake_order(half: &mut $half<T>, barrier: Option<fn() -> bool>, registered: bool) {
+                if let Some(barrier) = barrier {
+                    half.declare_sleeper_barrier(barrier);
+                }
+                if registered {
+                    half.set_registered_for_sleeper_barrier();
+                }
+            }
+            fn withdraw_barrier(half: &mut $half<T>) {
+                // A failed barrier keeps the declaration: our arms then
+                // keep running it, which is slower, never unsafe.
+                let _ = half.withdraw_sleeper_barrier();
+            }
         }
     };
 }

@@ -117,6 +117,13 @@ pub(crate) trait Kind {
     fn attach(region: RawRegion, g: &Geometry) -> Result<Self::Half, spsc_core::SetupError>;
     /// The sticky corruption the half has seen, if any.
     fn corruption(half: &Self::Half) -> Option<spsc_core::Corruption>;
+    /// Sets how the half orders its wake-ups: `barrier` declares the
+    /// sleeper's barrier for its own sleeps, `registered` lets its wake-up
+    /// checks skip their fence for a peer that declared one.
+    fn wake_order(half: &mut Self::Half, barrier: Option<fn() -> bool>, registered: bool);
+    /// Withdraws the sleeper's barrier of the half, if declared (for an
+    /// event loop, whose every arm would otherwise run it).
+    fn withdraw_barrier(half: &mut Self::Half);
 }
 
 /// A ring of kind `K` created here: the half, the parts we keep, and the

@@ -9,7 +9,7 @@ use crate::consumer::Consumer;
 use crate::copy;
 use crate::error::{Corruption, Field, PopError, SetupError};
 use crate::region::RawRegion;
-use crate::sync::{fence, Ordering};
+use crate::sync::Ordering;
 use crate::wake::WaitCheck;
 
 /// The consuming half of a message ring.
@@ -435,6 +435,23 @@ impl MsgConsumer {
         self.inner.needs_wake()
     }
 
+    /// Declares the sleeper's barrier for our announcements; see
+    /// [`Consumer::declare_sleeper_barrier`](crate::Consumer::declare_sleeper_barrier).
+    pub fn declare_sleeper_barrier(&mut self, barrier: fn() -> bool) {
+        self.inner.declare_sleeper_barrier(barrier);
+    }
+
+    /// Withdraws the declaration; see
+    /// [`Consumer::withdraw_sleeper_barrier`](crate::Consumer::withdraw_sleeper_barrier).
+    pub fn withdraw_sleeper_barrier(&mut self) -> bool {
+        self.inner.withdraw_sleeper_barrier()
+    }
+
+    /// Our process is registered for the sleeper's barrier; see
+    /// [`Consumer::set_registered_for_sleeper_barrier`](crate::Consumer::set_registered_for_sleeper_barrier).
+    pub fn set_registered_for_sleeper_barrier(&mut self) {
+        self.inner.set_registered_for_sleeper_barrier();
+    }
     /// Announces that we are about to sleep until a message arrives, then
     /// re-checks. See [`MsgProducer::prepare_wait`](crate::MsgProducer::prepare_wait)
     /// for the protocol; the producer's
@@ -454,13 +471,18 @@ impl MsgConsumer {
         if let Some(c) = self.inner.poisoned() {
             return Err(c);
         }
-        self.inner.announce_wait();
-        // SeqCst fence between our announcement and our re-check of the
-        // next header word, paired with the one in the producer's
+        // The announcement, then a SeqCst fence (and the sleeper's barrier
+        // if we declared one) before our re-check of the next header
+        // word, paired with the producer's fence (or our barrier) in its
         // `needs_wake` (or commit) between its Release store of that word
         // and its load of our wait word: at least one side sees the
         // other's store, so no wake-up is lost. See the `wake` module.
-        fence(Ordering::SeqCst);
+        let ordered = self.inner.announce_wait();
+        if !ordered {
+            // The barrier failed: don't sleep on this announcement.
+            self.finish_wait();
+            return Ok(WaitCheck::Ready);
+        }
         match self.next() {
             Ok(_) => {
                 self.finish_wait();

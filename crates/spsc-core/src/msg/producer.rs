@@ -344,6 +344,24 @@ impl MsgProducer {
         self.inner.finish_wait()
     }
 
+    /// Declares the sleeper's barrier for our announcements; see
+    /// [`Producer::declare_sleeper_barrier`](crate::Producer::declare_sleeper_barrier).
+    pub fn declare_sleeper_barrier(&mut self, barrier: fn() -> bool) {
+        self.inner.declare_sleeper_barrier(barrier);
+    }
+
+    /// Withdraws the declaration; see
+    /// [`Producer::withdraw_sleeper_barrier`](crate::Producer::withdraw_sleeper_barrier).
+    pub fn withdraw_sleeper_barrier(&mut self) -> bool {
+        self.inner.withdraw_sleeper_barrier()
+    }
+
+    /// Our process is registered for the sleeper's barrier; see
+    /// [`Producer::set_registered_for_sleeper_barrier`](crate::Producer::set_registered_for_sleeper_barrier).
+    pub fn set_registered_for_sleeper_barrier(&mut self) {
+        self.inner.set_registered_for_sleeper_barrier();
+    }
+
     /// Closes the stream: after the last record (its header word and the
     /// write position hint are stored by every publication), stores 1 in
     /// the header's "closed" word (Release), then checks, as after a
