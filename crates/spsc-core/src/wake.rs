@@ -138,8 +138,13 @@ impl Waker {
     #[inline]
     pub(crate) fn check(&mut self, peer_word: &AtomicU32, peer_decl: &AtomicU32) -> bool {
         // Pairs with the sleeper's fence, or with its barrier when it
-        // declared one and we are registered; see the module docs. (Loom
-        // cannot model the barrier: its builds always fence.)
+        // declared one and we are registered; see the module docs. The
+        // barrier makes our CPU pass a full barrier at an instruction
+        // boundary, so without the fence all we must prevent is the
+        // compiler moving the load of the wait word above the caller's
+        // store of the position: a compiler fence, which emits nothing.
+        // (Loom cannot model the barrier: its builds always fence.)
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
         #[cfg(not(loom))]
         let skip =
             self.registered && peer_decl.load(Ordering::Relaxed) == crate::layout::SLEEPER_BARRIER;

@@ -154,7 +154,9 @@ fn scribble(region: RawRegion, stop: &AtomicBool, started: &AtomicBool) {
     let len = region.len();
     // The control words, the inline copy (count, tag, bytes) and the
     // sleeper-barrier declarations.
-    let hot = [0usize, 8, 12, 16, 24, 32, 128, 136, 144, 152, 256, 384, 388, 392];
+    let hot = [
+        0usize, 8, 12, 16, 24, 32, 128, 136, 144, 152, 256, 384, 388, 392,
+    ];
     while !stop.load(Ordering::Relaxed) {
         let offset = if rng.next_u32() % 2 == 0 {
             hot[rng.next_u32() as usize % hot.len()]
