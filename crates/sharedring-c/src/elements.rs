@@ -1084,7 +1084,14 @@ pub unsafe extern "C" fn sharedring_sender_arm(h: *mut sharedring_sender) -> c_i
     guard(|| {
         // SAFETY: the caller's contract.
         let h = unsafe { handle(h) }?;
-        let check = with!(AnySender, &mut h.tx, e: T => e.producer_without_wake().prepare_wait(1));
+        // An event loop arms often: the end fences for its peer instead of
+        // running the sleeper's barrier on every arm (a no-op after the
+        // first arm).
+        let check = with!(AnySender, &mut h.tx, e: T => {
+            let p = e.producer_without_wake();
+            let _ = p.withdraw_sleeper_barrier();
+            p.prepare_wait(1)
+        });
         Ok(match check.map_err(Error::Corrupted)? {
             WaitCheck::Ready => SHAREDRING_READY,
             WaitCheck::Sleep => SHAREDRING_OK,
@@ -1195,7 +1202,12 @@ pub unsafe extern "C" fn sharedring_receiver_arm(h: *mut sharedring_receiver) ->
     guard(|| {
         // SAFETY: the caller's contract.
         let h = unsafe { handle(h) }?;
-        let check = with!(AnyReceiver, &mut h.rx, e: T => e.consumer_without_wake().prepare_wait());
+        // As in `sharedring_sender_arm`: no barrier per arm.
+        let check = with!(AnyReceiver, &mut h.rx, e: T => {
+            let c = e.consumer_without_wake();
+            let _ = c.withdraw_sleeper_barrier();
+            c.prepare_wait()
+        });
         Ok(match check.map_err(Error::Corrupted)? {
             WaitCheck::Ready => SHAREDRING_READY,
             WaitCheck::Sleep => SHAREDRING_OK,

@@ -787,7 +787,12 @@ pub unsafe extern "C" fn sharedring_msg_sender_arm(h: *mut sharedring_msg_sender
         let h = unsafe { handle(h) }?;
         let check = {
             let max = h.tx.max_msg();
-            h.tx.producer_without_wake().prepare_wait(max)
+            // An event loop arms often: the end fences for its peer instead
+            // of running the sleeper's barrier on every arm (a no-op after
+            // the first arm).
+            let p = h.tx.producer_without_wake();
+            let _ = p.withdraw_sleeper_barrier();
+            p.prepare_wait(max)
         };
         Ok(match check.map_err(Error::Corrupted)? {
             WaitCheck::Ready => SHAREDRING_READY,
@@ -901,7 +906,10 @@ pub unsafe extern "C" fn sharedring_msg_receiver_arm(h: *mut sharedring_msg_rece
     guard(|| {
         // SAFETY: the caller's contract.
         let h = unsafe { handle(h) }?;
-        let check = h.rx.consumer_without_wake().prepare_wait();
+        // As in `sharedring_msg_sender_arm`: no barrier per arm.
+        let c = h.rx.consumer_without_wake();
+        let _ = c.withdraw_sleeper_barrier();
+        let check = c.prepare_wait();
         Ok(match check.map_err(Error::Corrupted)? {
             WaitCheck::Ready => SHAREDRING_READY,
             WaitCheck::Sleep => SHAREDRING_OK,
