@@ -117,8 +117,8 @@ impl<K: Kind> Endpoint<K> {
         // before it parks runs `membarrier` before each sleep, so that the
         // peer's wake-up checks skip their fence; an end that parks at
         // once (spin zero) keeps the fence for its peer instead, as a
-        // barrier would cost each of its parks (about 6 µs on the
-        // project's VM, a futex wake-up being about 35 µs). Our own checks
+        // barrier would cost each of its parks (6-15 µs on the project's
+        // VM, a futex wake-up being about 35 µs). Our own checks
         // skip the fence for a peer that declared, once this process is
         // registered.
         let barrier = (!opts.spin.is_zero() && crate::barrier::available())
