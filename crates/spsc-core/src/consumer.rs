@@ -311,8 +311,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
     /// returns `true`, wake the producer. One full fence, no syscall.
     #[inline]
     pub fn needs_wake(&mut self) -> bool {
-        self.waker
-            .check(self.shared.producer_wait(), self.shared.producer_barrier())
+        self.check_wake()
     }
 
     /// Announces that we are about to sleep until data arrives, then
@@ -503,7 +502,6 @@ impl<T> Consumer<T> {
     /// producer must be woken.
     pub(crate) fn release_chunk(&mut self, n: usize) -> bool {
         self.release(n);
-        self.waker
-            .check(self.shared.producer_wait(), self.shared.producer_barrier())
+        self.check_wake()
     }
 }

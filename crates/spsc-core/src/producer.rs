@@ -279,8 +279,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Producer<T> {
     /// costs a wake-up.
     #[inline]
     pub fn needs_wake(&mut self) -> bool {
-        self.waker
-            .check(self.shared.consumer_wait(), self.shared.consumer_barrier())
+        self.check_wake()
     }
 
     /// Announces that we are about to sleep until the consumer frees at
@@ -383,8 +382,7 @@ impl<T> Producer<T> {
         // The wake-up check of a publication: SeqCst fence, then the
         // consumer's wait word (see the `wake` module; the consumer's
         // `prepare_wait` re-checks the mark after its fence).
-        self.waker
-            .check(self.shared.consumer_wait(), self.shared.consumer_barrier())
+        self.check_wake()
     }
 }
 
@@ -413,6 +411,15 @@ impl<T> Producer<T> {
 
     /// Publishes `n` more elements. Release: the slot writes happen before
     /// the consumer's Acquire load sees the new position.
+    /// Whether the consumer sleeps and must be woken: the fence (unless
+    /// the consumer declared the sleeper's barrier and we registered),
+    /// then its wait word; see the `wake` module.
+    #[inline]
+    pub(crate) fn check_wake(&mut self) -> bool {
+        self.waker
+            .check(self.shared.consumer_wait(), self.shared.consumer_barrier())
+    }
+
     #[inline]
     pub(crate) fn publish(&mut self, n: usize) {
         self.advance(n);
@@ -438,7 +445,6 @@ impl<T> Producer<T> {
     /// consumer must be woken.
     pub(crate) fn commit_chunk(&mut self, n: usize) -> bool {
         self.publish(n);
-        self.waker
-            .check(self.shared.consumer_wait(), self.shared.consumer_barrier())
+        self.check_wake()
     }
 }

@@ -2,7 +2,10 @@
 //! data area while honest producer and consumer threads run hundreds of
 //! thousands of operations. The honest side must only ever see `Ok`, full,
 //! empty, or the corruption error, and must never write outside the region
-//! (guard bytes around it are checked afterwards).
+//! (guard bytes around it are checked afterwards). The honest sides run in
+//! the sleeper-barrier mode (declared, fence-free for a declared peer) and
+//! take the element ring's inline copy, whose words the scribbler also
+//! writes.
 
 mod common;
 
@@ -64,11 +67,36 @@ fn done(seen: &Seen, i: u64, stop: &AtomicBool) -> bool {
         || i >= 20 * ops_per_side()
 }
 
+/// The sleeper's barrier in a test of one process: a full fence (the
+/// real one, `membarrier`, interrupts the other threads' CPUs; here only
+/// the declaration and the waker's fence-free path matter).
+fn fence_barrier() -> bool {
+    std::sync::atomic::fence(Ordering::SeqCst);
+    true
+}
+
+/// A fresh producer in the sleeper-barrier mode the sharedring ends use:
+/// it declares the barrier and skips its fence for a peer that declares
+/// (the scribbler flips both declaration words at random).
+fn producer(region: RawRegion) -> Producer<Elem> {
+    let mut tx = Producer::<Elem>::create(region, CAPACITY).unwrap();
+    tx.declare_sleeper_barrier(fence_barrier);
+    tx.set_registered_for_sleeper_barrier();
+    tx
+}
+
+/// A consumer in the same mode.
+fn consumer(mut rx: Consumer<Elem>) -> Consumer<Elem> {
+    rx.declare_sleeper_barrier(fence_barrier);
+    rx.set_registered_for_sleeper_barrier();
+    rx
+}
+
 /// Recreates a handle after the peer was caught: a fresh header, as an
 /// application that drops the peer and starts over would.
 fn honest_producer(region: RawRegion, seen: &Seen, stop: &AtomicBool) {
     let mut rng = Rng::new(0x5eed);
-    let mut tx = Producer::<Elem>::create(region, CAPACITY).unwrap();
+    let mut tx = producer(region);
     for i in 0.. {
         if done(seen, i, stop) {
             break;
@@ -97,7 +125,7 @@ fn honest_producer(region: RawRegion, seen: &Seen, stop: &AtomicBool) {
             Err(c) => {
                 // Sticky, then start over.
                 assert_eq!(tx.push([0; 12]), Err(PushError::Corrupted(c)));
-                tx = Producer::<Elem>::create(region, CAPACITY).unwrap();
+                tx = producer(region);
                 seen.corrupt.fetch_add(1, Ordering::Relaxed)
             }
         };
@@ -108,11 +136,11 @@ fn honest_consumer(region: RawRegion, seen: &Seen, stop: &AtomicBool) {
     let mut rng = Rng::new(0xfeed);
     // The scribbler may have broken the header already; only the typed
     // errors are acceptable, and then we start a ring of our own.
-    let mut rx = match Consumer::<Elem>::attach(region, CAPACITY) {
+    let mut rx = consumer(match Consumer::<Elem>::attach(region, CAPACITY) {
         Ok(rx) => rx,
         Err(SetupError::Layout(e)) => panic!("our own layout is valid: {e}"),
         Err(_) => Consumer::<Elem>::create(region, CAPACITY).unwrap(),
-    };
+    });
     let mut out = [[0u8; 12]; 9];
     for i in 0.. {
         if done(seen, i, stop) {
@@ -140,7 +168,7 @@ fn honest_consumer(region: RawRegion, seen: &Seen, stop: &AtomicBool) {
             Ok(()) => seen.ok.fetch_add(1, Ordering::Relaxed),
             Err(c) => {
                 assert_eq!(rx.pop(), Err(PopError::Corrupted(c)));
-                rx = Consumer::<Elem>::create(region, CAPACITY).unwrap();
+                rx = consumer(Consumer::<Elem>::create(region, CAPACITY).unwrap());
                 seen.corrupt.fetch_add(1, Ordering::Relaxed)
             }
         };
@@ -155,7 +183,7 @@ fn scribble(region: RawRegion, stop: &AtomicBool, started: &AtomicBool) {
     // The control words, the inline copy (count, tag, bytes) and the
     // sleeper-barrier declarations.
     let hot = [
-        0usize, 8, 12, 16, 24, 32, 128, 136, 144, 152, 256, 384, 388, 392,
+        0usize, 8, 12, 16, 24, 32, 128, 136, 144, 152, 256, 384, 388, 392, 396,
     ];
     while !stop.load(Ordering::Relaxed) {
         let offset = if rng.next_u32() % 2 == 0 {

@@ -93,17 +93,6 @@ fn register_sleeper_barrier() -> WakeOrder {
     }
 }
 
-/// Whether this process may run the sleeper's barrier.
-fn sleeper_barrier_available() -> bool {
-    crate::barrier::available()
-}
-
-/// The sleeper's barrier: every running thread of every registered process
-/// (the publisher) passes a full memory barrier before this returns.
-fn sleeper_barrier() -> bool {
-    crate::barrier::run()
-}
-
 use crate::Element;
 
 /// A typed subscriber's check of one message's length.

@@ -155,7 +155,7 @@ impl MsgSubscriber {
             history: opts.history.min(offer.history.into()),
         };
         let core = BcastSubscriber::attach(data_region, layout, ctl_region, start)?;
-        if core.wake_order() == WakeOrder::SleeperBarrier && !super::sleeper_barrier_available() {
+        if core.wake_order() == WakeOrder::SleeperBarrier && !crate::barrier::available() {
             return Err(BroadcastError::SleeperBarrierUnavailable);
         }
         Ok(Self {
@@ -300,9 +300,8 @@ impl MsgSubscriber {
                     _ => return Err(BroadcastError::TimedOut),
                 },
             };
-            if let BcastWait::Sleep { futex_value } = self
-                .core
-                .prepare_wait(WaitHow::Futex, super::sleeper_barrier)
+            if let BcastWait::Sleep { futex_value } =
+                self.core.prepare_wait(WaitHow::Futex, crate::barrier::run)
             {
                 let ts = rustix::time::Timespec {
                     tv_sec: left.as_secs() as i64,
@@ -341,7 +340,7 @@ impl MsgSubscriber {
     pub fn arm(&mut self) -> bool {
         match self
             .core
-            .prepare_wait(WaitHow::Eventfd, super::sleeper_barrier)
+            .prepare_wait(WaitHow::Eventfd, crate::barrier::run)
         {
             BcastWait::Ready => false,
             BcastWait::Sleep { .. } => true,
