@@ -8,7 +8,9 @@
 //!   with `MsgReceiver::recv_into`, `c-api` sends with
 //!   `sharedring_msg_sender_send` to a peer receiving with
 //!   `sharedring_msg_receiver_recv`. Target: `c-api` at least 0.9x
-//!   `rust-api` (`cargo xtask bench`).
+//!   `rust-api` (`cargo xtask bench`), measured interleaved
+//!   ([`Group::paired`](sharedring_benches::harness::Group::paired)): both
+//!   rows alive side by side, batches alternating.
 
 use std::os::fd::IntoRawFd;
 use std::os::unix::net::UnixStream;
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use criterion::Throughput;
 use sharedring::{MsgReceiver, MsgSender, Options};
-use sharedring_benches::harness::{Group, Harness};
+use sharedring_benches::harness::{Harness, Ratio};
 use sharedring_benches::peer::{Peer, PeerEnv};
 use sharedring_benches::probe;
 use sharedring_c::{
@@ -101,17 +103,36 @@ fn streamed(peer: &mut Peer, n: u64, mut send: impl FnMut()) -> Duration {
     start.elapsed()
 }
 
-fn rust_row(g: &mut Group<'_>, size: usize) {
-    let (ours, theirs) = UnixStream::pair().unwrap();
-    let mut peer = Peer::spawn("rust", vec![theirs.into()], &[]).unwrap();
-    let opts = Options::new().capacity_bytes(RING_BYTES as usize);
-    let mut tx = MsgSender::create_with(ours, &opts).unwrap();
-    let msg = vec![0x5au8; size];
-    g.row("rust-api", |b| {
-        b.iter_custom(|n| streamed(&mut peer, n, || tx.send(&msg, None).unwrap()))
-    });
-    drop(tx);
-    peer.finish();
+/// The Rust API's row: a `MsgSender` and its peer receiving with
+/// `MsgReceiver::recv_into`.
+struct RustRow {
+    peer: Peer,
+    tx: MsgSender,
+    msg: Vec<u8>,
+}
+
+impl RustRow {
+    fn new(size: usize) -> Self {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let peer = Peer::spawn("rust", vec![theirs.into()], &[]).unwrap();
+        let opts = Options::new().capacity_bytes(RING_BYTES as usize);
+        let tx = MsgSender::create_with(ours, &opts).unwrap();
+        Self {
+            peer,
+            tx,
+            msg: vec![0x5au8; size],
+        }
+    }
+
+    fn run(&mut self, n: u64) -> Duration {
+        let (tx, msg) = (&mut self.tx, &self.msg);
+        streamed(&mut self.peer, n, || tx.send(msg, None).unwrap())
+    }
+
+    fn finish(self) {
+        drop(self.tx);
+        self.peer.finish();
+    }
 }
 
 /// The C sender, freed on drop.
@@ -125,32 +146,48 @@ impl Drop for CSender {
     }
 }
 
-fn c_row(g: &mut Group<'_>, size: usize) {
-    let (ours, theirs) = UnixStream::pair().unwrap();
-    let mut peer = Peer::spawn("c", vec![theirs.into()], &[]).unwrap();
-    let opts = sharedring_options {
-        capacity: RING_BYTES,
-        ..Default::default()
-    };
-    let mut tx = null_mut();
-    // SAFETY: the descriptor is handed over; `opts` and `tx` are valid.
-    let rc = unsafe { sharedring_msg_sender_create(ours.into_raw_fd(), &opts, &mut tx) };
-    assert_eq!(rc, SHAREDRING_OK);
-    let tx = CSender(NonNull::new(tx).expect("a handle"));
-    let msg = vec![0x5au8; size];
-    g.row("c-api", |b| {
-        b.iter_custom(|n| {
-            streamed(&mut peer, n, || {
-                // SAFETY: a live handle, `msg.len()` readable bytes.
-                let rc = unsafe {
-                    sharedring_msg_sender_send(tx.0.as_ptr(), msg.as_ptr().cast(), msg.len(), -1)
-                };
-                assert_eq!(rc, SHAREDRING_OK);
-            })
+/// The C API's row: a `sharedring_msg_sender` and its peer receiving
+/// with `sharedring_msg_receiver_recv`.
+struct CRow {
+    peer: Peer,
+    tx: CSender,
+    msg: Vec<u8>,
+}
+
+impl CRow {
+    fn new(size: usize) -> Self {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let peer = Peer::spawn("c", vec![theirs.into()], &[]).unwrap();
+        let opts = sharedring_options {
+            capacity: RING_BYTES,
+            ..Default::default()
+        };
+        let mut tx = null_mut();
+        // SAFETY: the descriptor is handed over; `opts` and `tx` are valid.
+        let rc = unsafe { sharedring_msg_sender_create(ours.into_raw_fd(), &opts, &mut tx) };
+        assert_eq!(rc, SHAREDRING_OK);
+        Self {
+            peer,
+            tx: CSender(NonNull::new(tx).expect("a handle")),
+            msg: vec![0x5au8; size],
+        }
+    }
+
+    fn run(&mut self, n: u64) -> Duration {
+        let (tx, msg) = (&self.tx, &self.msg);
+        streamed(&mut self.peer, n, || {
+            // SAFETY: a live handle, `msg.len()` readable bytes.
+            let rc = unsafe {
+                sharedring_msg_sender_send(tx.0.as_ptr(), msg.as_ptr().cast(), msg.len(), -1)
+            };
+            assert_eq!(rc, SHAREDRING_OK);
         })
-    });
-    drop(tx);
-    peer.finish();
+    }
+
+    fn finish(self) {
+        drop(self.tx);
+        self.peer.finish();
+    }
 }
 
 fn main() {
@@ -158,11 +195,32 @@ fn main() {
         return peer_main(env);
     }
     let mut h = Harness::new("c_api");
+    let mode = h.mode();
     for (size, label) in SIZES {
         let mut g = h.group(&format!("c_api_{label}"));
         g.throughput(Throughput::Bytes(size as u64));
-        rust_row(&mut g, size);
-        c_row(&mut g, size);
+        let mut rust = RustRow::new(size);
+        g.row("rust-api", |b| b.iter_custom(|n| rust.run(n)));
+        rust.finish();
+        let mut c = CRow::new(size);
+        g.row("c-api", |b| b.iter_custom(|n| c.run(n)));
+        c.finish();
+        // The target's ratio, interleaved: both rows alive side by side,
+        // batches alternating, on fresh rings per set-up.
+        for _ in 0..mode.setups() {
+            let mut rust = RustRow::new(size);
+            let mut c = CRow::new(size);
+            g.paired(
+                "c-api",
+                "rust-api",
+                Ratio::Throughput,
+                &[c.peer.pid(), rust.peer.pid()],
+                |n| c.run(n),
+                |n| rust.run(n),
+            );
+            rust.finish();
+            c.finish();
+        }
         g.finish();
     }
     h.finish();

@@ -37,12 +37,6 @@ pub struct Consumer<T> {
     /// Set once the peer is caught breaking the protocol; every later call
     /// returns it.
     poisoned: Option<Corruption>,
-    /// How many refreshes in a row found nothing new (see `available`).
-    empty_refreshes: u32,
-    /// Whether our last read took the producer's inline copy (then the
-    /// slots' lines are not prefetched while we wait: we would not read
-    /// them, and would only take them from the producer).
-    inline_hit: bool,
     _elements: PhantomData<T>,
 }
 
@@ -100,8 +94,6 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
             waker: Waker::default(),
             wait: WaitWord::default(),
             poisoned: None,
-            empty_refreshes: 0,
-            inline_hit: false,
             _elements: PhantomData,
         }
     }
@@ -135,11 +127,6 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
             self.poisoned = Some(c);
             return Err(c);
         }
-        self.empty_refreshes = if write == self.cached_write {
-            self.empty_refreshes.saturating_add(1)
-        } else {
-            0
-        };
         self.cached_write = write;
         Ok(ahead)
     }
@@ -154,16 +141,6 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
         let available = self.cached_available();
         if available >= want {
             return Ok(available);
-        }
-        // Waiting on a quiet producer (two refreshes in a row found
-        // nothing new): ask for the next slot's line while we load the
-        // position, so that when the load shows new data, the data's line
-        // is on its way too, instead of being missed only after the
-        // position (a hint; it reads nothing we use). Not while the
-        // producer streams: there the prefetch would pull the line it is
-        // filling away from it.
-        if self.empty_refreshes >= 2 && !self.inline_hit {
-            crate::copy::prefetch(self.shared.slot(self.cached_write));
         }
         self.refresh()
     }
@@ -262,7 +239,6 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
     fn take_inline(&mut self, dst: *mut u8, n: usize) -> bool {
         let len = n * size_of::<T>();
         if len > crate::layout::INLINE_BYTES || self.cached_available() != n as u64 {
-            self.inline_hit = false;
             return false;
         }
         // Acquire: the copy's bytes written before this tag was stored
@@ -272,7 +248,6 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
         if tag != self.cached_write
             || self.shared.inline_count().load(Ordering::Relaxed) != n as u32
         {
-            self.inline_hit = false;
             return false;
         }
         // SAFETY: `len <= INLINE_BYTES`, and `dst` is valid for `len`
@@ -282,8 +257,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
         // written for a later publication, its tag (stored before it,
         // behind a Release fence) is what we see now.
         fence(Ordering::Acquire);
-        self.inline_hit = self.shared.inline_end().load(Ordering::Relaxed) == tag;
-        self.inline_hit
+        self.shared.inline_end().load(Ordering::Relaxed) == tag
     }
 
     /// Up to `max` filled slots to read in place, as at most two runs; see

@@ -40,20 +40,6 @@ type Word = u64;
 
 const WORD: usize = core::mem::size_of::<Word>();
 
-/// Hints that the line at `p` be fetched into our cache (a prefetch: it
-/// never faults, and its result is never used as a value).
-#[inline(always)]
-pub(crate) fn prefetch(p: *const u8) {
-    #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]
-    // SAFETY: a prefetch is a hint: it does not fault on any address and
-    // has no architectural effect.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast());
-    }
-    #[cfg(not(all(target_arch = "x86_64", not(loom), not(miri))))]
-    let _ = p;
-}
-
 /// From this length on, x86-64 copies with `rep movsb` (below it, the
 /// instruction's start-up cost exceeds the SSE2 loop's).
 #[cfg(all(target_arch = "x86_64", not(loom), not(miri)))]

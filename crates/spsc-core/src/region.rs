@@ -117,34 +117,41 @@ impl Shared {
         }
     }
 
+    #[inline]
     fn header(&self) -> *const Header {
         self.base.as_ptr().cast::<Header>()
     }
 
     /// Our capacity (private, never re-read from the header).
+    #[inline]
     pub(crate) fn capacity(&self) -> u64 {
         self.capacity
     }
 
+    #[inline]
     pub(crate) fn write_pos(&self) -> &AtomicU64 {
         field!(self, write_pos)
     }
 
+    #[inline]
     pub(crate) fn read_pos(&self) -> &AtomicU64 {
         field!(self, read_pos)
     }
 
     /// The producer's "closed" word (offset 136): 0 while open.
+    #[inline]
     pub(crate) fn producer_closed(&self) -> &AtomicU32 {
         field!(self, producer_closed)
     }
 
     /// The inline copy's element count (offset 140).
+    #[inline]
     pub(crate) fn inline_count(&self) -> &AtomicU32 {
         field!(self, inline_count)
     }
 
     /// The inline copy's tag (offset 144): the write position after it.
+    #[inline]
     pub(crate) fn inline_end(&self) -> &AtomicU64 {
         field!(self, inline_end)
     }
@@ -206,26 +213,31 @@ impl Shared {
         }
     }
 
+    #[inline]
     pub(crate) fn producer_wait(&self) -> &AtomicU32 {
         field!(self, producer_wait)
     }
 
+    #[inline]
     pub(crate) fn consumer_wait(&self) -> &AtomicU32 {
         field!(self, consumer_wait)
     }
 
     /// The consumer's sleeper-barrier declaration (offset 392).
+    #[inline]
     pub(crate) fn consumer_barrier(&self) -> &AtomicU32 {
         field!(self, consumer_barrier)
     }
 
     /// The producer's sleeper-barrier declaration (offset 396).
+    #[inline]
     pub(crate) fn producer_barrier(&self) -> &AtomicU32 {
         field!(self, producer_barrier)
     }
 
     /// Pointer to the slot of `pos`, always inside the data area because
     /// the index is masked with our own capacity.
+    #[inline]
     pub(crate) fn slot(&self, pos: u64) -> *mut u8 {
         let index = (pos & self.mask) as usize;
         // SAFETY: `index < capacity`, and the data area holds `capacity`
@@ -236,6 +248,7 @@ impl Shared {
     /// The slots of `n` positions from `pos`, as at most two contiguous
     /// runs `(first_pointer, first_len, second_len)`; the second run starts
     /// at the data area's start.
+    #[inline]
     pub(crate) fn runs(&self, pos: u64, n: usize) -> (*mut u8, usize, usize) {
         let index = (pos & self.mask) as usize;
         let to_end = self.capacity as usize - index;
@@ -271,6 +284,7 @@ impl Shared {
     }
 
     /// Start of the data area.
+    #[inline]
     pub(crate) fn data(&self) -> *mut u8 {
         self.data.as_ptr()
     }

@@ -257,6 +257,7 @@ impl<T: Element> Receiver<T> {
     /// assert!(matches!(rx.read_chunk(16), Err(sharedring::Error::Closed)));
     /// # Ok::<(), sharedring::Error>(())
     /// ```
+    #[inline]
     pub fn read_chunk(&mut self, max: usize) -> Result<RecvChunk<'_, T>, Error> {
         if self.end.closed {
             return Err(Error::Closed);
@@ -316,6 +317,7 @@ impl<T: Element> RecvChunk<'_, T> {
     /// # Panics
     ///
     /// If `n` exceeds the chunk's length.
+    #[inline]
     pub fn release(self, n: usize) -> Result<(), Error> {
         if self.chunk.release(n) {
             self.wake.notify()?;
@@ -332,6 +334,7 @@ impl<T: Element> RecvChunk<'_, T> {
     /// assert_eq!(rx.try_recv(&mut [0; 8])?, 0);
     /// # Ok::<(), sharedring::Error>(())
     /// ```
+    #[inline]
     pub fn release_all(self) -> Result<(), Error> {
         if self.chunk.release_all() {
             self.wake.notify()?;

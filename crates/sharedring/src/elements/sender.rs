@@ -246,6 +246,7 @@ impl<T: Element> Sender<T> {
     /// assert_eq!(out, [0, 1, 4, 9]);
     /// # Ok::<(), sharedring::Error>(())
     /// ```
+    #[inline]
     pub fn write_chunk(&mut self, max: usize) -> Result<SendChunk<'_, T>, Error> {
         self.end.usable()?;
         let chunk = self.end.half.write_chunk(max)?;
@@ -294,6 +295,7 @@ impl<T: Element> SendChunk<'_, T> {
     /// # Panics
     ///
     /// If `n` exceeds the chunk's length.
+    #[inline]
     pub fn commit(self, n: usize) -> Result<(), Error> {
         if self.chunk.commit(n) {
             self.wake.notify()?;
@@ -315,6 +317,7 @@ impl<T: Element> SendChunk<'_, T> {
     /// assert_eq!(&buf[..3], b"abc");
     /// # Ok::<(), sharedring::Error>(())
     /// ```
+    #[inline]
     pub fn commit_all(self) -> Result<(), Error> {
         if self.chunk.commit_all() {
             self.wake.notify()?;
