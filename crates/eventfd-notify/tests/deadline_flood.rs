@@ -43,12 +43,6 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
-}
-
 /// Says a test could not do all it meant to, on stderr directly (the
 /// harness captures `eprintln!` of passing tests; this must not be silent).
 fn note(what: &str) {
@@ -202,7 +196,7 @@ fn round(waiter: &Waiter, liveness: Option<BorrowedFd<'_>>, name: &str) -> (u32,
 /// The whole case for one kind of flooder.
 fn run(test_name: &str, kind: &str) {
     let _serial = serial();
-    let before = open_fds();
+    let before = testkit::FdSnapshot::now();
     {
         let cpus = allowed_cpus();
         let (waiter_cpu, flooder_cpu) = match cpus[..] {
@@ -258,11 +252,8 @@ fn run(test_name: &str, kind: &str) {
             }
         }
     }
-    let after = open_fds();
-    assert_eq!(
-        after, before,
-        "descriptors leaked: {before} before, {after} after"
-    );
+    let leaked = testkit::fds_leaked_since(&before);
+    assert!(leaked.is_empty(), "descriptors leaked: {leaked:?}");
 }
 
 // ---------------------------------------------------------------------

@@ -84,12 +84,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
-}
-
 fn clear_nonblock(fd: BorrowedFd<'_>) {
     rustix::fs::fcntl_setfl(fd, OFlags::empty()).expect("peer: fcntl");
 }
@@ -126,7 +120,7 @@ fn pipe_socket_memfd_and_regular_file_sent_as_eventfds_each_get_their_own_error(
         std::process::exit(0);
     }
     let _serial = serial();
-    let before = open_fds();
+    let before = testkit::FdSnapshot::now();
     let (child, sock) = testkit::spawn_peer(
         "pipe_socket_memfd_and_regular_file_sent_as_eventfds_each_get_their_own_error",
         "send-wrong-fds",
@@ -177,11 +171,8 @@ fn pipe_socket_memfd_and_regular_file_sent_as_eventfds_each_get_their_own_error(
     let waiter = Waiter::from_received(fds.next().unwrap()).expect("a real eventfd is accepted");
     finish(child, sock);
     drop(waiter);
-    let after = open_fds();
-    assert_eq!(
-        after, before,
-        "descriptors leaked: {before} before, {after} after"
-    );
+    let leaked = testkit::fds_leaked_since(&before);
+    assert!(leaked.is_empty(), "descriptors leaked: {leaked:?}");
 }
 
 /// A regular file, already unlinked, for the peer to send.

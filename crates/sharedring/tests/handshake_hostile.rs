@@ -4,8 +4,9 @@
 //! wire format and attaches real descriptors (memfds, eventfds, pipes,
 //! sockets). For every case the honest side must return the specific
 //! error that names what the peer did, must not crash, and must leave no
-//! descriptor behind: `/proc/self/fd` is counted before each case and
-//! again after the child has exited and every handle is dropped.
+//! descriptor behind: `/proc/self/fd` is listed before each case, and
+//! once the child has exited and every handle is dropped, no descriptor
+//! opened since may be left (`testkit::fds_leaked_since`).
 //!
 //! Descriptor counts are per process, so the tests of this file never run
 //! at the same time: each holds `SERIAL` for its whole length.
@@ -96,8 +97,7 @@ fn run_cases(
 ) -> Vec<String> {
     let mut failures = Vec::new();
     for case in cases {
-        let before = common::open_fds();
-        let listing_before = common::fd_listing();
+        let before = testkit::FdSnapshot::now();
         let (mut child, sock) = testkit::spawn_peer(test, case.role).expect("spawn peer");
         let start = Instant::now();
         let result = honest(sock);
@@ -113,7 +113,7 @@ fn run_cases(
         let shown = format!("{result:?}");
         drop(result);
         let status = child.wait().expect("wait for the peer");
-        let after = common::open_fds();
+        let leaked = testkit::fds_leaked_since(&before);
         let mut problems = Vec::new();
         if let Some(got) = verdict {
             problems.push(format!("unexpected result {got}"));
@@ -124,11 +124,8 @@ fn run_cases(
                 hear.exit_code()
             ));
         }
-        if after != before {
-            let listing_after = common::fd_listing();
-            problems.push(format!(
-                "{before} descriptors open before, {after} after:\n  before {listing_before:?}\n  after  {listing_after:?}"
-            ));
+        if !leaked.is_empty() {
+            problems.push(format!("descriptors left open: {leaked:?}"));
         }
         // Every case is a few round trips; none may be slow.
         if took > Duration::from_secs(5) {

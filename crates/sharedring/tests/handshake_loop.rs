@@ -384,7 +384,8 @@ fn a_slow_drip_and_a_stalled_peer_do_not_delay_another_client_in_the_same_loop()
 fn a_stalled_handshake_ends_by_its_deadline_and_closes_its_descriptors() {
     let _serial = serial();
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-    let before = common::open_fds();
+    let before = testkit::FdSnapshot::now();
+    let ours_fd = std::os::fd::AsRawFd::as_raw_fd(&ours);
     let timeout = Duration::from_millis(300);
     let opts = Options::new()
         .capacity_elements(64)
@@ -414,7 +415,9 @@ fn a_stalled_handshake_ends_by_its_deadline_and_closes_its_descriptors() {
     );
     assert!(start.elapsed() >= timeout);
     // The socket, the memfd, the eventfds: all closed.
-    assert_eq!(common::open_fds(), before - 1);
+    let leaked = testkit::fds_leaked_since(&before);
+    assert!(leaked.is_empty(), "{leaked:?}");
+    assert!(!before.still_open(ours_fd), "the socket is closed");
     drop(theirs);
 }
 

@@ -14,7 +14,7 @@
 
 mod common;
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -80,7 +80,8 @@ fn accept_ends_by_one_deadline_against_a_slow_drip_setup() {
         "drip",
     )
     .unwrap();
-    let before = common::open_fds();
+    let before = testkit::FdSnapshot::now();
+    let sock_fd = sock.as_raw_fd();
     let start = Instant::now();
     let result = Receiver::<u64>::accept_with(
         sock,
@@ -98,11 +99,12 @@ fn accept_ends_by_one_deadline_against_a_slow_drip_setup() {
     drop(result);
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(
-        common::open_fds(),
-        before - 1,
-        "the socket and the peer's descriptors are closed"
+    let leaked = testkit::fds_leaked_since(&before);
+    assert!(
+        leaked.is_empty(),
+        "the peer's descriptors are closed: {leaked:?}"
     );
+    assert!(!before.still_open(sock_fd), "the socket is closed");
 }
 
 #[test]
@@ -185,7 +187,8 @@ fn a_blocked_receiver_sees_a_peer_that_mailed_its_own_socket_end_as_gone() {
         "mail",
     )
     .unwrap();
-    let before = common::open_fds();
+    let before = testkit::FdSnapshot::now();
+    let sock_fd = sock.as_raw_fd();
     let mut rx =
         Receiver::<u64>::create_with(sock, &Options::new().capacity_elements(4096)).unwrap();
     let mut got = 0;
@@ -201,11 +204,12 @@ fn a_blocked_receiver_sees_a_peer_that_mailed_its_own_socket_end_as_gone() {
     assert!(rx.is_peer_gone());
     child.wait().unwrap();
     drop(rx);
-    assert_eq!(
-        common::open_fds(),
-        before - 1,
-        "the mailed descriptor is closed"
+    let leaked = testkit::fds_leaked_since(&before);
+    assert!(
+        leaked.is_empty(),
+        "the mailed descriptor is closed: {leaked:?}"
     );
+    assert!(!before.still_open(sock_fd), "the socket is closed");
 }
 
 #[test]

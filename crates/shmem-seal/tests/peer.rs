@@ -112,24 +112,14 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The number of descriptors open in this process.
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd")
-        .count()
-}
-
 /// Runs a hostile case and checks it left no descriptor open: `case`
 /// owns everything it received, so all of it is closed when it returns.
 /// Hold [`serial`] meanwhile, so that no other test opens or closes any.
 fn without_leaks(case: impl FnOnce()) {
-    let before = open_fds();
+    let before = testkit::FdSnapshot::now();
     case();
-    let after = open_fds();
-    assert_eq!(
-        after, before,
-        "descriptors leaked: {before} before, {after} after"
-    );
+    let leaked = testkit::fds_leaked_since(&before);
+    assert!(leaked.is_empty(), "descriptors leaked: {leaked:?}");
 }
 
 /// Reopens our own descriptor `fd` through `/proc/self/fd` with `flags`,

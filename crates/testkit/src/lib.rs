@@ -183,3 +183,104 @@ pub fn crash<T: Send + 'static>(end: T) {
     .join();
     assert!(unwound.is_err(), "the thread did panic");
 }
+
+/// The descriptors this process has open, each as its number and what it
+/// refers to (`/proc/self/fd`), for a leak check: see [`fds_leaked_since`].
+/// The handle that lists the directory is left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FdSnapshot(std::collections::BTreeSet<(String, String)>);
+
+impl FdSnapshot {
+    /// The descriptors open now.
+    pub fn now() -> FdSnapshot {
+        let own_dir = format!("/proc/{}/fd", std::process::id());
+        FdSnapshot(
+            std::fs::read_dir("/proc/self/fd")
+                .expect("read /proc/self/fd")
+                .filter_map(|e| e.ok())
+                .map(|e| {
+                    let target = std::fs::read_link(e.path())
+                        .map(|l| l.display().to_string())
+                        .unwrap_or_else(|_| "?".into());
+                    (e.file_name().to_string_lossy().into_owned(), target)
+                })
+                .filter(|(_, target)| *target != own_dir)
+                .collect(),
+        )
+    }
+
+    /// Whether descriptor `fd`, open at this snapshot, is still open now
+    /// (the same number for the same object; `false` if it was not open
+    /// at this snapshot). For checking that a call closed a descriptor
+    /// handed to it.
+    pub fn still_open(&self, fd: std::os::fd::RawFd) -> bool {
+        let name = fd.to_string();
+        let Some(entry) = self.0.iter().find(|(n, _)| *n == name) else {
+            return false;
+        };
+        FdSnapshot::now().0.contains(entry)
+    }
+
+    /// How many descriptors (not counting the listing's own).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The descriptors open now that were not open (as the same number for
+/// the same object) at `before`, as `"number -> target"` lines; empty if
+/// none. A descriptor the code under test closed is not a leak, and one
+/// that another thread of the test harness holds for a moment is not
+/// either: new descriptors are looked at again for up to two seconds and
+/// count only if they stay. (Counting descriptors, as these checks did
+/// before, failed when a harness thread held one across the `before`
+/// count: the test saw one descriptor fewer afterwards.)
+pub fn fds_leaked_since(before: &FdSnapshot) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let now = FdSnapshot::now();
+        let new: Vec<String> = now
+            .0
+            .difference(&before.0)
+            .map(|(fd, target)| format!("{fd} -> {target}"))
+            .collect();
+        if new.is_empty() || Instant::now() > deadline {
+            return new;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A descriptor opened after the snapshot and kept is reported, with
+    /// what it is; one open at the snapshot and closed since is not.
+    #[test]
+    fn a_kept_descriptor_is_a_leak_and_a_closed_one_is_not() {
+        let old = rustix::io::dup(std::io::stderr()).unwrap();
+        let before = FdSnapshot::now();
+        drop(old);
+        assert!(fds_leaked_since(&before).is_empty());
+        let dir = std::env::temp_dir().join(format!("testkit-leak-{}", std::process::id()));
+        let kept = std::fs::File::create(&dir).unwrap();
+        let leaked = fds_leaked_since(&before);
+        std::fs::remove_file(&dir).unwrap();
+        assert_eq!(leaked.len(), 1, "{leaked:?}");
+        assert!(leaked[0].contains("testkit-leak-"), "{leaked:?}");
+        drop(kept);
+        assert!(fds_leaked_since(&before).is_empty());
+        let handed = rustix::io::dup(std::io::stderr()).unwrap();
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&handed);
+        let with = FdSnapshot::now();
+        assert!(with.still_open(raw));
+        drop(handed);
+        assert!(!with.still_open(raw));
+    }
+}

@@ -143,30 +143,6 @@ pub fn wait_for_hangup(sock: &UnixStream) {
     let _ = (&mut &*sock).read_to_end(&mut rest);
 }
 
-/// The number of descriptors this process has open.
-pub fn open_fds() -> usize {
-    // The directory handle itself is one entry, on every call alike.
-    std::fs::read_dir("/proc/self/fd")
-        .expect("read /proc/self/fd")
-        .count()
-}
-
-/// What each open descriptor is, for a leak report.
-pub fn fd_listing() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir("/proc/self/fd")
-        .expect("read /proc/self/fd")
-        .filter_map(|e| e.ok())
-        .map(|e| {
-            let link = std::fs::read_link(e.path())
-                .map(|l| l.display().to_string())
-                .unwrap_or_else(|_| "?".into());
-            format!("{} -> {link}", e.file_name().to_string_lossy())
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 /// A memfd of `len` bytes. `sealable`: made with `MFD_ALLOW_SEALING`.
 pub fn memfd(len: u64, sealable: bool) -> OwnedFd {
     let mut flags = MemfdFlags::CLOEXEC;
