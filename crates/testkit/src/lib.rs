@@ -220,16 +220,6 @@ impl FdSnapshot {
         };
         FdSnapshot::now().0.contains(entry)
     }
-
-    /// How many descriptors (not counting the listing's own).
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// The descriptors open now that were not open (as the same number for

@@ -452,6 +452,7 @@ impl MsgConsumer {
     pub fn set_registered_for_sleeper_barrier(&mut self) {
         self.inner.set_registered_for_sleeper_barrier();
     }
+
     /// Announces that we are about to sleep until a message arrives, then
     /// re-checks. See [`MsgProducer::prepare_wait`](crate::MsgProducer::prepare_wait)
     /// for the protocol; the producer's
