@@ -389,6 +389,46 @@ fn check_honest(
     );
 }
 
+/// Children the brute force may deny their bus connection before the
+/// test gives up (see [`accept_unless_denied`]).
+const ATTEMPTS: usize = 4;
+
+/// The child's ring at the service, or why the child could not even
+/// connect: zbus 5.19 (and 6.2) pipelines `Hello` with the end of its
+/// authentication, and when a message with descriptors for the new
+/// unique name arrives in the same read as the last handshake line, it
+/// files those descriptors under the first message it then parses,
+/// finds them superfluous, and drops the connection ("Missing file
+/// descriptors", `ReadHalf::receive_message`). The brute force sends
+/// such messages to the name the child is about to get, so it sometimes
+/// kills the child's connection before its first call: a denial of
+/// service by a stranger, documented in docs/THREAT-MODEL.md, not a
+/// forgery believed. Only a child that exits with one of the two errors
+/// a dead connection gives counts as denied; any other end fails the
+/// test as before.
+fn accept_unless_denied(
+    server: &RingServer<Receiver<f64>>,
+    child: &mut Proc,
+) -> Result<Result<(Receiver<f64>, sharedring_dbus::Caller), Error>, String> {
+    let deadline = Instant::now() + LONG;
+    loop {
+        match server.accept(Some(Duration::from_millis(100))) {
+            Err(Error::TimedOut) if Instant::now() < deadline => {}
+            other => return Ok(other),
+        }
+        if let Some(status) = child.child.try_wait().unwrap() {
+            // Its stderr is read by another thread: give it a moment.
+            std::thread::sleep(Duration::from_millis(100));
+            let stderr = child.stderr();
+            let dead_connection = ["Missing file descriptors", "our bus connection closed"];
+            if !status.success() && dead_connection.iter().any(|m| stderr.contains(m)) {
+                return Err(stderr.trim().to_owned());
+            }
+            panic!("the child ended ({status}) without a ring: {stderr}");
+        }
+    }
+}
+
 #[test]
 fn forged_replies_at_pending_serials_are_never_believed() {
     let bus = bus();
@@ -463,36 +503,65 @@ fn forged_replies_at_pending_serials_are_never_believed() {
     // unique names in order: the child's is the one after a probe's, and
     // the flood begins before the child connects. The name the service
     // reports for the caller confirms it.
-    let monitor = bus.connect().unwrap();
-    MonitoringProxy::new(&monitor)
-        .unwrap()
-        .become_monitor(&[], 0)
-        .unwrap();
     let quick = bus.connect().unwrap();
-    let probe = bus.connect().unwrap();
-    let (prefix, n) = probe.unique_name().unwrap().rsplit_once('.').unwrap();
-    let child_name = format!("{prefix}.{}", n.parse::<u64>().unwrap() + 1);
-    drop(probe);
-    let child_victim = Victim::new(&child_name, CLIENT_KINDS);
-    let stop = AtomicBool::new(false);
-    let (child, line, accepted, sent) = std::thread::scope(|s| {
-        let flood = s
-            .spawn(|| stranger.flood_window(&child_victim, &server_victim, &[&server_conn], &stop));
-        let observed = s.spawn(|| stranger.answer_observed(&monitor, &quick, &child_victim, &stop));
-        let _stop = StopOnDrop(&stop);
-        let child = Proc::example(&bus, "dbus-client", &["--name", HONEST, "100000"]);
-        let accepted = server.accept(Some(LONG));
-        let line = child.wait_for("ring of", LONG);
-        drop(_stop);
-        let sent = (flood.join().unwrap(), observed.join().unwrap());
-        (child, line, accepted, sent)
-    });
-    drop((monitor, quick));
+    let mut denied = Vec::new();
+    let (child, child_name, line, accepted, sent) = loop {
+        let monitor = bus.connect().unwrap();
+        let probe = bus.connect().unwrap();
+        let (prefix, n) = probe.unique_name().unwrap().rsplit_once('.').unwrap();
+        let child_name = format!("{prefix}.{}", n.parse::<u64>().unwrap() + 1);
+        drop(probe);
+        // The monitor sees the child's `Open` calls and nothing else: a
+        // monitor of everything is sent a copy of every forgery, with its
+        // descriptors, which the daemon holds until the monitor reads it.
+        // That backlog grew the daemon's open descriptors by about 2 500
+        // a second until the daemon hit its limit and disconnected the
+        // stranger (a `BrokenPipe` in `send_all`, seen in CI).
+        let rule = format!("type='method_call',sender='{child_name}',member='Open'");
+        MonitoringProxy::new(&monitor)
+            .unwrap()
+            .become_monitor(&[rule.as_str().try_into().unwrap()], 0)
+            .unwrap();
+        let child_victim = Victim::new(&child_name, CLIENT_KINDS);
+        let stop = AtomicBool::new(false);
+        let attempt = std::thread::scope(|s| {
+            let flood = s.spawn(|| {
+                stranger.flood_window(&child_victim, &server_victim, &[&server_conn], &stop)
+            });
+            let observed =
+                s.spawn(|| stranger.answer_observed(&monitor, &quick, &child_victim, &stop));
+            let _stop = StopOnDrop(&stop);
+            let mut child = Proc::example(&bus, "dbus-client", &["--name", HONEST, "100000"]);
+            let accepted = accept_unless_denied(&server, &mut child);
+            drop(_stop);
+            let sent = (flood.join().unwrap(), observed.join().unwrap());
+            accepted.map(|accepted| {
+                let line = child.wait_for("ring of", LONG);
+                (child, line, accepted, sent)
+            })
+        });
+        drop(monitor);
+        match attempt {
+            Ok((child, line, accepted, sent)) => break (child, child_name, line, accepted, sent),
+            Err(why) => {
+                println!("the child {child_name} was denied its bus connection: {why}");
+                denied.push(why);
+                assert!(
+                    denied.len() < ATTEMPTS,
+                    "every one of {ATTEMPTS} children was denied its bus connection: {denied:?}"
+                );
+            }
+        }
+    };
+    drop(quick);
     let (mut rx, caller) = accepted.unwrap_or_else(|e| panic!("the child's ring: {e}"));
     let mut child = child;
     println!(
-        "the child under {} forged replies over a window and {} at its observed Open: {line}",
-        sent.0, sent.1
+        "the child under {} forged replies over a window and {} at its observed Open \
+         ({} children denied before it): {line}",
+        sent.0,
+        sent.1,
+        denied.len()
     );
     assert!(
         line.contains(&format!("ring of {} values", rx.capacity_elements())),

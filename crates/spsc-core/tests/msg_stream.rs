@@ -18,8 +18,12 @@ use spsc_core::{
 
 const CAP: usize = 4096;
 const MAX: usize = 1500;
-/// Long enough that only a lost wake-up reaches it.
-const SLEEP: Duration = Duration::from_secs(2);
+/// Long enough that only a lost wake-up reaches it (a healthy run never
+/// times out, so the length costs nothing; 10 s rather than 2 so that a
+/// machine that stalls a thread for seconds is less likely to be taken
+/// for a loss: see `docs/membarrier/README.md`, "A timeout is not yet a
+/// lost wake-up").
+const SLEEP: Duration = Duration::from_secs(10);
 
 fn total_bytes() -> u64 {
     if cfg!(debug_assertions) {

@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sharedring_dbus::PrivateBus;
@@ -39,10 +39,11 @@ pub fn example(name: &str) -> PathBuf {
 }
 
 /// A child process killed (if still running) when dropped, with its
-/// stdout lines on a channel.
+/// stdout lines on a channel and its stderr passed on to ours and kept.
 pub struct Proc {
     pub child: Child,
     pub lines: mpsc::Receiver<String>,
+    stderr: Arc<Mutex<String>>,
 }
 
 impl Proc {
@@ -53,6 +54,7 @@ impl Proc {
             .env("DBUS_SESSION_BUS_ADDRESS", bus.address())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn example");
         let out = child.stdout.take().expect("piped");
@@ -65,7 +67,31 @@ impl Proc {
                 }
             }
         });
-        Self { child, lines }
+        let err = child.stderr.take().expect("piped");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let kept = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("{line}");
+                let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+        });
+        Self {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    /// What the child wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The next line of output that contains `what`, within `within`.
@@ -103,10 +129,23 @@ pub fn settled_fd_count(baseline: usize) -> usize {
     settled(baseline, fd_count)
 }
 
-/// The number of threads this process has.
+/// The number of threads this process has, not counting idle threads of
+/// the `blocking` crate's pool (`blocking-N`, which zbus and async-io use
+/// to close sockets and read peer credentials): that pool keeps as many
+/// threads as were ever busy at once while work keeps coming, and lets
+/// each go after 500 ms without any, so its size follows the timing of
+/// a run, not what the run leaked. A pool thread that is not waiting for
+/// work (not in a futex wait) still counts.
 pub fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task")
         .expect("/proc/self/task")
+        .filter_map(|t| t.ok())
+        .filter(|t| {
+            let read = |f: &str| std::fs::read_to_string(t.path().join(f)).unwrap_or_default();
+            let idle_in_pool =
+                read("comm").starts_with("blocking-") && read("wchan").starts_with("futex");
+            !idle_in_pool
+        })
         .count()
 }
 
@@ -163,9 +202,34 @@ pub fn assert_back_to(baseline: (usize, usize), before_names: &[String]) {
     assert_eq!(
         threads,
         baseline.1,
-        "threads leaked: before {before_names:?}, after {:?}",
-        thread_names()
+        "threads leaked: before {before_names:?}, after {:?}; where each is: {}",
+        thread_names(),
+        thread_places()
     );
+}
+
+/// For a message about a leak: each thread's name, the kernel function
+/// it waits in and its current system call.
+pub fn thread_places() -> String {
+    let read = |t: &std::path::Path, f: &str| {
+        std::fs::read_to_string(t.join(f))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    };
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(|t| t.ok())
+        .map(|t| {
+            let t = t.path();
+            format!(
+                "{} (wchan {}, syscall {})",
+                read(&t, "comm"),
+                read(&t, "wchan"),
+                read(&t, "syscall")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Our user id, as the kernel reports it (the owner of `/proc/self`).
