@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             n => count = n.parse()?,
         }
     }
-    let conn = zbus::blocking::Connection::session()?;
+    let conn = sharedring_dbus::connect(zbus::blocking::Connection::session)?;
     let mut tx: Sender<f64> = sharedring_dbus::open(&conn, &name, DEFAULT_PATH, &Options::new())?;
     println!(
         "dbus-client: ring of {} values from {name}",

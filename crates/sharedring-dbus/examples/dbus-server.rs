@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
-    let conn = zbus::blocking::Connection::session()?;
+    let conn = sharedring_dbus::connect(zbus::blocking::Connection::session)?;
     let server = RingServer::<Receiver<f64>>::serve(
         &conn,
         DEFAULT_PATH,

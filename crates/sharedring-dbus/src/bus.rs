@@ -160,6 +160,18 @@ pub(crate) async fn connection_credentials(
     reply.body().deserialize()
 }
 
+/// A round trip to the bus daemon (`org.freedesktop.DBus.Peer.Ping`).
+pub(crate) async fn ping_daemon(conn: &zbus::Connection) -> zbus::Result<()> {
+    let msg = method_call(
+        Replier::Daemon,
+        DAEMON_PATH,
+        "org.freedesktop.DBus.Peer",
+        "Ping",
+    )?
+    .build(&())?;
+    call(conn, Replier::Daemon, msg).await.map(drop)
+}
+
 /// Adds a match rule; returns once the daemon has confirmed it.
 pub(crate) async fn add_match(conn: &zbus::Connection, rule: &str) -> zbus::Result<()> {
     daemon(conn, "AddMatch", rule).await.map(drop)

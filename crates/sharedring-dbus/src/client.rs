@@ -61,7 +61,7 @@ const REPLY_FDS: usize = 4;
 /// ```no_run
 /// use sharedring::{Options, Sender};
 ///
-/// let conn = zbus::blocking::Connection::session()?;
+/// let conn = sharedring_dbus::connect(zbus::blocking::Connection::session)?;
 /// let mut tx: Sender<f64> = sharedring_dbus::open(
 ///     &conn,
 ///     "org.sharedring.Example",

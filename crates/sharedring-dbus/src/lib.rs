@@ -12,19 +12,22 @@
 //! trusted at all: every reply and signal this crate acts on is checked to
 //! come from the connection that must send it (the sender field, which the
 //! daemon sets), so a third connection's forged replies and signals are
-//! dropped (see `docs/THREAT-MODEL.md`).
+//! dropped (see `docs/THREAT-MODEL.md`). Make bus connections with
+//! [`connect`]: it hands out only connections that survived a pitfall of
+//! zbus that any connection on the bus can spring on a process starting
+//! up.
 //!
 //! ```no_run
 //! use sharedring::{Options, Receiver, Sender};
 //! use sharedring_dbus::{open, RingServer, DEFAULT_PATH};
 //!
 //! // The service (one process): keeps the receiving end of each ring.
-//! let bus = zbus::blocking::Connection::session()?;
+//! let bus = sharedring_dbus::connect(zbus::blocking::Connection::session)?;
 //! bus.request_name("org.sharedring.Example")?;
 //! let server = RingServer::<Receiver<f64>>::serve(&bus, DEFAULT_PATH, &Options::new())?;
 //!
 //! // A client (another process): gets the sending end.
-//! let client_bus = zbus::blocking::Connection::session()?;
+//! let client_bus = sharedring_dbus::connect(zbus::blocking::Connection::session)?;
 //! let mut tx: Sender<f64> =
 //!     open(&client_bus, "org.sharedring.Example", DEFAULT_PATH, &Options::new())?;
 //! tx.send(&[1.5, 2.5], None)?;
@@ -104,6 +107,7 @@
 
 mod bus;
 mod client;
+mod connect;
 mod end;
 mod error;
 #[cfg(feature = "test-bus")]
@@ -112,6 +116,7 @@ mod server;
 mod watch;
 
 pub use client::{open, open_async};
+pub use connect::{connect, CONNECT_ATTEMPTS};
 pub use end::RingEnd;
 pub use error::Error;
 #[cfg(feature = "test-bus")]

@@ -55,7 +55,7 @@ type MakeRing = dyn Fn(OwnedFd, Caller) -> Result<Offer, RingError> + Send + Syn
 /// use sharedring::{Options, Receiver};
 /// use sharedring_dbus::{RingServer, DEFAULT_PATH};
 ///
-/// let conn = zbus::blocking::Connection::session()?;
+/// let conn = sharedring_dbus::connect(zbus::blocking::Connection::session)?;
 /// conn.request_name("org.sharedring.Example")?;
 /// let server =
 ///     RingServer::<Receiver<f64>>::serve(&conn, DEFAULT_PATH, &Options::new().capacity_elements(1 << 14))?;

@@ -403,9 +403,11 @@ const ATTEMPTS: usize = 4;
 /// such messages to the name the child is about to get, so it sometimes
 /// kills the child's connection before its first call: a denial of
 /// service by a stranger, documented in docs/THREAT-MODEL.md, not a
-/// forgery believed. Only a child that exits with one of the two errors
-/// a dead connection gives counts as denied; any other end fails the
-/// test as before.
+/// forgery believed. The child makes its connection with
+/// `sharedring_dbus::connect`, which then makes another (under a name the
+/// brute force does not aim at, so that run tests less); a child that
+/// still exits with one of the two errors a dead connection gives counts
+/// as denied. Any other end fails the test as before.
 fn accept_unless_denied(
     server: &RingServer<Receiver<f64>>,
     child: &mut Proc,
