@@ -40,28 +40,47 @@ pub const CONNECT_ATTEMPTS: usize = 8;
 /// a refused authentication fails them all, quickly.
 /// [`Error::TimedOut`] if the daemon did not answer a round trip in time.
 ///
-/// With an async connection, do the same: one call to the daemon before
-/// relying on it, and a new connection if that call fails.
+/// With an async connection: [`connect_async`].
 pub fn connect(
     mut make: impl FnMut() -> zbus::Result<zbus::blocking::Connection>,
 ) -> Result<zbus::blocking::Connection, Error> {
+    let conn = zbus::block_on(connect_async(|| {
+        std::future::ready(make().map(zbus::blocking::Connection::into_inner))
+    }))?;
+    Ok(conn.into())
+}
+
+/// [`connect`] for async connections: `make` is, for example,
+/// `zbus::Connection::session`.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), sharedring_dbus::Error> {
+/// let conn = sharedring_dbus::connect_async(zbus::Connection::session).await?;
+/// # let _ = conn;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn connect_async<F>(mut make: impl FnMut() -> F) -> Result<zbus::Connection, Error>
+where
+    F: std::future::Future<Output = zbus::Result<zbus::Connection>>,
+{
     let mut failed = None;
     for _ in 0..CONNECT_ATTEMPTS {
         // zbus's `build` can fail of it too (when it reads its first
         // message before returning): also tried again.
-        let conn = match make() {
+        let conn = match make().await {
             Ok(conn) => conn,
             Err(e) => {
                 failed = Some(Error::Bus(e));
                 continue;
             }
         };
-        let ping = async { bus::ping_daemon(conn.inner()).await.map_err(Error::Bus) };
+        let ping = async { bus::ping_daemon(&conn).await.map_err(Error::Bus) };
         let timer = async {
             async_io::Timer::after(DEFAULT_HANDSHAKE_TIMEOUT).await;
             Err(Error::TimedOut)
         };
-        match zbus::block_on(future::or(ping, timer)) {
+        match future::or(ping, timer).await {
             Ok(()) => return Ok(conn),
             Err(Error::TimedOut) => return Err(Error::TimedOut),
             Err(e) => failed = Some(e),

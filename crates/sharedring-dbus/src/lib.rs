@@ -116,7 +116,7 @@ mod server;
 mod watch;
 
 pub use client::{open, open_async};
-pub use connect::{connect, CONNECT_ATTEMPTS};
+pub use connect::{connect, connect_async, CONNECT_ATTEMPTS};
 pub use end::RingEnd;
 pub use error::Error;
 #[cfg(feature = "test-bus")]
