@@ -21,10 +21,10 @@ pub const CONNECT_ATTEMPTS: usize = 8;
 /// superfluous and drops the connection (`MissingParameter("Missing file
 /// descriptors")`). Unique names are handed out in order, so any other
 /// connection on the bus can do this on purpose, to every process that
-/// connects. A connection either dies of it at the first message after
-/// `Hello` or never, so one round trip to the daemon, whose reply comes
-/// after those messages, tells the two apart; the next connection gets a
-/// new unique name. See "D-Bus companion" in `docs/THREAT-MODEL.md`.
+/// connects. A connection dies of it while it parses the messages that
+/// came in with its handshake, or never, so one round trip to the
+/// daemon, whose reply comes after those messages, tells the two apart;
+/// the next connection gets a new unique name. See "D-Bus companion" in `docs/THREAT-MODEL.md`.
 ///
 /// Each round trip waits at most [`DEFAULT_HANDSHAKE_TIMEOUT`].
 ///
