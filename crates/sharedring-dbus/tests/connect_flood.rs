@@ -94,14 +94,8 @@ fn under_flood(
             for i in 0..CONNECTIONS {
                 let conn = checked(&bus, &aim)
                     .map_err(|e| format!("connection {i}: {what} failed: {e}"))?;
-                conn.call_method(
-                    Some("org.freedesktop.DBus"),
-                    "/org/freedesktop/DBus",
-                    Some("org.freedesktop.DBus"),
-                    "GetId",
-                    &(),
-                )
-                .map_err(|e| format!("connection {i} from {what} does not work: {e}"))?;
+                common::daemon_round_trip(&conn)
+                    .map_err(|e| format!("connection {i} from {what} does not work: {e}"))?;
             }
             Ok(())
         })();

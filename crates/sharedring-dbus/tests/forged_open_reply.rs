@@ -159,15 +159,7 @@ fn round(client: &Connection, service: &Connection, stranger: &Connection, forge
         }
         // A round trip to the daemon: everything sent before it has been
         // routed to the client when it returns.
-        stranger
-            .call_method(
-                Some("org.freedesktop.DBus"),
-                "/org/freedesktop/DBus",
-                Some("org.freedesktop.DBus"),
-                "GetId",
-                &(),
-            )
-            .unwrap();
+        common::daemon_round_trip(&stranger).unwrap();
         go_tx.send(()).unwrap();
         (msgs.len(), forged_rx)
     });

@@ -55,18 +55,9 @@ fn forgeries(stranger: &str, victim: &str, peer: &str) -> Vec<Message> {
     ]
 }
 
-/// A round trip to the daemon on `conn`: everything `conn` sent before has
-/// been routed, and everything routed to `conn` before the reply has been
-/// read by zbus and handed to its streams.
+/// [`common::daemon_round_trip`], which must succeed.
 fn sync(conn: &Connection) {
-    conn.call_method(
-        Some("org.freedesktop.DBus"),
-        "/org/freedesktop/DBus",
-        Some("org.freedesktop.DBus"),
-        "GetId",
-        &(),
-    )
-    .unwrap();
+    common::daemon_round_trip(conn).unwrap();
 }
 
 #[test]

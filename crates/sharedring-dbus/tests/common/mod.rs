@@ -232,6 +232,20 @@ pub fn thread_places() -> String {
         .join("; ")
 }
 
+/// A round trip to the bus daemon on `conn` (`GetId`): everything `conn`
+/// sent before has been routed, and everything routed to `conn` before
+/// the reply has been read by zbus and handed to its streams.
+pub fn daemon_round_trip(conn: &zbus::blocking::Connection) -> zbus::Result<()> {
+    conn.call_method(
+        Some("org.freedesktop.DBus"),
+        "/org/freedesktop/DBus",
+        Some("org.freedesktop.DBus"),
+        "GetId",
+        &(),
+    )
+    .map(drop)
+}
+
 /// Our user id, as the kernel reports it (the owner of `/proc/self`).
 pub fn our_uid() -> u32 {
     use std::os::unix::fs::MetadataExt;
