@@ -38,6 +38,11 @@ fn poke32(region: RawRegion, offset: usize, value: u32) {
     unsafe { core::ptr::write_volatile(region.as_ptr().add(offset).cast::<u32>(), value) }
 }
 
+fn peek32(region: RawRegion, offset: usize) -> u32 {
+    // SAFETY: as in `poke64`.
+    unsafe { core::ptr::read_volatile(region.as_ptr().add(offset).cast::<u32>()) }
+}
+
 fn peek64(region: RawRegion, offset: usize) -> u64 {
     // SAFETY: as in `poke64`.
     unsafe { core::ptr::read_volatile(region.as_ptr().add(offset).cast::<u64>()) }
@@ -403,23 +408,62 @@ fn consumer_rejects_a_second_skip_marker_after_a_skip() {
 }
 
 #[test]
-fn consumer_does_not_wait_on_the_write_position_and_only_counts_with_it() {
+fn consumer_does_not_use_the_write_position_hint() {
     let mut buf = buffer();
     let (region, mut rx) = consumer_ring(&mut buf);
     // A write position beyond the capacity, or off the record grid,
-    // neither delivers a record nor hides one: the header words decide.
+    // neither delivers a record nor hides one, nor changes the count: the
+    // header words decide.
     for lie in [72, 12, u64::MAX] {
         poke64(region, WRITE_POS, lie);
         assert_eq!(rx.pop(&mut []), Err(MsgPopError::Empty));
         assert_eq!(rx.pending_bytes(), Ok(0));
     }
-    record(region, 0, 1, 9);
-    // Implausible: the count falls back to the next record's size.
+    let end = record(region, 0, 1, 9);
     assert_eq!(rx.pending_bytes(), Ok(16));
+    // A second record counts once its header is published, whatever the
+    // hint says.
+    poke64(region, WRITE_POS, 0);
+    let end = record(region, end, 20, 7);
+    assert_eq!(rx.pending_bytes(), Ok(16 + 32));
     poke64(region, WRITE_POS, 40);
-    assert_eq!(rx.pending_bytes(), Ok(40));
+    assert_eq!(rx.pending_bytes(), Ok(16 + 32));
+    // A corrupted record after the first stops the count before it
+    // (the receive that reaches it reports it) and poisons nothing.
+    header(region, end, 9999);
+    assert_eq!(rx.pending_bytes(), Ok(16 + 32));
     assert_eq!(rx.pop(&mut [0; 1]), Ok(1));
+    assert_eq!(rx.pending_bytes(), Ok(32));
     assert_eq!(rx.corruption(), None);
+}
+
+/// The producer stores its write position in the header as a lagging
+/// hint: not with every record (its line is the closed word's, which a
+/// waiting consumer loads), but once half a ring has been published since
+/// the last store, after a batch, and before the closed mark.
+#[test]
+fn producer_stores_the_write_position_hint_lazily() {
+    let mut buf = buffer();
+    let region = buf.region();
+    let mut tx = MsgProducer::create(region, CAP, MAX).unwrap();
+    let mut rx = MsgConsumer::attach(region, CAP, MAX).unwrap();
+    tx.push(&[1; 8]).unwrap(); // 16 bytes: less than half of 64
+    assert_eq!(peek64(region, WRITE_POS), 0);
+    assert_eq!(rx.pop(&mut [0; 8]), Ok(8)); // delivered all the same
+    tx.push(&[2; 16]).unwrap(); // 16 + 24 = 40: half passed
+    assert_eq!(peek64(region, WRITE_POS), 40);
+    assert_eq!(rx.pop(&mut [0; 16]), Ok(16));
+    tx.push(&[3]).unwrap();
+    assert_eq!(peek64(region, WRITE_POS), 40);
+    let batch = tx.push_many(&[&[4u8][..]]).unwrap();
+    assert_eq!(batch.messages, 1);
+    // 56 + a skip of 8 + a record of 16
+    assert_eq!(peek64(region, WRITE_POS), 80);
+    tx.push(&[5]).unwrap();
+    assert_eq!(peek64(region, WRITE_POS), 80);
+    let _wake = tx.close();
+    assert_eq!(peek64(region, WRITE_POS), 96);
+    assert_eq!(peek32(region, 136), 1);
 }
 
 #[test]

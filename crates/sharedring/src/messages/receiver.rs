@@ -51,8 +51,13 @@ pub(crate) struct MsgData;
 
 impl Side<MsgConsumer> for MsgData {
     fn ready(&mut self, consumer: &mut MsgConsumer) -> Result<bool, Corruption> {
-        // The end of the stream is something to wake up for too.
-        Ok(consumer.pending_bytes()? > 0 || consumer.end_of_stream()?)
+        // One look at the next record's header word (the record stays in
+        // the ring); the end of the stream is something to wake up for too.
+        match consumer.read() {
+            Ok(_) => Ok(true),
+            Err(PopError::Empty) => consumer.end_of_stream(),
+            Err(PopError::Corrupted(c)) => Err(c),
+        }
     }
     fn prepare_wait(&mut self, consumer: &mut MsgConsumer) -> Result<WaitCheck, Corruption> {
         consumer.prepare_wait()

@@ -132,35 +132,41 @@ impl MsgConsumer {
     /// Bytes published and not yet released, record headers, padding and
     /// skips included; zero exactly when there is no message.
     ///
-    /// The next record's header decides whether there is a message. The
-    /// count beyond it comes from the producer's write position, which it
-    /// stores after the record headers it publishes: when that lags (or is
-    /// implausible), this is the size of the next record (and the skip
-    /// before it).
+    /// Counted by walking the published records' header words from our
+    /// position (each validated as a receive would, up to the first not
+    /// yet published), so it costs one load per pending record. The
+    /// producer's write position in the header is only a lagging hint and
+    /// is not used. A corrupted first record is reported (and poisons the
+    /// handle, as a receive would); the count stops before a corrupted
+    /// later one, which the receive that reaches it reports.
     ///
     /// ```
     /// # let (mut tx, mut rx) = spsc_core::__doc_msg_pair!(1024, 64);
     /// assert_eq!(rx.pending_bytes()?, 0);
     /// tx.push(&[1; 9])?;
     /// assert_eq!(rx.pending_bytes()?, 8 + 16);
+    /// tx.push(b"two")?;
+    /// assert_eq!(rx.pending_bytes()?, 8 + 16 + 8 + 8);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn pending_bytes(&mut self) -> Result<usize, Corruption> {
-        let found = match self.next() {
+        let first = match self.next() {
             Ok(found) => found,
             Err(PopError::Empty) => return Ok(0),
             Err(PopError::Corrupted(c)) => return Err(c),
         };
-        let shared = self.inner.shared();
-        // Relaxed: only a count, nothing is read on its strength.
-        let write = shared.write_pos().load(Ordering::Relaxed);
-        let ahead = write.wrapping_sub(self.inner.read_position());
-        let pending = if ahead >= found.advance && ahead <= shared.capacity() {
-            ahead
-        } else {
-            found.advance
-        };
-        Ok(pending as usize)
+        let capacity = self.inner.shared().capacity();
+        let read = self.inner.read_position();
+        let mut pending = first.advance;
+        // Every advance is at least one header, so this ends within
+        // `capacity / 8` records even if the producer lies.
+        while pending < capacity {
+            match self.locate_at(read.wrapping_add(pending)) {
+                Ok(Some(found)) => pending += found.advance,
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(pending.min(capacity) as usize)
     }
 
     /// Finds and validates the next record, if the producer has published
@@ -168,9 +174,17 @@ impl MsgConsumer {
     /// only the locals are used.
     #[inline]
     fn locate(&self) -> Result<Option<Found>, Corruption> {
+        self.locate_at(self.inner.read_position())
+    }
+
+    /// [`locate`](Self::locate) for the record at position `read`: ours,
+    /// or (for [`pending_bytes`](Self::pending_bytes)) the end of a
+    /// published record after it, where the producer wrote the pending
+    /// word before publishing that record.
+    #[inline]
+    fn locate_at(&self, read: u64) -> Result<Option<Found>, Corruption> {
         let shared = self.inner.shared();
         let capacity = shared.capacity();
-        let read = self.inner.read_position();
         // Our read position is a multiple of 8 (checked at attach; every
         // advance is one), so a header never straddles the ring's end.
         let index = read & (capacity - 1);

@@ -19,10 +19,17 @@ use crate::wake::WaitCheck;
 /// its header word (which the consumer waits on), after its payload and
 /// the pending word where the next record will go. The position
 /// bookkeeping is the element ring's (over byte slots): our write position
-/// is private; it is also stored in the header after each publication (or
-/// batch), but the consumer does not wait on it. The consumer's read
-/// position is loaded once per refresh, validated and cached, and
-/// refreshed only when the cache says *possibly* full.
+/// is private; it is also stored in the header as a lagging hint (once
+/// for every half ring published, after each batch, and before closing),
+/// which the consumer does not wait on. The consumer's read position is
+/// loaded once per refresh, validated and cached, and refreshed only when
+/// the cache says *possibly* full.
+///
+/// The hint is not stored with every record on purpose: it shares its
+/// cache line with the closed word, which a consumer loads whenever it
+/// finds the ring empty, so a store per record would move that line
+/// between the cores once per message, beside the record's own line
+/// (`docs/LAYOUT.md`, "Positions" of message rings).
 ///
 /// `Send` but not `Clone`: there is exactly one producer per ring.
 ///
@@ -40,6 +47,8 @@ pub struct MsgProducer {
     inner: Producer<u8>,
     /// Our maximum message size, which the header had to match.
     max_msg: u32,
+    /// The write position we last stored as the header's hint.
+    hinted: u64,
 }
 
 impl core::fmt::Debug for MsgProducer {
@@ -86,6 +95,7 @@ impl MsgProducer {
         Ok(Self {
             inner: Producer::from_positions(shared, 0, 0),
             max_msg: max_msg as u32,
+            hinted: 0,
         })
     }
 
@@ -110,7 +120,12 @@ impl MsgProducer {
         let inner = Producer::attach_validated(open(region, capacity, max_msg, false)?)?;
         check_aligned(inner.write_position(), Field::WritePosition)?;
         let max_msg = max_msg as u32;
-        Ok(Self { inner, max_msg })
+        let hinted = inner.write_position();
+        Ok(Self {
+            inner,
+            max_msg,
+            hinted,
+        })
     }
 
     /// The capacity in bytes.
@@ -292,7 +307,7 @@ impl MsgProducer {
         if sent == 0 {
             return Ok(Batch::default());
         }
-        self.inner.publish_position();
+        self.store_hint();
         Ok(Batch {
             messages: sent,
             wake: self.inner.needs_wake(),
@@ -362,9 +377,9 @@ impl MsgProducer {
         self.inner.set_registered_for_sleeper_barrier();
     }
 
-    /// Closes the stream: after the last record (its header word and the
-    /// write position hint are stored by every publication), stores 1 in
-    /// the header's "closed" word (Release), then checks, as after a
+    /// Closes the stream: after the last record (its header word, stored
+    /// by its publication), stores the write position hint, then 1 in the
+    /// header's "closed" word (Release), then checks, as after a
     /// publication, whether the consumer sleeps. Returns `true` if it must
     /// be woken. The consumer delivers every record published before,
     /// then reports the end ([`MsgConsumer::end_of_stream`](crate::MsgConsumer::end_of_stream)).
@@ -381,7 +396,29 @@ impl MsgProducer {
     /// ```
     #[must_use = "if this returns true, the consumer is asleep and must be woken"]
     pub fn close(&mut self) -> bool {
+        self.store_hint();
         self.inner.close()
+    }
+
+    /// Stores our write position as the header's hint (Release, after the
+    /// header words it covers).
+    #[inline]
+    fn store_hint(&mut self) {
+        self.inner.publish_position();
+        self.hinted = self.inner.write_position();
+    }
+
+    /// Moves our write position past a record just published by its
+    /// header word, and stores the hint only once half a ring has been
+    /// published since the last (see the type's docs for why not every
+    /// time).
+    #[inline]
+    fn advance(&mut self, n: usize) {
+        self.inner.advance(n);
+        let since = self.inner.write_position().wrapping_sub(self.hinted);
+        if since >= self.inner.shared().capacity() / 2 {
+            self.store_hint();
+        }
     }
 
     /// The corruption this handle has seen, if any.
@@ -558,14 +595,15 @@ impl Reservation<'_> {
     #[inline]
     pub fn commit(self) -> bool {
         let n = self.write_headers();
-        self.producer.inner.commit_chunk(n)
+        self.producer.advance(n);
+        self.producer.inner.needs_wake()
     }
 
     /// Publishes without the wake-up check (for `push`).
     #[inline]
     fn publish(self) {
         let n = self.write_headers();
-        self.producer.inner.publish(n);
+        self.producer.advance(n);
     }
 
     /// Writes the pending word after the record, the record header, and
