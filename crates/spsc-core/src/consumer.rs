@@ -193,7 +193,9 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
 
     /// Copies as many elements as are available into `dst`, releases them,
     /// and returns how many were popped (0 when empty).
-    #[inline]
+    // Always inlined, or the caller's crate may keep it out of line:
+    // see docs/ARCHITECTURE.md, "Hot paths inlined across crates".
+    #[inline(always)]
     pub fn pop_slice(&mut self, dst: &mut [T]) -> Result<usize, Corruption> {
         let n = (dst.len() as u64).min(self.available(dst.len() as u64)?) as usize;
         if n == 0 {

@@ -223,7 +223,9 @@ impl<T: FromBytes + IntoBytes + Immutable> Producer<T> {
     /// assert_eq!(out[..4], [1, 2, 3, 4]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[inline]
+    // Always inlined, or the caller's crate may keep it out of line:
+    // see docs/ARCHITECTURE.md, "Hot paths inlined across crates".
+    #[inline(always)]
     pub fn push_slice(&mut self, src: &[T]) -> Result<usize, Corruption> {
         let n = (src.len() as u64).min(self.free(src.len() as u64)?) as usize;
         if n == 0 {

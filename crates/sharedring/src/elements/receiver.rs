@@ -122,6 +122,9 @@ impl<T: Element> Receiver<T> {
     /// drained and the peer is known to be gone (an empty ring makes us
     /// look at the socket every so often); [`Error::Corrupted`] if the
     /// peer broke the protocol.
+    // Always inlined, or the caller's crate may keep it out of line:
+    // see docs/ARCHITECTURE.md, "Hot paths inlined across crates".
+    #[inline(always)]
     pub fn try_recv(&mut self, dst: &mut [T]) -> Result<usize, Error> {
         if self.end.closed {
             return Err(Error::Closed);

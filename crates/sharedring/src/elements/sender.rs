@@ -149,6 +149,9 @@ impl<T: Element> Sender<T> {
     /// [`Error::PeerGone`] once the peer is known to be gone (a full ring
     /// makes us look at the socket every so often), and
     /// [`Error::Corrupted`] if the peer broke the protocol.
+    // Always inlined, or the caller's crate may keep it out of line:
+    // see docs/ARCHITECTURE.md, "Hot paths inlined across crates".
+    #[inline(always)]
     pub fn try_send(&mut self, src: &[T]) -> Result<usize, Error> {
         self.end.usable()?;
         let n = self.push_steps(src)?;

@@ -128,6 +128,9 @@ impl MsgReceiver {
     /// The one read every receive goes through: shows the next record to
     /// `read` if one is there now, releases it if `read` consumed it, and
     /// wakes the sender if it waits for room. `Ok(None)`: empty.
+    // Always inlined, or the caller's crate may keep it out of line:
+    // see docs/ARCHITECTURE.md, "Hot paths inlined across crates".
+    #[inline(always)]
     fn next<R>(
         &mut self,
         read: &mut Option<impl FnOnce(&Record<'_>) -> Taken<R>>,
@@ -153,6 +156,9 @@ impl MsgReceiver {
     /// The one non-blocking receive: [`next`](Self::next), and on an empty
     /// ring, whether the peer is gone (then everything it published before
     /// it went is delivered first).
+    // Always inlined, or the caller's crate may keep it out of line:
+    // see docs/ARCHITECTURE.md, "Hot paths inlined across crates".
+    #[inline(always)]
     fn try_take<R>(
         &mut self,
         read: impl FnOnce(&Record<'_>) -> Taken<R>,
@@ -223,6 +229,9 @@ impl MsgReceiver {
     /// stream (and from then on); [`Error::PeerGone`] once the ring is
     /// drained and the peer is known to be gone; [`Error::BufferTooSmall`];
     /// [`Error::Corrupted`].
+    // Always inlined, or the caller's crate may keep it out of line:
+    // see docs/ARCHITECTURE.md, "Hot paths inlined across crates".
+    #[inline(always)]
     pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
         self.try_take(|record| copy_into(record, buf))
     }

@@ -122,6 +122,9 @@ impl MsgSender {
     /// The one reservation every send goes through: reserves `len` bytes
     /// if there is room now, lets `fill` write them, publishes, and wakes
     /// the receiver if it sleeps. `Ok(None)`: full.
+    // Always inlined, or the caller's crate may keep it out of line:
+    // see docs/ARCHITECTURE.md, "Hot paths inlined across crates".
+    #[inline(always)]
     fn try_reserve<R>(
         &mut self,
         len: usize,
@@ -155,6 +158,9 @@ impl MsgSender {
     /// assert!(sent > 0); // then full
     /// # Ok::<(), sharedring::Error>(())
     /// ```
+    // Always inlined, or the caller's crate may keep it out of line:
+    // see docs/ARCHITECTURE.md, "Hot paths inlined across crates".
+    #[inline(always)]
     pub fn try_send(&mut self, msg: &[u8]) -> Result<bool, Error> {
         Ok(self
             .try_send_with(msg.len(), |r| r.copy_from_slice(msg))?
@@ -172,6 +178,9 @@ impl MsgSender {
     /// assert_eq!(rx.try_recv_into(&mut buf)?, Some(4));
     /// # Ok::<(), sharedring::Error>(())
     /// ```
+    // Always inlined, or the caller's crate may keep it out of line:
+    // see docs/ARCHITECTURE.md, "Hot paths inlined across crates".
+    #[inline(always)]
     pub fn try_send_with<R>(
         &mut self,
         len: usize,

@@ -635,7 +635,9 @@ impl Record<'_> {
     /// assert_eq!(&body, b"body");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[inline]
+    // Always inlined, or the caller's crate may keep it out of line:
+    // see docs/ARCHITECTURE.md, "Hot paths inlined across crates".
+    #[inline(always)]
     pub fn read_at(&self, offset: usize, dst: &mut [u8]) {
         assert!(
             offset <= self.len && dst.len() <= self.len - offset,
@@ -665,7 +667,9 @@ impl Record<'_> {
     /// assert_eq!(&buf, b"abc");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[inline]
+    // Always inlined, or the caller's crate may keep it out of line:
+    // see docs/ARCHITECTURE.md, "Hot paths inlined across crates".
+    #[inline(always)]
     pub fn copy_to_slice(&self, dst: &mut [u8]) {
         self.read_at(0, dst)
     }

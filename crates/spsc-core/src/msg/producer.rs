@@ -490,7 +490,9 @@ impl Reservation<'_> {
     /// let _ = r.commit();
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[inline]
+    // Always inlined, or the caller's crate may keep it out of line:
+    // see docs/ARCHITECTURE.md, "Hot paths inlined across crates".
+    #[inline(always)]
     pub fn write_at(&mut self, offset: usize, src: &[u8]) {
         assert!(
             offset <= self.len && src.len() <= self.len - offset,
@@ -517,7 +519,9 @@ impl Reservation<'_> {
     /// let _ = r.commit();
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    #[inline]
+    // Always inlined, or the caller's crate may keep it out of line:
+    // see docs/ARCHITECTURE.md, "Hot paths inlined across crates".
+    #[inline(always)]
     pub fn copy_from_slice(&mut self, src: &[u8]) {
         self.write_at(0, src)
     }
