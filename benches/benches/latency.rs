@@ -12,6 +12,12 @@
 //!   `receive_raw`;
 //! - `sharedring-duplex-busy`: a `Duplex` pair of message rings, 8-byte
 //!   messages, `try_send` / `try_recv_into` loops on both sides;
+//! - `spsc-core-elem-busy`, `spsc-core-msg-busy`: `spsc-core`'s halves
+//!   without the facade (an element ring of 64 `u64`, a message ring of
+//!   4 KiB), over one shared memfd, driven as the facade's non-blocking
+//!   calls drive them: the wake-up check after each send and receive, the
+//!   closed word loaded on every empty poll. Their distance from the
+//!   facade's rows is what the facade costs (no target refers to them);
 //! - `atomic-busy`: a raw ping-pong on two atomics in a shared page, the
 //!   physical floor of a busy round trip;
 //! - `validated-line`: the limit of a *validated* busy round trip: per
@@ -33,7 +39,7 @@
 //! trip (`Group::percentiles`): p50, p99, p99.9, p99.99. Then the rows of
 //! each target are set up again side by side and their ratio measured
 //! interleaved (`Group::paired`): the busy rows against `validated-line`
-//! and `shmem-ipc-busy`, `sharedring-park` against `futex`,
+//! and `shmem-ipc-busy` (the `spsc-core-*` rows against `validated-line`), `sharedring-park` against `futex`,
 //! `sharedring-blocking` against `shmem-ipc-blocking`.
 
 use std::io::{Read, Write};
@@ -47,6 +53,7 @@ use sharedring::{Duplex, Options, Receiver, Sender};
 use sharedring_benches::harness::{Group, Harness, Mode, Ratio};
 use sharedring_benches::peer::{Peer, PeerEnv};
 use sharedring_benches::{probe, SharedMap, SharedPage};
+use spsc_core::{Consumer, MsgConsumer, MsgLayout, MsgProducer, Producer, RingLayout};
 
 const RING: usize = 64;
 /// The capacity of each ring of the `Duplex` row.
@@ -122,6 +129,7 @@ fn peer_main(env: PeerEnv) {
         "futex" => peer_futex(env),
         "line" => peer_line(env),
         "duplex-busy" => peer_duplex_busy(env),
+        "halves" => peer_halves(env),
         other => panic!("unknown peer role {other}"),
     }
 }
@@ -361,6 +369,129 @@ fn peer_duplex_busy(mut env: PeerEnv) {
     }
 }
 
+/// Bytes from one ring's region to the other's in the map of an
+/// `spsc-core-*` row (each ring starts on a page of its own).
+const HALVES_SPAN: usize = 8192;
+
+/// One side of an `spsc-core-*` row: a ring to send on and one to
+/// receive from, `spsc-core`'s halves with no facade around them.
+enum Halves {
+    Msg(MsgProducer, MsgConsumer),
+    Elem(Producer<u64>, Consumer<u64>),
+}
+
+impl Halves {
+    /// The parent's side (`creator`: it creates its sending ring at
+    /// offset 0 and its receiving ring at `HALVES_SPAN`) or the peer's
+    /// (it attaches to them the other way round). Each half declares the
+    /// sleeper's barrier and counts its process as registered, as the
+    /// facade's busy ends do (nobody sleeps here, so the barrier is never
+    /// run).
+    fn new(map: &SharedMap, kind: &str, creator: bool) -> Self {
+        let (tx_at, rx_at) = if creator {
+            (0, HALVES_SPAN)
+        } else {
+            (HALVES_SPAN, 0)
+        };
+        let no_barrier: fn() -> bool = || true;
+        match kind {
+            "msg" => {
+                let len = MsgLayout::new(DUPLEX_BYTES, 8).unwrap().region_size();
+                let (tx, rx) = (map.region(tx_at, len), map.region(rx_at, len));
+                let (mut tx, mut rx) = if creator {
+                    (
+                        MsgProducer::create(tx, DUPLEX_BYTES, 8).unwrap(),
+                        MsgConsumer::create(rx, DUPLEX_BYTES, 8).unwrap(),
+                    )
+                } else {
+                    (
+                        MsgProducer::attach(tx, DUPLEX_BYTES, 8).unwrap(),
+                        MsgConsumer::attach(rx, DUPLEX_BYTES, 8).unwrap(),
+                    )
+                };
+                tx.declare_sleeper_barrier(no_barrier);
+                tx.set_registered_for_sleeper_barrier();
+                rx.declare_sleeper_barrier(no_barrier);
+                rx.set_registered_for_sleeper_barrier();
+                Halves::Msg(tx, rx)
+            }
+            _ => {
+                let len = RingLayout::new::<u64>(RING).unwrap().region_size();
+                let (tx, rx) = (map.region(tx_at, len), map.region(rx_at, len));
+                let (mut tx, mut rx) = if creator {
+                    (
+                        Producer::create(tx, RING).unwrap(),
+                        Consumer::create(rx, RING).unwrap(),
+                    )
+                } else {
+                    (
+                        Producer::attach(tx, RING).unwrap(),
+                        Consumer::attach(rx, RING).unwrap(),
+                    )
+                };
+                tx.declare_sleeper_barrier(no_barrier);
+                tx.set_registered_for_sleeper_barrier();
+                rx.declare_sleeper_barrier(no_barrier);
+                rx.set_registered_for_sleeper_barrier();
+                Halves::Elem(tx, rx)
+            }
+        }
+    }
+
+    /// Sends one 8-byte message (a ping-pong's ring is never full), then
+    /// the wake-up check.
+    fn send(&mut self, v: u64) {
+        match self {
+            Halves::Msg(tx, _) => {
+                tx.push(&v.to_ne_bytes()).unwrap();
+                std::hint::black_box(tx.needs_wake());
+            }
+            Halves::Elem(tx, _) => {
+                assert_eq!(tx.push_slice(&[v]).unwrap(), 1);
+                std::hint::black_box(tx.needs_wake());
+            }
+        }
+    }
+
+    /// Polls until a message arrives (loading the closed word on every
+    /// empty poll, as the facade's receivers do), then the wake-up check.
+    fn recv(&mut self) -> u64 {
+        loop {
+            match self {
+                Halves::Msg(_, rx) => {
+                    let mut b = [0u8; 8];
+                    if rx.try_recv_into(&mut b).unwrap().is_some() {
+                        std::hint::black_box(rx.needs_wake());
+                        return u64::from_ne_bytes(b);
+                    }
+                    assert!(!rx.end_of_stream().unwrap());
+                }
+                Halves::Elem(_, rx) => {
+                    let mut one = [0u64];
+                    if rx.pop_slice(&mut one).unwrap() == 1 {
+                        std::hint::black_box(rx.needs_wake());
+                        return one[0];
+                    }
+                    assert!(!rx.end_of_stream().unwrap());
+                }
+            }
+            std::hint::spin_loop();
+        }
+    }
+}
+
+fn peer_halves(mut env: PeerEnv) {
+    let kind = env.args[0].clone();
+    let map = SharedMap::map(env.take_fd(), 2 * HALVES_SPAN).unwrap();
+    let mut side = Halves::new(&map, &kind, false);
+    while let Some(n) = env.next_command() {
+        for _ in 0..n {
+            let v = side.recv();
+            side.send(v);
+        }
+    }
+}
+
 // ---------------------------------------------------------------- parent
 
 /// Times `n` round trips with `rt`, after commanding the peer to answer
@@ -465,6 +596,21 @@ fn duplex_busy_row() -> RttRow {
         while d.rx.try_recv_into(&mut b8).unwrap().is_none() {
             std::hint::spin_loop();
         }
+    })
+}
+
+/// `spsc-core`'s halves of `kind` (`"elem"` or `"msg"`) without the
+/// facade: the rows `spsc-core-elem-busy` and `spsc-core-msg-busy`.
+fn halves_row(kind: &str) -> RttRow {
+    let map = SharedMap::new(2 * HALVES_SPAN).unwrap();
+    let fd = rustix::io::dup(&map).unwrap();
+    let mut side = Halves::new(&map, kind, true);
+    let peer = Peer::spawn("halves", vec![fd], &[kind.into()]).unwrap();
+    RttRow::new(format!("spsc-core-{kind}-busy"), true, peer, move |i| {
+        let _mapping = &map;
+        side.send(i);
+        let v = side.recv();
+        debug_assert_eq!(v, i);
     })
 }
 
@@ -577,6 +723,8 @@ fn main() {
     page_row(false).measure(&mut g);
     ring_row(Wait::Busy).measure(&mut g);
     duplex_busy_row().measure(&mut g);
+    halves_row("elem").measure(&mut g);
+    halves_row("msg").measure(&mut g);
     shmem_ipc_row(true).measure(&mut g);
     ring_row(Wait::Blocking).measure(&mut g);
     page_row(true).measure(&mut g);
@@ -596,9 +744,15 @@ fn main() {
         paired(&mut g, &mut duplex, &mut line);
         paired(&mut g, &mut busy, &mut shmem_busy);
         paired(&mut g, &mut duplex, &mut shmem_busy);
-        for r in [line, busy, duplex, shmem_busy] {
+        for r in [busy, duplex, shmem_busy] {
             r.finish();
         }
+        for kind in ["elem", "msg"] {
+            let mut halves = halves_row(kind);
+            paired(&mut g, &mut halves, &mut line);
+            halves.finish();
+        }
+        line.finish();
         let mut futex_row = page_row(true);
         let mut park = ring_row(Wait::Park);
         paired(&mut g, &mut park, &mut futex_row);

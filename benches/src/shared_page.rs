@@ -67,6 +67,21 @@ impl SharedMap {
         self.len
     }
 
+    /// `len` bytes at `offset` as a region for `spsc-core`'s halves.
+    ///
+    /// # Panics
+    ///
+    /// If the range is not inside the map.
+    pub fn region(&self, offset: usize, len: usize) -> spsc_core::RawRegion {
+        assert!(offset + len <= self.len, "region outside the map");
+        // SAFETY: inside the mapping, which is never unmapped; the halves
+        // access it only through atomics and volatile copies, and no Rust
+        // reference into it is made.
+        unsafe {
+            spsc_core::RawRegion::new(std::ptr::NonNull::new(self.base.add(offset)).unwrap(), len)
+        }
+    }
+
     /// Whether it is empty (never: kept for clippy's `len_without_is_empty`).
     pub fn is_empty(&self) -> bool {
         self.len == 0
