@@ -89,6 +89,14 @@ fn consumer_ring(buf: &mut common::Buffer) -> (RawRegion, MsgConsumer) {
     (region, rx)
 }
 
+/// A ring created by an honest producer, with our consumer attached.
+fn honest_pair(buf: &mut common::Buffer) -> (RawRegion, MsgProducer, MsgConsumer) {
+    let region = buf.region();
+    let tx = MsgProducer::create(region, CAP, MAX).unwrap();
+    let rx = MsgConsumer::attach(region, CAP, MAX).unwrap();
+    (region, tx, rx)
+}
+
 fn buffer() -> common::Buffer {
     common::Buffer::new(MsgLayout::new(CAP, MAX).unwrap().region_size(), 2)
 }
@@ -283,9 +291,7 @@ fn stale_payload_that_looks_like_the_next_header_is_never_taken_for_it() {
     // producer writes after each record, the consumer would take them for
     // records.
     let mut buf = buffer();
-    let region = buf.region();
-    let mut tx = MsgProducer::create(region, CAP, MAX).unwrap();
-    let mut rx = MsgConsumer::attach(region, CAP, MAX).unwrap();
+    let (region, mut tx, mut rx) = honest_pair(&mut buf);
     let mut a = Vec::new();
     for pos in [72u64, 80, 88] {
         a.extend_from_slice(&word(tag(pos), 0).to_ne_bytes());
@@ -437,6 +443,22 @@ fn consumer_does_not_use_the_write_position_hint() {
     assert_eq!(rx.corruption(), None);
 }
 
+/// A lying producer that fills the whole ring with the smallest records
+/// makes the count walk the most headers it can: one per 8 bytes, and it
+/// stops at the capacity.
+#[test]
+fn pending_bytes_walks_at_most_the_ring() {
+    let mut buf = buffer();
+    let (region, mut rx) = consumer_ring(&mut buf);
+    for pos in (0..CAP as u64).step_by(8) {
+        header(region, pos, 0);
+    }
+    assert_eq!(rx.pending_bytes(), Ok(CAP));
+    assert_eq!(rx.pop(&mut []), Ok(0));
+    assert_eq!(rx.pending_bytes(), Ok(CAP - 8));
+    assert_eq!(rx.corruption(), None);
+}
+
 /// The producer stores its write position in the header as a lagging
 /// hint: not with every record (its line is the closed word's, which a
 /// waiting consumer loads), but once half a ring has been published since
@@ -444,9 +466,7 @@ fn consumer_does_not_use_the_write_position_hint() {
 #[test]
 fn producer_stores_the_write_position_hint_lazily() {
     let mut buf = buffer();
-    let region = buf.region();
-    let mut tx = MsgProducer::create(region, CAP, MAX).unwrap();
-    let mut rx = MsgConsumer::attach(region, CAP, MAX).unwrap();
+    let (region, mut tx, mut rx) = honest_pair(&mut buf);
     tx.push(&[1; 8]).unwrap(); // 16 bytes: less than half of 64
     assert_eq!(peek64(region, WRITE_POS), 0);
     assert_eq!(rx.pop(&mut [0; 8]), Ok(8)); // delivered all the same
