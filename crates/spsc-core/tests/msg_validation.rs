@@ -291,7 +291,7 @@ fn stale_payload_that_looks_like_the_next_header_is_never_taken_for_it() {
     // producer writes after each record, the consumer would take them for
     // records.
     let mut buf = buffer();
-    let (region, mut tx, mut rx) = honest_pair(&mut buf);
+    let (_, mut tx, mut rx) = honest_pair(&mut buf);
     let mut a = Vec::new();
     for pos in [72u64, 80, 88] {
         a.extend_from_slice(&word(tag(pos), 0).to_ne_bytes());
