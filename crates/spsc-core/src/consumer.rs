@@ -346,6 +346,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
     /// assert!(rx.end_of_stream()?);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn end_of_stream(&mut self) -> Result<bool, Corruption> {
         if let Some(c) = self.poisoned {
             return Err(c);
@@ -360,6 +361,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Consumer<T> {
     /// load of `producer_closed`), whether or not data is still queued:
     /// an event loop uses it to say how a peer that hung up left
     /// ([`end_of_stream`](Self::end_of_stream) says when to stop reading).
+    #[inline]
     pub fn closed_mark(&self) -> bool {
         self.producer_closed()
     }

@@ -75,7 +75,9 @@ impl<T: Element> Receiver<T> {
     /// Copies out as much as is available into `dst`, in steps (see
     /// `step_len`), releasing after each step so that the sender can refill
     /// one step while we copy out the next.
-    #[inline]
+    // Always inlined, or the caller's crate may keep it out of line:
+    // see docs/ARCHITECTURE.md, "Hot paths inlined across crates".
+    #[inline(always)]
     fn pop_steps(&mut self, dst: &mut [T]) -> Result<usize, Corruption> {
         let consumer = &mut self.end.half;
         let step = step_len::<T>(consumer.capacity());

@@ -107,7 +107,9 @@ impl<T: Element> Sender<T> {
     /// message would make the two sides take turns (we fill the ring, then
     /// the receiver empties it); in steps, the receiver copies one step out
     /// while we copy the next one in.
-    #[inline]
+    // Always inlined, or the caller's crate may keep it out of line:
+    // see docs/ARCHITECTURE.md, "Hot paths inlined across crates".
+    #[inline(always)]
     fn push_steps(&mut self, src: &[T]) -> Result<usize, Corruption> {
         let producer = &mut self.end.half;
         let step = step_len::<T>(producer.capacity());

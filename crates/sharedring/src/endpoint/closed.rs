@@ -54,6 +54,7 @@ impl<T: Element> Closing for Producer<T> {
     fn close_stream(&mut self) -> bool {
         self.close()
     }
+    #[inline]
     fn stream_ended(&mut self) -> Result<bool, Corruption> {
         Ok(false)
     }
@@ -63,30 +64,35 @@ impl Closing for MsgProducer {
     fn close_stream(&mut self) -> bool {
         self.close()
     }
+    #[inline]
     fn stream_ended(&mut self) -> Result<bool, Corruption> {
         Ok(false)
     }
 }
 
 impl<T: Element> Closing for Consumer<T> {
+    #[inline]
     fn closed_mark(&self) -> bool {
         Self::closed_mark(self)
     }
     fn close_stream(&mut self) -> bool {
         false
     }
+    #[inline]
     fn stream_ended(&mut self) -> Result<bool, Corruption> {
         self.end_of_stream()
     }
 }
 
 impl Closing for MsgConsumer {
+    #[inline]
     fn closed_mark(&self) -> bool {
         Self::closed_mark(self)
     }
     fn close_stream(&mut self) -> bool {
         false
     }
+    #[inline]
     fn stream_ended(&mut self) -> Result<bool, Corruption> {
         self.end_of_stream()
     }

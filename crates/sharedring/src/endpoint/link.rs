@@ -66,12 +66,14 @@ impl Link {
     }
 
     /// Whether the peer is already known to be gone (no syscall).
+    #[inline]
     pub(crate) fn known_gone(&self) -> bool {
         self.gone
     }
 
     /// Whether an end may still be used: not after the peer broke the
     /// protocol (`corruption`, sticky), nor once it is known to be gone.
+    #[inline]
     pub(crate) fn usable(
         &self,
         corruption: Option<spsc_core::Corruption>,
@@ -142,6 +144,7 @@ impl Link {
 
     /// Called when a non-blocking call found nothing to do: whether it is
     /// time to look (every `IDLE_CHECK_EVERY` such calls).
+    #[inline]
     pub(crate) fn idle_due(&mut self) -> bool {
         self.idle += 1;
         if self.idle >= IDLE_CHECK_EVERY {

@@ -76,6 +76,9 @@ pub(crate) enum Taken<R> {
 }
 
 /// Copies a record into `buf`, which must be long enough.
+// Inlined: a plain function is otherwise called out of line from the
+// caller's crate, on every message received.
+#[inline]
 fn copy_into(record: &Record<'_>, buf: &mut [u8]) -> Taken<usize> {
     let len = record.len();
     if len > buf.len() {
@@ -90,6 +93,9 @@ fn copy_into(record: &Record<'_>, buf: &mut [u8]) -> Taken<usize> {
 
 /// Copies a record into `buf`, resized to its length (bounded by the
 /// ring's maximum message size, which we validated).
+// Inlined: a plain function is otherwise called out of line from the
+// caller's crate, on every message received.
+#[inline]
 pub(crate) fn copy_out(record: &Record<'_>, buf: &mut Vec<u8>) -> Taken<usize> {
     let len = record.len();
     // Only the growth is zero-filled (then overwritten): clearing first

@@ -526,6 +526,7 @@ impl MsgConsumer {
     /// Whether the producer has marked its stream closed (one Acquire
     /// load of `producer_closed`), whether or not records are still
     /// queued; [`end_of_stream`](Self::end_of_stream) says when to stop.
+    #[inline]
     pub fn closed_mark(&self) -> bool {
         self.inner.producer_closed()
     }
@@ -551,6 +552,9 @@ impl MsgConsumer {
     /// assert!(rx.end_of_stream()?);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    // Inlined: a polling receiver calls it on every empty poll, where
+    // all it does is load the closed word; the rest is out of line.
+    #[inline]
     pub fn end_of_stream(&mut self) -> Result<bool, Corruption> {
         if let Some(c) = self.inner.poisoned() {
             return Err(c);
@@ -558,6 +562,13 @@ impl MsgConsumer {
         if !self.inner.producer_closed() {
             return Ok(false);
         }
+        self.drained()
+    }
+
+    /// After the closed mark: whether the ring is still empty.
+    #[cold]
+    #[inline(never)]
+    fn drained(&mut self) -> Result<bool, Corruption> {
         match self.next() {
             Ok(_) => Ok(false),
             Err(PopError::Empty) => Ok(true),
