@@ -719,10 +719,11 @@ fn line_row(slots: usize) -> RttRow {
 /// its one line per direction lands: over 30 set-ups on the project's VM
 /// it ran at 0.8x to 1.3x the `validated-line` reference, which averages
 /// over 128 lines, while the message rings (whose records walk the ring)
-/// stayed within 1.00-1.07x. Three set-ups gave a median that moved by
-/// 0.05x from run to run; nine move it less. A busy set-up takes about
-/// three seconds; the sleeping rows' spread is the scheduler's, which
-/// more set-ups would not narrow.
+/// stayed within 1.00-1.07x. So a row's median samples placements, and
+/// nine samples estimate it better than three (two runs of nine still
+/// gave 1.09x and 1.15x). The extra busy set-ups add about 8 s to a quick
+/// run of this bench; the sleeping rows' spread is the scheduler's,
+/// which more set-ups would not narrow.
 const BUSY_SETUPS: usize = 3;
 
 /// One set-up of the busy rows: each against `validated-line`, and the
