@@ -235,12 +235,6 @@ impl<T: FromBytes + IntoBytes + Immutable> Producer<T> {
         let (first, first_len, second_len) = self.shared.runs(self.write, n);
         let bytes = src[..n].as_bytes();
         let split = first_len * size_of::<T>();
-        // The inline copy before the slots (LAYOUT leaves the order free;
-        // both precede the Release store of the position): its stores go
-        // to the line the consumer waits on, so the line's transfer to
-        // us starts before the slot stores, not after them. Measured on
-        // the busy round trip: docs/ARCHITECTURE.md, "The inline copy".
-        self.stage_inline(bytes.as_ptr(), n);
         // SAFETY: `runs` returns slot runs inside the data area, free for
         // us to write; `bytes` is private and does not overlap them.
         unsafe {
@@ -251,6 +245,7 @@ impl<T: FromBytes + IntoBytes + Immutable> Producer<T> {
                 second_len * size_of::<T>(),
             );
         }
+        self.stage_inline(bytes.as_ptr(), n);
         self.publish(n);
         Ok(n)
     }
