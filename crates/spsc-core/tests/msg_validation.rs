@@ -413,6 +413,33 @@ fn consumer_rejects_a_second_skip_marker_after_a_skip() {
     );
 }
 
+/// A hostile producer that marks its stream closed over a forged record:
+/// the end of the stream is not reported (the closed word only ends a
+/// drained stream), the forgery is, as by a receive, and it sticks. The
+/// closed word over an empty or honest ring ends the stream only once
+/// everything published is received.
+#[test]
+fn the_closed_mark_over_a_forged_record_reports_the_forgery() {
+    let mut buf = buffer();
+    let (region, mut rx) = consumer_ring(&mut buf);
+    let end = record(region, 0, 3, 7);
+    poke32(region, 136, 1);
+    assert_eq!(rx.end_of_stream(), Ok(false)); // a record is still there
+    assert_eq!(rx.pop(&mut [0; MAX]), Ok(3));
+    assert_eq!(rx.end_of_stream(), Ok(true));
+    // The next header with the tag of a later lap: a lie, closed or not.
+    poke64(
+        region,
+        DATA_OFFSET + (end % CAP as u64) as usize,
+        word(tag(end) + 99, 1),
+    );
+    let expected = sequence(tag(end) + 99, tag(end));
+    assert_eq!(rx.end_of_stream(), Err(expected));
+    assert_eq!(rx.corruption(), Some(expected));
+    assert_eq!(rx.end_of_stream(), Err(expected));
+    assert_eq!(rx.pop(&mut [0; MAX]), Err(MsgPopError::Corrupted(expected)));
+}
+
 #[test]
 fn consumer_does_not_use_the_write_position_hint() {
     let mut buf = buffer();
