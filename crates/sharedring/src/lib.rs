@@ -81,7 +81,8 @@
 //! A sender that is closed ([`Sender::close`]) or dropped (outside a
 //! panic) ends its stream: the receiver delivers everything, then
 //! [`Error::Closed`] (`io::Read` gives `Ok(0)`), at once even if it is
-//! blocked or the peer's socket stays open. A sender that crashes
+//! blocked or the peer's socket stays open (a receiver polling an empty
+//! ring: within 16 polls). A sender that crashes
 //! (killed, aborted, panicking) leaves [`Error::PeerGone`] instead, after
 //! the same drain.
 //!

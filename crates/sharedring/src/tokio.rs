@@ -98,6 +98,9 @@ impl Reactor {
                 return Ok(out);
             }
             let Endpoint { half, link, .. } = end(inner);
+            // After a wait, the next empty attempt looks at the closed
+            // word at once.
+            link.busy();
             if side.prepare_wait(half)? == WaitCheck::Ready {
                 continue;
             }

@@ -304,6 +304,9 @@ macro_rules! ring_source {
             fn arm(&mut self, want: usize) -> Result<WaitCheck, Error> {
                 let _ = want;
                 let mut side = $side(want);
+                // After this wait, the next empty attempt looks at the
+                // closed word at once.
+                self.end.busy();
                 Ok(side.prepare_wait(&mut self.end.half)?)
             }
             fn disarm(&mut self) {

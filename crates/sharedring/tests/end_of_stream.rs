@@ -404,3 +404,80 @@ fn an_in_place_reader_gets_everything_then_closed_even_without_liveness() {
         assert!(matches!(rx.read_chunk(8), Err(Error::Closed)), "sticky");
     }
 }
+
+/// How many non-blocking polls of an empty ring may pass after a close
+/// before the receiver reports it (the facade looks at the closed word on
+/// the first empty poll after data or a wait, then on every 16th).
+const CLOSE_SEEN_WITHIN: usize = 16;
+
+#[test]
+fn a_receiver_polling_an_empty_ring_sees_the_close_within_16_polls() {
+    // No liveness descriptor: the closed word is the only news. The
+    // receiver has polled the empty ring `before` times when the close
+    // lands (every phase of the count, and past the socket check's 1024).
+    let opts = Options::new().capacity_elements(64);
+    for before in [1usize, 2, 15, 16, 17, 31, 1023, 1024, 1025, 3000] {
+        let (tx, offer) = Sender::<u64>::create_offer(&opts, None).unwrap();
+        let mut rx = Receiver::<u64>::from_offer(offer, &Options::new(), None).unwrap();
+        let mut buf = [0u64; 4];
+        for _ in 0..before {
+            assert_eq!(rx.try_recv(&mut buf).unwrap(), 0, "open and empty");
+        }
+        tx.close().unwrap();
+        let polls = (1..=CLOSE_SEEN_WITHIN)
+            .find(|_| match rx.try_recv(&mut buf) {
+                Ok(0) => false,
+                Err(Error::Closed) => true,
+                other => panic!("element ring, {before} polls before: {other:?}"),
+            })
+            .unwrap_or_else(|| panic!("element ring: the close unseen after {before} + 16 polls"));
+        assert!(
+            matches!(rx.try_recv(&mut buf), Err(Error::Closed)),
+            "sticky after {polls}"
+        );
+
+        let mopts = Options::new().capacity_bytes(4096);
+        let (tx, offer) = MsgSender::create_offer(&mopts, None).unwrap();
+        let mut rx = MsgReceiver::from_offer(offer, &Options::new(), None).unwrap();
+        let mut buf = [0u8; 16];
+        for _ in 0..before {
+            assert_eq!(rx.try_recv_into(&mut buf).unwrap(), None, "open and empty");
+        }
+        tx.close().unwrap();
+        (1..=CLOSE_SEEN_WITHIN)
+            .find(|_| match rx.try_recv_into(&mut buf) {
+                Ok(None) => false,
+                Err(Error::Closed) => true,
+                other => panic!("message ring, {before} polls before: {other:?}"),
+            })
+            .unwrap_or_else(|| panic!("message ring: the close unseen after {before} + 16 polls"));
+    }
+}
+
+#[test]
+fn the_first_poll_after_a_wait_sees_the_close_at_once() {
+    // A receiver that polled the ring empty a few times (away from the
+    // count's looking phase), then waited (a blocking receive that timed
+    // out, both within the spin budget and past it), sees a close that
+    // landed since at its first poll: event loops poll once per wake-up.
+    let opts = Options::new().capacity_elements(64);
+    for wait in [Duration::from_micros(1), Duration::from_millis(5)] {
+        let (tx, offer) = Sender::<u64>::create_offer(&opts, None).unwrap();
+        let mut rx = Receiver::<u64>::from_offer(offer, &Options::new(), None).unwrap();
+        let mut buf = [0u64; 4];
+        for _ in 0..5 {
+            assert_eq!(rx.try_recv(&mut buf).unwrap(), 0);
+        }
+        let timed_out = rx.recv(&mut buf, Some(wait)).unwrap_err();
+        assert!(
+            matches!(timed_out, Error::TimedOut { done: 0 }),
+            "{timed_out}"
+        );
+        tx.close().unwrap();
+        let end = rx.try_recv(&mut buf).unwrap_err();
+        assert!(
+            matches!(end, Error::Closed),
+            "after waiting {wait:?}: {end}"
+        );
+    }
+}

@@ -119,8 +119,9 @@ impl<T: Element> Receiver<T> {
     /// # Errors
     ///
     /// [`Error::Closed`] once the ring is drained and the sender closed
-    /// its stream (an empty ring looks at the ring's closed word every
-    /// time), and from then on; [`Error::PeerGone`] once the ring is
+    /// its stream (an empty ring looks at the ring's closed word on the
+    /// first empty call after data or a wait, then on every 16th), and
+    /// from then on; [`Error::PeerGone`] once the ring is
     /// drained and the peer is known to be gone (an empty ring makes us
     /// look at the socket every so often); [`Error::Corrupted`] if the
     /// peer broke the protocol.
@@ -282,6 +283,9 @@ impl<T: Element> Receiver<T> {
             if n == 0 {
                 return Err(self.end.end_of_stream());
             }
+        }
+        if n > 0 {
+            self.end.busy();
         }
         let chunk = self.end.half.read_chunk(n)?;
         Ok(RecvChunk {

@@ -237,18 +237,19 @@ impl<K: Kind> Endpoint<K> {
 
     /// After a non-blocking call found nothing to do (empty or full):
     /// whether the peer is now known to be gone, or (for a receiver) to
-    /// have ended its stream. The closed word is looked at on every call
-    /// (one load of the line the receiver reads the write position from),
-    /// the socket every so often.
+    /// have ended its stream. The closed word is looked at on the first
+    /// such call after progress or a wait, then every so often (see
+    /// `CLOSED_CHECK_EVERY` in `link`), the socket less often still.
     #[inline]
     pub(crate) fn idle_gone(&mut self) -> bool {
-        if self.link.known_gone() || (K::ROLE == setup::Role::Receiver && self.peer_closed()) {
+        if self.link.known_gone() {
             return true;
         }
-        if !self.link.idle_due() {
-            return false;
+        let due = self.link.idle_due();
+        if K::ROLE == setup::Role::Receiver && (self.closed || due.closed) && self.peer_closed() {
+            return true;
         }
-        self.link.check()
+        due.socket && self.link.check()
     }
 
     /// Receivers: whether the sender closed its stream and the ring is

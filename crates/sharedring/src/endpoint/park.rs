@@ -42,6 +42,9 @@ pub(crate) fn wait<H>(
     if link.known_gone() {
         return Ok(Outcome::PeerGone);
     }
+    // After a wait, however it ends, the next empty non-blocking call
+    // looks at the closed word at once.
+    link.busy();
     // Spin phase: bounded by the budget and the deadline. The clock is
     // read every 64 spins only.
     if !spin.is_zero() {
