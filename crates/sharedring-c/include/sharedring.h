@@ -37,7 +37,9 @@
 
 /*
  The sender closed its stream and everything was received (end of
- stream).
+ stream). A blocking call reports it at once; a non-blocking one that
+ keeps finding the ring empty (`SHAREDRING_AGAIN`) reports it within 16
+ calls, and at once on its first empty call after data or a wait.
  */
 #define SHAREDRING_ERR_CLOSED -2
 

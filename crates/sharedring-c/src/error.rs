@@ -20,7 +20,9 @@ pub const SHAREDRING_READY: c_int = 2;
 /// after it delivered everything the peer sent.
 pub const SHAREDRING_ERR_PEER_GONE: c_int = -1;
 /// The sender closed its stream and everything was received (end of
-/// stream).
+/// stream). A blocking call reports it at once; a non-blocking one that
+/// keeps finding the ring empty (`SHAREDRING_AGAIN`) reports it within 16
+/// calls, and at once on its first empty call after data or a wait.
 pub const SHAREDRING_ERR_CLOSED: c_int = -2;
 /// The timeout passed.
 pub const SHAREDRING_ERR_TIMED_OUT: c_int = -3;
