@@ -1,7 +1,8 @@
 //! `WaitSet` in one process: no wake-up is lost across many rings, a
 //! sender is reported writable when room frees, a paused token is not
 //! reported, a stalled handshake is ended by its deadline without
-//! delaying a ring that streams, and idle rings are not looked at.
+//! delaying a ring that streams, idle rings are not looked at, and a ring
+//! reported after its close answers `Closed` at the first poll.
 
 use std::time::{Duration, Instant};
 
@@ -202,4 +203,33 @@ fn idle_rings_are_not_reported() {
     set.wait(&mut events, Some(Duration::from_secs(5))).unwrap();
     let tokens: Vec<u64> = events.iter().map(|e| e.token()).collect();
     assert_eq!(tokens, [123]);
+}
+
+#[test]
+fn a_ring_reported_after_its_close_answers_closed_at_the_first_poll() {
+    // A receiver that polled its ring empty a few times (so its count of
+    // empty polls is away from the one that looks at the closed word),
+    // then was armed by the set: the close wakes the set, and the first
+    // poll after that wait reports the end, not "empty". No liveness
+    // descriptor: the closed word is the only news.
+    let mut set = WaitSet::new().unwrap();
+    let opts = Options::new().capacity_elements(64);
+    let (tx, offer) = Sender::<u64>::create_offer(&opts, None).unwrap();
+    let rx = Receiver::<u64>::from_offer(offer, &Options::new(), None).unwrap();
+    set.insert(7, rx).unwrap();
+    let mut buf = [0u64; 4];
+    for _ in 0..5 {
+        let rx = set.get_mut::<Receiver<u64>>(7).unwrap();
+        assert_eq!(rx.try_recv(&mut buf).unwrap(), 0);
+    }
+    let mut events = Vec::new();
+    set.wait(&mut events, Some(Duration::ZERO)).unwrap();
+    assert!(events.is_empty());
+    tx.close().unwrap();
+    set.wait(&mut events, Some(Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(events.iter().map(|e| e.token()).collect::<Vec<_>>(), [7]);
+    let rx = set.get_mut::<Receiver<u64>>(7).unwrap();
+    let end = rx.try_recv(&mut buf).unwrap_err();
+    assert!(matches!(end, Error::Closed), "{end}");
 }
